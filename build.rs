@@ -1,0 +1,36 @@
+//! Compiles the gRPC API from `proto/` and derives its canonical JSON mapping (pbjson), which the
+//! CLI uses for `--output json`. The descriptor set (with comments) is embedded for reflection.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "proto/orgtrail/v1/organization.proto",
+    "proto/orgtrail/v1/account.proto",
+    "proto/orgtrail/v1/trail.proto",
+    "proto/orgtrail/v1/token.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("PROTOC").is_none() {
+        // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
+        unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptor_path = out.join("orgtrail_descriptor.bin");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(&descriptor_path)
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .compile_protos(PROTOS, &["proto"])?;
+
+    let descriptor_set = std::fs::read(&descriptor_path)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor_set)?
+        // snake_case field names, as the API documents them; defaults printed, so `false` shows.
+        .preserve_proto_field_names()
+        .emit_fields()
+        .build(&[".orgtrail"])?;
+
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

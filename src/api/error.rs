@@ -1,0 +1,97 @@
+//! The API layer's error, mapped once to gRPC status codes.
+
+use tonic::Status;
+
+use crate::model::FieldError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(#[from] FieldError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::InvalidArgument(FieldError::new(field, message))
+    }
+
+    /// Whether a client may retry the same call unchanged.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::InvalidArgument(_)
+            | Self::NotFound(_)
+            | Self::AlreadyExists(_)
+            | Self::FailedPrecondition(_)
+            | Self::PermissionDenied(_)
+            | Self::Unauthenticated(_)
+            | Self::ResourceExhausted(_)
+            | Self::Internal(_) => false,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(what) => Self::NotFound(format!("{what} not found")),
+            StoreError::AlreadyExists(what) => Self::AlreadyExists(format!("{what} already exists")),
+            StoreError::LimitExceeded(message) => Self::ResourceExhausted(message),
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_),
+            ) => Self::Unavailable("the database is unavailable; retry later".into()),
+            other @ (StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_)) => {
+                tracing::error!(error = %other, "store error");
+                Self::Internal("internal error; see the server log".into())
+            }
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        let message = error.to_string();
+        match error {
+            ApiError::InvalidArgument(_) => Status::invalid_argument(message),
+            ApiError::NotFound(_) => Status::not_found(message),
+            ApiError::AlreadyExists(_) => Status::already_exists(message),
+            ApiError::FailedPrecondition(_) => Status::failed_precondition(message),
+            ApiError::PermissionDenied(_) => Status::permission_denied(message),
+            ApiError::Unauthenticated(_) => Status::unauthenticated(message),
+            ApiError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            ApiError::Unavailable(_) => Status::unavailable(message),
+            ApiError::Internal(_) => Status::internal(message),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<tonic::Response<T>, Status>;
+
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
+impl From<FieldError> for Status {
+    fn from(error: FieldError) -> Self {
+        ApiError::from(error).into()
+    }
+}

@@ -1,0 +1,399 @@
+//! TrailService: CloudTrail's trail API with organization-aware authorization.
+
+use tonic::{Request, Response};
+
+use super::Ctx;
+use super::auth::{Action, Caller, authorize, can_see_trail};
+use super::convert;
+use super::error::{ApiError, ApiResult};
+use crate::model::selectors::{EventSelectors, validate_insight_selectors};
+use crate::model::trail::{Trail, TrailSettings, validate_tags};
+use crate::model::{AccountId, BucketName, Region, TrailArn, TrailName};
+use crate::proto::v1 as pb;
+use crate::store::accounts::{self, AccountStatus};
+use crate::store::{organizations, page, trails};
+
+pub struct TrailApi {
+    ctx: Ctx,
+}
+
+impl TrailApi {
+    pub fn new(ctx: Ctx) -> Self {
+        Self { ctx }
+    }
+
+    /// Whether a member caller's account is ACTIVE (organization trails cover only those).
+    async fn member_active(&self, caller: &Caller) -> Result<bool, ApiError> {
+        let Some(account_id) = caller.member_account() else {
+            return Ok(true);
+        };
+        let account = accounts::get(&self.ctx.pool, account_id).await?;
+        Ok(account.is_some_and(|a| a.status == AccountStatus::Active))
+    }
+
+    /// Finds the trail a "name or ARN" argument names, among the trails the caller may see.
+    /// Trails the caller may not see are reported as not found.
+    async fn resolve(&self, caller: &Caller, field: &str, name_or_arn: &str) -> Result<Trail, ApiError> {
+        if name_or_arn.is_empty() {
+            return Err(ApiError::invalid(field, "a trail name or ARN is required"));
+        }
+        let not_found = || ApiError::NotFound(format!("trail {name_or_arn} not found"));
+        let member_active = self.member_active(caller).await?;
+        if TrailArn::looks_like_arn(name_or_arn) {
+            let arn = TrailArn::parse(field, name_or_arn)?;
+            let trail = trails::get_by_arn(&self.ctx.pool, &arn).await?.ok_or_else(not_found)?;
+            return if can_see_trail(caller, &trail, member_active) { Ok(trail) } else { Err(not_found()) };
+        }
+        let name = TrailName::parse(field, name_or_arn)?;
+        let mut visible: Vec<Trail> = trails::find_by_name(&self.ctx.pool, &name)
+            .await?
+            .into_iter()
+            .filter(|t| can_see_trail(caller, t, member_active))
+            .collect();
+        if let Some(own) = caller.member_account()
+            && visible.len() > 1
+        {
+            // A member's own trail wins over an organization trail of the same name.
+            visible.retain(|t| t.owner() == own);
+        }
+        match visible.len() {
+            0 => Err(not_found()),
+            1 => Ok(visible.remove(0)),
+            _ => Err(ApiError::invalid(
+                field,
+                format!(
+                    "{} trails are named {name_or_arn:?}; pass the trail ARN instead ({})",
+                    visible.len(),
+                    visible.iter().map(|t| t.arn.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Resolves a trail the caller wants to change, and checks that it may.
+    async fn resolve_for_write(&self, caller: &Caller, field: &str, name_or_arn: &str) -> Result<Trail, ApiError> {
+        authorize(caller, Action::WriteTrails)?;
+        let trail = self.resolve(caller, field, name_or_arn).await?;
+        authorize(caller, Action::WriteTrail(&trail))?;
+        Ok(trail)
+    }
+
+    /// The owner of a new trail: the management account for organization trails; the given
+    /// account (admins) or the caller's own account (members) for account trails.
+    async fn new_trail_owner(
+        &self,
+        caller: &Caller,
+        requested: &str,
+        organization: bool,
+    ) -> Result<AccountId, ApiError> {
+        let requested =
+            if requested.is_empty() { None } else { Some(AccountId::parse("owner_account_id", requested)?) };
+        if organization {
+            let org = organizations::get(&self.ctx.pool).await?.ok_or_else(|| {
+                ApiError::FailedPrecondition(
+                    "organization trails need an organization; create it with CreateOrganization first".into(),
+                )
+            })?;
+            if let Some(requested) = requested
+                && requested != org.management_account_id
+            {
+                return Err(ApiError::invalid(
+                    "owner_account_id",
+                    format!(
+                        "organization trails are owned by the management account {}, not {requested}",
+                        org.management_account_id
+                    ),
+                ));
+            }
+            return Ok(org.management_account_id);
+        }
+        let owner = match (requested, caller.member_account()) {
+            (Some(requested), _) => requested,
+            (None, Some(own)) => own.clone(),
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "owner_account_id",
+                    "required for account trails created by admins (the account the trail covers)",
+                ));
+            }
+        };
+        match accounts::get(&self.ctx.pool, &owner).await? {
+            Some(account) if account.status != AccountStatus::Removed => Ok(owner),
+            _ => Err(ApiError::FailedPrecondition(format!("account {owner} is not registered; register it first"))),
+        }
+    }
+}
+
+fn optional_bucket(value: &str) -> Result<BucketName, ApiError> {
+    if value.is_empty() {
+        return Err(ApiError::invalid("s3_bucket_name", "is required"));
+    }
+    Ok(BucketName::parse("s3_bucket_name", value)?)
+}
+
+fn selectors_response(trail: &Trail) -> pb::EventSelectorsResponse {
+    pb::EventSelectorsResponse {
+        trail_arn: trail.arn.to_string(),
+        event_selectors: trail.event_selectors.reported_basic().iter().map(convert::event_selector).collect(),
+        advanced_event_selectors: trail
+            .event_selectors
+            .reported_advanced()
+            .iter()
+            .map(convert::advanced_selector)
+            .collect(),
+    }
+}
+
+fn insights_response(trail: &Trail) -> pb::InsightSelectorsResponse {
+    pb::InsightSelectorsResponse {
+        trail_arn: trail.arn.to_string(),
+        insight_selectors: trail.insight_selectors.iter().map(convert::insight_selector).collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::trail_service_server::TrailService for TrailApi {
+    async fn create_trail(&self, request: Request<pb::CreateTrailRequest>) -> ApiResult<pb::Trail> {
+        let caller = Caller::of(&request)?;
+        authorize(&caller, Action::WriteTrails)?;
+        let input = request.into_inner();
+        let name = TrailName::parse("name", &input.name)?;
+        let home_region = if input.home_region.is_empty() {
+            self.ctx.default_region.clone()
+        } else {
+            Region::parse("home_region", &input.home_region)?
+        };
+        let owner = self.new_trail_owner(&caller, &input.owner_account_id, input.is_organization_trail).await?;
+        authorize(&caller, Action::CreateTrail { owner: &owner, organization: input.is_organization_trail })?;
+        let settings = TrailSettings {
+            s3_bucket_name: optional_bucket(&input.s3_bucket_name)?,
+            s3_key_prefix: input.s3_key_prefix,
+            is_multi_region_trail: input.is_multi_region_trail.unwrap_or(true),
+            include_global_service_events: input.include_global_service_events.unwrap_or(true),
+            is_organization_trail: input.is_organization_trail,
+            log_file_validation_enabled: input.log_file_validation_enabled,
+            cloud_watch_logs_log_group_arn: input.cloud_watch_logs_log_group_arn,
+            cloud_watch_logs_role_arn: input.cloud_watch_logs_role_arn,
+            kms_key_id: input.kms_key_id,
+            sns_topic_name: input.sns_topic_name,
+        };
+        settings.validate()?;
+        let tags = convert::tags_from(input.tags);
+        validate_tags(&tags)?;
+        let arn = TrailArn::new(home_region, owner, name);
+        let trail = trails::create(&self.ctx.pool, &arn, &settings, &tags).await?;
+        tracing::info!(trail_arn = %trail.arn, organization = settings.is_organization_trail, "trail created");
+        Ok(Response::new(convert::trail(&trail)))
+    }
+
+    async fn update_trail(&self, request: Request<pb::UpdateTrailRequest>) -> ApiResult<pb::Trail> {
+        let caller = Caller::of(&request)?;
+        let input = request.into_inner();
+        let trail = self.resolve_for_write(&caller, "name", &input.name).await?;
+        let mut settings = trail.settings.clone();
+        if let Some(bucket) = input.s3_bucket_name {
+            settings.s3_bucket_name = optional_bucket(&bucket)?;
+        }
+        if let Some(prefix) = input.s3_key_prefix {
+            settings.s3_key_prefix = prefix;
+        }
+        if let Some(multi) = input.is_multi_region_trail {
+            settings.is_multi_region_trail = multi;
+        }
+        if let Some(global) = input.include_global_service_events {
+            settings.include_global_service_events = global;
+        }
+        if let Some(organization) = input.is_organization_trail
+            && organization != settings.is_organization_trail
+        {
+            if caller.member_account().is_some() {
+                return Err(ApiError::PermissionDenied(
+                    "a member token may not convert trails to or from organization trails".into(),
+                )
+                .into());
+            }
+            if organization {
+                let management = self.new_trail_owner(&caller, "", true).await?;
+                if trail.owner() != &management {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "only trails owned by the management account {management} can become organization trails"
+                    ))
+                    .into());
+                }
+            }
+            settings.is_organization_trail = organization;
+        }
+        if let Some(validation) = input.log_file_validation_enabled {
+            settings.log_file_validation_enabled = validation;
+        }
+        if let Some(group) = input.cloud_watch_logs_log_group_arn {
+            settings.cloud_watch_logs_log_group_arn = group;
+        }
+        if let Some(role) = input.cloud_watch_logs_role_arn {
+            settings.cloud_watch_logs_role_arn = role;
+        }
+        if let Some(key) = input.kms_key_id {
+            settings.kms_key_id = key;
+        }
+        if let Some(topic) = input.sns_topic_name {
+            settings.sns_topic_name = topic;
+        }
+        settings.validate()?;
+        let updated = trails::update_settings(&self.ctx.pool, &trail, &settings).await?;
+        tracing::info!(trail_arn = %updated.arn, "trail updated");
+        Ok(Response::new(convert::trail(&updated)))
+    }
+
+    async fn delete_trail(&self, request: Request<pb::DeleteTrailRequest>) -> ApiResult<pb::DeleteTrailResponse> {
+        let caller = Caller::of(&request)?;
+        let trail = self.resolve_for_write(&caller, "name", &request.get_ref().name).await?;
+        trails::delete(&self.ctx.pool, &trail).await?;
+        tracing::info!(trail_arn = %trail.arn, "trail deleted");
+        Ok(Response::new(pb::DeleteTrailResponse {}))
+    }
+
+    async fn get_trail(&self, request: Request<pb::GetTrailRequest>) -> ApiResult<pb::Trail> {
+        let caller = Caller::of(&request)?;
+        authorize(&caller, Action::ReadTrails)?;
+        let trail = self.resolve(&caller, "name", &request.get_ref().name).await?;
+        Ok(Response::new(convert::trail(&trail)))
+    }
+
+    async fn list_trails(&self, request: Request<pb::ListTrailsRequest>) -> ApiResult<pb::ListTrailsResponse> {
+        let caller = Caller::of(&request)?;
+        authorize(&caller, Action::ReadTrails)?;
+        let input = request.into_inner();
+        let limit = page::size(input.page_size)?;
+        let after = page::decode(&input.next_token)?
+            .map(|key| key.parse::<i64>().map_err(|_| ApiError::invalid("next_token", "is not a token returned by this API")))
+            .transpose()?;
+        let mut found = trails::list(&self.ctx.pool, after, limit + 1, caller.member_account()).await?;
+        let next_token = if found.len() as i64 > limit {
+            found.truncate(limit as usize);
+            found.last().map(|t| page::encode(&t.id.to_string())).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListTrailsResponse { trails: found.iter().map(convert::trail).collect(), next_token }))
+    }
+
+    async fn start_logging(&self, request: Request<pb::StartLoggingRequest>) -> ApiResult<pb::StartLoggingResponse> {
+        let caller = Caller::of(&request)?;
+        let trail = self.resolve_for_write(&caller, "name", &request.get_ref().name).await?;
+        trails::set_logging(&self.ctx.pool, &trail, true).await?;
+        tracing::info!(trail_arn = %trail.arn, "logging started");
+        Ok(Response::new(pb::StartLoggingResponse {}))
+    }
+
+    async fn stop_logging(&self, request: Request<pb::StopLoggingRequest>) -> ApiResult<pb::StopLoggingResponse> {
+        let caller = Caller::of(&request)?;
+        let trail = self.resolve_for_write(&caller, "name", &request.get_ref().name).await?;
+        trails::set_logging(&self.ctx.pool, &trail, false).await?;
+        tracing::info!(trail_arn = %trail.arn, "logging stopped");
+        Ok(Response::new(pb::StopLoggingResponse {}))
+    }
+
+    async fn get_trail_status(&self, request: Request<pb::GetTrailStatusRequest>) -> ApiResult<pb::TrailStatus> {
+        let caller = Caller::of(&request)?;
+        authorize(&caller, Action::ReadTrails)?;
+        let trail = self.resolve(&caller, "name", &request.get_ref().name).await?;
+        let delivery = trails::delivery_status(&self.ctx.pool, &trail).await?;
+        Ok(Response::new(pb::TrailStatus {
+            trail_arn: trail.arn.to_string(),
+            is_logging: trail.is_logging,
+            start_logging_time: convert::opt_timestamp(trail.start_logging_time),
+            stop_logging_time: convert::opt_timestamp(trail.stop_logging_time),
+            latest_delivery_time: convert::opt_timestamp(delivery.latest_delivery_time),
+            latest_delivery_attempt_time: convert::opt_timestamp(delivery.latest_delivery_attempt_time),
+            latest_delivery_error: delivery.latest_delivery_error,
+            latest_digest_delivery_time: convert::opt_timestamp(delivery.latest_digest_delivery_time),
+            latest_digest_delivery_error: delivery.latest_digest_delivery_error,
+            latest_notification_time: convert::opt_timestamp(delivery.latest_notification_time),
+            latest_notification_error: delivery.latest_notification_error,
+            latest_cloud_watch_logs_delivery_time: convert::opt_timestamp(
+                delivery.latest_cloud_watch_logs_delivery_time,
+            ),
+            latest_cloud_watch_logs_delivery_error: delivery.latest_cloud_watch_logs_delivery_error,
+        }))
+    }
+
+    async fn put_event_selectors(
+        &self,
+        request: Request<pb::PutEventSelectorsRequest>,
+    ) -> ApiResult<pb::EventSelectorsResponse> {
+        let caller = Caller::of(&request)?;
+        let input = request.into_inner();
+        let trail = self.resolve_for_write(&caller, "trail_name", &input.trail_name).await?;
+        let basic = input
+            .event_selectors
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| convert::event_selector_from(i, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let advanced = input.advanced_event_selectors.into_iter().map(convert::advanced_selector_from).collect();
+        let selectors = EventSelectors::new(basic, advanced)?;
+        let updated = trails::put_event_selectors(&self.ctx.pool, &trail, &selectors).await?;
+        tracing::info!(trail_arn = %updated.arn, "event selectors put");
+        Ok(Response::new(selectors_response(&updated)))
+    }
+
+    async fn get_event_selectors(
+        &self,
+        request: Request<pb::GetEventSelectorsRequest>,
+    ) -> ApiResult<pb::EventSelectorsResponse> {
+        let caller = Caller::of(&request)?;
+        authorize(&caller, Action::ReadTrails)?;
+        let trail = self.resolve(&caller, "trail_name", &request.get_ref().trail_name).await?;
+        Ok(Response::new(selectors_response(&trail)))
+    }
+
+    async fn put_insight_selectors(
+        &self,
+        request: Request<pb::PutInsightSelectorsRequest>,
+    ) -> ApiResult<pb::InsightSelectorsResponse> {
+        let caller = Caller::of(&request)?;
+        let input = request.into_inner();
+        let trail = self.resolve_for_write(&caller, "trail_name", &input.trail_name).await?;
+        let selectors = validate_insight_selectors(
+            input.insight_selectors.into_iter().map(convert::insight_selector_from).collect(),
+        )?;
+        let updated = trails::put_insight_selectors(&self.ctx.pool, &trail, &selectors).await?;
+        Ok(Response::new(insights_response(&updated)))
+    }
+
+    async fn get_insight_selectors(
+        &self,
+        request: Request<pb::GetInsightSelectorsRequest>,
+    ) -> ApiResult<pb::InsightSelectorsResponse> {
+        let caller = Caller::of(&request)?;
+        authorize(&caller, Action::ReadTrails)?;
+        let trail = self.resolve(&caller, "trail_name", &request.get_ref().trail_name).await?;
+        Ok(Response::new(insights_response(&trail)))
+    }
+
+    async fn add_tags(&self, request: Request<pb::AddTagsRequest>) -> ApiResult<pb::Trail> {
+        let caller = Caller::of(&request)?;
+        let input = request.into_inner();
+        let trail = self.resolve_for_write(&caller, "name", &input.name).await?;
+        let mut tags = trail.tags.clone();
+        for tag in convert::tags_from(input.tags) {
+            match tags.iter_mut().find(|t| t.key == tag.key) {
+                Some(existing) => existing.value = tag.value,
+                None => tags.push(tag),
+            }
+        }
+        validate_tags(&tags)?;
+        let updated = trails::set_tags(&self.ctx.pool, &trail, &tags).await?;
+        Ok(Response::new(convert::trail(&updated)))
+    }
+
+    async fn remove_tags(&self, request: Request<pb::RemoveTagsRequest>) -> ApiResult<pb::Trail> {
+        let caller = Caller::of(&request)?;
+        let input = request.into_inner();
+        let trail = self.resolve_for_write(&caller, "name", &input.name).await?;
+        let mut tags = trail.tags.clone();
+        tags.retain(|t| !input.keys.contains(&t.key));
+        let updated = trails::set_tags(&self.ctx.pool, &trail, &tags).await?;
+        Ok(Response::new(convert::trail(&updated)))
+    }
+}

@@ -1,0 +1,219 @@
+//! The command line: server commands (`dev`, `serve`, `worker`, `migrate`) and admin verbs that
+//! call the gRPC API. Every failure exits non-zero with one line on stderr.
+
+pub mod admin;
+pub mod client;
+pub mod output;
+pub mod trails;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+use output::Output;
+
+#[derive(Debug, Parser)]
+#[command(name = "orgtrail", version, about = "Self-hosted, CloudTrail-compatible, organization-wide trail aggregator")]
+pub struct Cli {
+    /// Control-plane gRPC endpoint (default: from ./.orgtrail/dev.json).
+    #[arg(long, global = true, env = "ORGTRAIL_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// API token (default: the admin token in ./.orgtrail/dev.json).
+    #[arg(long, global = true, env = "ORGTRAIL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) to trust for an https:// endpoint.
+    #[arg(long, global = true, env = "ORGTRAIL_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Output format of admin verbs.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table, env = "ORGTRAIL_OUTPUT")]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole system locally with embedded Postgres and S3; prints endpoints and an admin token.
+    Dev(DevArgs),
+    /// Run the control plane (gRPC) from a config file and the environment.
+    Serve(ServerArgs),
+    /// Run a worker from a config file and the environment.
+    Worker(ServerArgs),
+    /// Apply database migrations and exit.
+    Migrate(ServerArgs),
+    /// Create an admin token directly in the database (first token of a new deployment).
+    CreateAdminToken(CreateAdminTokenArgs),
+    /// Manage the organization.
+    #[command(subcommand)]
+    Org(admin::OrgCommand),
+    /// Manage member accounts.
+    #[command(subcommand)]
+    Accounts(admin::AccountsCommand),
+    /// Manage trails (CloudTrail's trail API).
+    #[command(subcommand)]
+    Trails(trails::TrailsCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Tokens(admin::TokensCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Where state lives (Postgres cluster, S3 objects, secrets, dev.json).
+    #[arg(long, default_value = ".orgtrail")]
+    pub data_dir: PathBuf,
+    /// gRPC listen address; port 0 picks a free port (written to dev.json).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub grpc_listen: SocketAddr,
+    /// S3 listen address; port 0 picks a free port (written to dev.json).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub s3_listen: SocketAddr,
+    /// Port of the embedded Postgres; 0 picks a free port.
+    #[arg(long, default_value_t = 0)]
+    pub postgres_port: u16,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// TOML config file; environment variables (ORGTRAIL_*, DATABASE_URL) override it.
+    #[arg(long, short = 'c', env = "ORGTRAIL_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateAdminTokenArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Name of the token.
+    #[arg(long, default_value = "admin")]
+    pub name: String,
+    /// Also create an access key pair (needs master_key).
+    #[arg(long)]
+    pub with_access_key: bool,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,aws=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", format!("{error:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli { endpoint, token, ca_cert, output, command } = cli;
+    let connect = || async { client::connect(&client::resolve_target(endpoint, token, ca_cert)?).await };
+    match command {
+        Command::Dev(args) => {
+            init_tracing(LogFormat::Text);
+            crate::dev::run(crate::dev::DevOptions {
+                data_dir: args.data_dir,
+                grpc_listen: args.grpc_listen,
+                s3_listen: args.s3_listen,
+                postgres_port: args.postgres_port,
+            })
+            .await
+        }
+        Command::Serve(args) => {
+            let config = Config::load(args.config.as_deref())?;
+            init_tracing(config.log_format);
+            crate::serve::serve(config).await
+        }
+        Command::Worker(args) => {
+            let config = Config::load(args.config.as_deref())?;
+            init_tracing(config.log_format);
+            let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
+            crate::store::migrate(&pool).await?;
+            crate::worker::run(pool, shutdown_signal()).await
+        }
+        Command::Migrate(args) => {
+            let config = Config::load(args.config.as_deref())?;
+            init_tracing(config.log_format);
+            let pool = crate::store::connect(config.database_url()?, 2).await?;
+            crate::store::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::CreateAdminToken(args) => admin::create_admin_token(args, output).await,
+        Command::Org(command) => {
+            let clients = connect().await?;
+            admin::org(clients, command, output).await
+        }
+        Command::Accounts(command) => {
+            let clients = connect().await?;
+            admin::accounts(clients, command, output).await
+        }
+        Command::Trails(command) => {
+            let clients = connect().await?;
+            trails::run(clients, command, output).await
+        }
+        Command::Tokens(command) => {
+            let clients = connect().await?;
+            admin::tokens(clients, command, output).await
+        }
+    }
+}
+
+/// Turns a failed call into a one-line error.
+pub fn call_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!(client::describe_status(&status))
+}
+
+/// `--flag` / `--no-flag` pairs: None when neither was given.
+pub fn flag_pair(yes: bool, no: bool) -> Option<bool> {
+    match (yes, no) {
+        (true, _) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    }
+}
+
+/// Reads an aws-cli style argument: `file://PATH`, or the JSON text itself.
+pub fn read_json_argument(flag: &str, value: &str) -> anyhow::Result<String> {
+    match value.strip_prefix("file://") {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{flag}: cannot read {path}: {e}")),
+        None => Ok(value.to_owned()),
+    }
+}

@@ -1,0 +1,241 @@
+//! `orgtrail dev`: the whole system in one process with embedded defaults — a private Postgres,
+//! an in-process S3-compatible store, the control plane and a worker. State lives in the data
+//! directory and survives restarts; `DIR/dev.json` tells scripts and the CLI where things are.
+
+pub mod postgres;
+pub mod s3;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{self, Ctx};
+use crate::model::ids::COMMERCIAL_REGIONS;
+use crate::model::{AccountId, OrganizationId, Region};
+use crate::secrets::{MasterKey, hash_bearer_secret};
+use crate::store::{self, organizations, tokens};
+
+/// The bucket `dev` creates and prints.
+pub const DEV_BUCKET: &str = "orgtrail-dev";
+/// The management account of the demo organization (the documentation example account).
+pub const DEV_MANAGEMENT_ACCOUNT: &str = "123456789012";
+const DEV_REGION: &str = "us-east-1";
+
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    pub data_dir: PathBuf,
+    pub grpc_listen: SocketAddr,
+    pub s3_listen: SocketAddr,
+    /// Postgres port; 0 picks a free one.
+    pub postgres_port: u16,
+}
+
+/// What `dev` writes to `DIR/dev.json` for scripts and other tools.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevInfo {
+    pub grpc_endpoint: String,
+    pub s3_endpoint: String,
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: String,
+    pub region: String,
+    pub bucket: String,
+    pub organization_id: String,
+    pub management_account_id: String,
+    pub admin_token: String,
+    pub admin_access_key_id: String,
+    pub admin_secret_access_key: String,
+    pub database_url: String,
+}
+
+/// Secrets generated on first start and kept in `DIR/secrets.json` (mode 0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DevSecrets {
+    master_key: String,
+    postgres_password: String,
+    s3_access_key_id: String,
+    s3_secret_access_key: String,
+    admin_token: Option<String>,
+    admin_access_key_id: Option<String>,
+    admin_secret_access_key: Option<String>,
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
+fn load_or_create_secrets(path: &Path) -> anyhow::Result<DevSecrets> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)?;
+        return serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()));
+    }
+    let (s3_access_key_id, s3_secret_access_key) = crate::secrets::new_access_key_pair()?;
+    let secrets = DevSecrets {
+        master_key: MasterKey::generate_base64()?,
+        postgres_password: hex::encode(crate::secrets::new_bearer_secret()?.as_bytes())[..32].to_owned(),
+        s3_access_key_id,
+        s3_secret_access_key,
+        admin_token: None,
+        admin_access_key_id: None,
+        admin_secret_access_key: None,
+    };
+    write_private(path, serde_json::to_string_pretty(&secrets)?.as_bytes())?;
+    Ok(secrets)
+}
+
+/// Runs the dev stack until Ctrl-C or SIGTERM.
+pub async fn run(options: DevOptions) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("cannot create data dir {}", options.data_dir.display()))?;
+    let data_dir = options.data_dir.canonicalize()?;
+    let secrets_path = data_dir.join("secrets.json");
+    let mut secrets = load_or_create_secrets(&secrets_path)?;
+
+    let pg_dir = data_dir.join("postgres");
+    let password = secrets.postgres_password.clone();
+    let port = options.postgres_port;
+    let mut pg = tokio::task::spawn_blocking(move || {
+        postgres::EmbeddedPostgres::start(&pg_dir, port, &password, postgres::Durability::Durable)
+    })
+    .await??;
+    postgres::ensure_database(&pg.url("postgres"), "orgtrail").await?;
+    let database_url = pg.url("orgtrail");
+    let pool = store::connect(&database_url, 16).await?;
+    store::migrate(&pool).await?;
+
+    let s3 = s3::S3Server::start(
+        &data_dir.join("s3"),
+        options.s3_listen,
+        &secrets.s3_access_key_id,
+        &secrets.s3_secret_access_key,
+    )
+    .await?;
+    ensure_bucket(&s3.endpoint(), &secrets.s3_access_key_id, &secrets.s3_secret_access_key, DEV_BUCKET).await?;
+
+    let master_key = Arc::new(MasterKey::from_base64(&secrets.master_key)?);
+    let organization_id = ensure_organization(&pool).await?;
+    if !admin_token_is_valid(&pool, secrets.admin_token.as_deref()).await? {
+        let issued = api::token::issue(&pool, Some(&master_key), "dev-admin", tokens::Role::Admin, None, 0, true)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create the admin token: {e}"))?;
+        secrets.admin_token = Some(issued.secret);
+        secrets.admin_access_key_id = issued.token.access_key_id;
+        secrets.admin_secret_access_key = issued.secret_access_key;
+        write_private(&secrets_path, serde_json::to_string_pretty(&secrets)?.as_bytes())?;
+    }
+
+    let listener = api::bind(options.grpc_listen).await?;
+    let grpc_addr = listener.local_addr()?;
+    let info = DevInfo {
+        grpc_endpoint: format!("http://{grpc_addr}"),
+        s3_endpoint: s3.endpoint(),
+        s3_access_key_id: secrets.s3_access_key_id.clone(),
+        s3_secret_access_key: secrets.s3_secret_access_key.clone(),
+        region: DEV_REGION.to_owned(),
+        bucket: DEV_BUCKET.to_owned(),
+        organization_id,
+        management_account_id: DEV_MANAGEMENT_ACCOUNT.to_owned(),
+        admin_token: secrets.admin_token.clone().unwrap_or_default(),
+        admin_access_key_id: secrets.admin_access_key_id.clone().unwrap_or_default(),
+        admin_secret_access_key: secrets.admin_secret_access_key.clone().unwrap_or_default(),
+        database_url,
+    };
+    write_private(&data_dir.join("dev.json"), serde_json::to_string_pretty(&info)?.as_bytes())?;
+
+    let ctx = Ctx {
+        pool: pool.clone(),
+        default_region: Region::parse("region", DEV_REGION)?,
+        master_key: Some(master_key),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let server = tokio::spawn(api::serve(ctx, listener, None, wait_stop(stop_rx.clone())));
+    let worker = tokio::spawn(crate::worker::run(pool.clone(), wait_stop(stop_rx)));
+
+    print_banner(&info, &data_dir);
+    crate::cli::shutdown_signal().await;
+    eprintln!("stopping…");
+    let _ = stop_tx.send(true);
+    if let Ok(Err(error)) = server.await {
+        tracing::warn!(%error, "control plane stopped with an error");
+    }
+    if let Ok(Err(error)) = worker.await {
+        tracing::warn!(%error, "worker stopped with an error");
+    }
+    pool.close().await;
+    drop(s3);
+    tokio::task::spawn_blocking(move || pg.stop()).await?;
+    eprintln!("stopped; state kept in {}", data_dir.display());
+    Ok(())
+}
+
+fn print_banner(info: &DevInfo, data_dir: &Path) {
+    println!("orgtrail dev is running (Ctrl-C stops it; state in {})", data_dir.display());
+    println!();
+    println!("  gRPC endpoint     {}", info.grpc_endpoint);
+    println!("  S3 endpoint       {}  (access key {}, secret in dev.json)", info.s3_endpoint, info.s3_access_key_id);
+    println!("  bucket            {}", info.bucket);
+    println!("  region            {}", info.region);
+    println!("  organization      {} (management account {})", info.organization_id, info.management_account_id);
+    println!("  admin token       {}", info.admin_token);
+    println!("  details           {}", data_dir.join("dev.json").display());
+    println!();
+    println!("Try: orgtrail trails create --name org-trail --s3-bucket-name {} --is-organization-trail", info.bucket);
+}
+
+async fn admin_token_is_valid(pool: &sqlx::PgPool, token: Option<&str>) -> anyhow::Result<bool> {
+    let Some(token) = token else { return Ok(false) };
+    Ok(tokens::find_active_by_hash(pool, &hash_bearer_secret(token)).await?.is_some())
+}
+
+/// Creates the demo organization on first start; returns its id.
+async fn ensure_organization(pool: &sqlx::PgPool) -> anyhow::Result<String> {
+    if let Some(org) = organizations::get(pool).await? {
+        return Ok(org.id.to_string());
+    }
+    let regions: Vec<Region> =
+        COMMERCIAL_REGIONS.iter().map(|r| Region::parse("regions", r)).collect::<Result<_, _>>()?;
+    let management = AccountId::parse("management_account_id", DEV_MANAGEMENT_ACCOUNT)?;
+    let org = organizations::create(pool, &OrganizationId::generate(), &management, &regions).await?;
+    Ok(org.id.to_string())
+}
+
+/// An S3 client for an S3-compatible endpoint with static credentials.
+pub async fn s3_client(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> aws_sdk_s3::Client {
+    let credentials = aws_sdk_s3::config::Credentials::new(access_key, secret_key, None, None, "orgtrail");
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .credentials_provider(credentials)
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build())
+}
+
+async fn ensure_bucket(endpoint: &str, access_key: &str, secret_key: &str, bucket: &str) -> anyhow::Result<()> {
+    let client = s3_client(endpoint, access_key, secret_key, DEV_REGION).await;
+    if client.head_bucket().bucket(bucket).send().await.is_ok() {
+        return Ok(());
+    }
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+    Ok(())
+}

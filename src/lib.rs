@@ -1,0 +1,15 @@
+//! orgtrail: a self-hosted, CloudTrail-compatible, organization-wide trail aggregator.
+//!
+//! Data flows one way: source → router → batcher → sink → checkpoint. The control plane
+//! ([`api`]) keeps organizations, accounts, trails and tokens in Postgres ([`store`]).
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod model;
+pub mod proto;
+pub mod secrets;
+pub mod serve;
+pub mod store;
+pub mod worker;

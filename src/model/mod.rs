@@ -1,0 +1,21 @@
+//! Domain types, validated once at the edge: a value of one of these types is known to be well formed.
+
+pub mod ids;
+pub mod selectors;
+pub mod trail;
+
+pub use ids::{AccountId, BucketName, OrganizationId, Region, TrailArn, TrailName};
+
+/// A rejected input value, naming the field (as the API spells it) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
