@@ -103,7 +103,10 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let secrets_path = data_dir.join("secrets.json");
     let mut secrets = load_or_create_secrets(&secrets_path)?;
 
-    let pg_dir = data_dir.join("postgres");
+    let pg_dir = postgres::cluster_dir_for(&data_dir);
+    if pg_dir.parent() != Some(data_dir.as_path()) {
+        eprintln!("note: the postgres system user cannot enter {}; the cluster lives in {}", data_dir.display(), pg_dir.display());
+    }
     let password = secrets.postgres_password.clone();
     let port = options.postgres_port;
     let mut pg = tokio::task::spawn_blocking(move || {

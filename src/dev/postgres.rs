@@ -50,6 +50,27 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Where the cluster of a dev data directory lives: `DATA_DIR/postgres`, unless we are root and
+/// the `postgres` system user cannot enter `DATA_DIR` (e.g. it is under /root); then a fixed
+/// directory under /var/lib/orgtrail derived from `DATA_DIR`, so restarts find it again.
+pub fn cluster_dir_for(data_dir: &Path) -> PathBuf {
+    let wanted = data_dir.join("postgres");
+    if !is_root() || system_user_can_enter(data_dir) {
+        return wanted;
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data_dir.as_os_str().as_encoded_bytes());
+    PathBuf::from("/var/lib/orgtrail").join(format!("postgres-{}", &hex::encode(digest.as_ref())[..16]))
+}
+
+fn system_user_can_enter(dir: &Path) -> bool {
+    Command::new("runuser")
+        .args(["-u", SYSTEM_USER, "--", "test", "-x"])
+        .arg(dir)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
 /// A running cluster; stopped on [`EmbeddedPostgres::stop`] or drop.
 pub struct EmbeddedPostgres {
     bin_dir: PathBuf,
@@ -116,13 +137,7 @@ impl EmbeddedPostgres {
                 self.data_dir.display()
             );
         }
-        let reachable = Command::new("runuser")
-            .args(["-u", SYSTEM_USER, "--", "test", "-w"])
-            .arg(&self.data_dir)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !reachable {
+        if !system_user_can_enter(&self.data_dir) {
             bail!(
                 "the {SYSTEM_USER} system user cannot reach {} (a parent directory is private); \
                  choose a data directory under a world-traversable path such as /var/tmp",

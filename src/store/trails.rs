@@ -218,21 +218,23 @@ pub async fn update_settings(pool: &PgPool, trail: &Trail, settings: &TrailSetti
     if becomes_multi_region {
         // Present in every region now: each region must have room for it.
         lock_owner(&mut tx, trail.owner()).await?;
-        let crowded: Option<String> = sqlx::query_scalar(
-            "SELECT home_region FROM trails WHERE owner_account_id = $1 AND id <> $2 AND NOT is_multi_region_trail
-             GROUP BY home_region
-             HAVING count(*) + (SELECT count(*) FROM trails WHERE owner_account_id = $1 AND id <> $2
-                                AND is_multi_region_trail) >= $3
-             LIMIT 1",
+        // The fullest region after the change: its single-region trails plus every multi-region one.
+        let fullest: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT max(n) FROM (SELECT count(*) AS n FROM trails
+                                 WHERE owner_account_id = $1 AND id <> $2 AND NOT is_multi_region_trail
+                                 GROUP BY home_region) per_region), 0)
+                  + (SELECT count(*) FROM trails
+                     WHERE owner_account_id = $1 AND id <> $2 AND is_multi_region_trail)",
         )
         .bind(trail.owner().as_str())
         .bind(trail.id)
-        .bind(MAX_TRAILS_PER_REGION)
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        if let Some(region) = crowded {
-            let region = Region::parse("home_region", &region).map_err(StoreError::corrupt)?;
-            return Err(limit_error(trail.owner(), &region));
+        if fullest >= MAX_TRAILS_PER_REGION {
+            return Err(StoreError::LimitExceeded(format!(
+                "MaximumNumberOfTrailsExceeded: account {} already has {MAX_TRAILS_PER_REGION} trails in some region",
+                trail.owner()
+            )));
         }
     }
     let row = sqlx::query_as::<_, Row>(&format!(
