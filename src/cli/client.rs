@@ -31,6 +31,7 @@ impl Interceptor for BearerAuth {
 pub type Authed = InterceptedService<Channel, BearerAuth>;
 
 /// Connected clients for every service.
+#[derive(Clone)]
 pub struct Clients {
     pub organizations: OrganizationServiceClient<Authed>,
     pub accounts: AccountServiceClient<Authed>,
