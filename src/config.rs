@@ -88,13 +88,14 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         // Only the fields above: other ORGTRAIL_* variables belong to the CLI (ORGTRAIL_ENDPOINT, ...).
-        figment = figment.merge(Env::raw().only(&["DATABASE_URL"])).merge(Env::prefixed("ORGTRAIL_").only(FIELDS));
+        figment =
+            figment.merge(Env::raw().only(&["DATABASE_URL"])).merge(Env::prefixed("ORGTRAIL_").only(FIELDS));
         figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
     }
 
     pub fn database_url(&self) -> anyhow::Result<&str> {
-        self.database_url
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("database_url is not set (set DATABASE_URL or database_url in the config file)"))
+        self.database_url.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("database_url is not set (set DATABASE_URL or database_url in the config file)")
+        })
     }
 }

@@ -14,12 +14,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     crate::store::migrate(&pool).await?;
     let master_key = config.master_key.as_deref().map(MasterKey::from_base64).transpose()?.map(Arc::new);
     if master_key.is_none() {
-        tracing::warn!("master_key is not set: tokens cannot carry access keys for the CloudTrail-compatible API");
+        tracing::warn!(
+            "master_key is not set: tokens cannot carry access keys for the CloudTrail-compatible API"
+        );
     }
     let tls = match (&config.tls_cert_path, &config.tls_key_path) {
         (Some(cert), Some(key)) => Some(TlsFiles {
-            cert_pem: std::fs::read(cert).with_context(|| format!("cannot read tls_cert_path {}", cert.display()))?,
-            key_pem: std::fs::read(key).with_context(|| format!("cannot read tls_key_path {}", key.display()))?,
+            cert_pem: std::fs::read(cert)
+                .with_context(|| format!("cannot read tls_cert_path {}", cert.display()))?,
+            key_pem: std::fs::read(key)
+                .with_context(|| format!("cannot read tls_key_path {}", key.display()))?,
         }),
         (None, None) => None,
         _ => anyhow::bail!("tls_cert_path and tls_key_path must be set together"),

@@ -33,6 +33,9 @@ where
     Box::new(move |admin, caller| Box::pin(f(admin, caller)))
 }
 
+/// An RPC on trails and its expectations on the org trail, the member's trail, another's trail.
+type TrailRow = (&'static str, [Expect; 3], [Expect; 3], [Expect; 3]);
+
 struct Case {
     rpc: &'static str,
     what: &'static str,
@@ -117,7 +120,10 @@ fn cases() -> Vec<Case> {
             what: "own account",
             expect: [Allow, Allow, Allow],
             call: call(|_, mut c| async move {
-                c.accounts.describe_account(pb::DescribeAccountRequest { account_id: MEMBER_A.into() }).await.map(drop)
+                c.accounts
+                    .describe_account(pb::DescribeAccountRequest { account_id: MEMBER_A.into() })
+                    .await
+                    .map(drop)
             }),
         },
         Case {
@@ -125,14 +131,19 @@ fn cases() -> Vec<Case> {
             what: "another account",
             expect: [Allow, Allow, DENIED],
             call: call(|_, mut c| async move {
-                c.accounts.describe_account(pb::DescribeAccountRequest { account_id: MEMBER_B.into() }).await.map(drop)
+                c.accounts
+                    .describe_account(pb::DescribeAccountRequest { account_id: MEMBER_B.into() })
+                    .await
+                    .map(drop)
             }),
         },
         Case {
             rpc: "ListAccounts",
             what: "all visible",
             expect: [Allow, Allow, Allow],
-            call: call(|_, mut c| async move { c.accounts.list_accounts(pb::ListAccountsRequest::default()).await.map(drop) }),
+            call: call(|_, mut c| async move {
+                c.accounts.list_accounts(pb::ListAccountsRequest::default()).await.map(drop)
+            }),
         },
         Case {
             rpc: "UpdateAccount",
@@ -203,21 +214,71 @@ fn cases() -> Vec<Case> {
 
     // Trail RPCs on the organization trail, the member's own trail and another account's trail:
     // members read the organization trail but never change it; another account's trail is invisible.
-    let on_trails: Vec<(&'static str, bool, [Expect; 3], [Expect; 3], [Expect; 3])> = vec![
-        ("UpdateTrail", true, [Allow, DENIED, DENIED], [Allow, DENIED, Allow], [Allow, DENIED, Fail(Code::NotFound)]),
-        ("DeleteTrail", true, [Allow, DENIED, DENIED], [Allow, DENIED, Allow], [Allow, DENIED, Fail(Code::NotFound)]),
-        ("GetTrail", false, [Allow, Allow, Allow], [Allow, Allow, Allow], [Allow, Allow, Fail(Code::NotFound)]),
-        ("StartLogging", true, [Allow, DENIED, DENIED], [Allow, DENIED, Allow], [Allow, DENIED, Fail(Code::NotFound)]),
-        ("StopLogging", true, [Allow, DENIED, DENIED], [Allow, DENIED, Allow], [Allow, DENIED, Fail(Code::NotFound)]),
-        ("GetTrailStatus", false, [Allow, Allow, Allow], [Allow, Allow, Allow], [Allow, Allow, Fail(Code::NotFound)]),
-        ("PutEventSelectors", true, [Allow, DENIED, DENIED], [Allow, DENIED, Allow], [Allow, DENIED, Fail(Code::NotFound)]),
-        ("GetEventSelectors", false, [Allow, Allow, Allow], [Allow, Allow, Allow], [Allow, Allow, Fail(Code::NotFound)]),
-        ("PutInsightSelectors", true, [Allow, DENIED, DENIED], [Allow, DENIED, Allow], [Allow, DENIED, Fail(Code::NotFound)]),
-        ("GetInsightSelectors", false, [Allow, Allow, Allow], [Allow, Allow, Allow], [Allow, Allow, Fail(Code::NotFound)]),
-        ("AddTags", true, [Allow, DENIED, DENIED], [Allow, DENIED, Allow], [Allow, DENIED, Fail(Code::NotFound)]),
-        ("RemoveTags", true, [Allow, DENIED, DENIED], [Allow, DENIED, Allow], [Allow, DENIED, Fail(Code::NotFound)]),
+    let on_trails: Vec<TrailRow> = vec![
+        (
+            "UpdateTrail",
+            [Allow, DENIED, DENIED],
+            [Allow, DENIED, Allow],
+            [Allow, DENIED, Fail(Code::NotFound)],
+        ),
+        (
+            "DeleteTrail",
+            [Allow, DENIED, DENIED],
+            [Allow, DENIED, Allow],
+            [Allow, DENIED, Fail(Code::NotFound)],
+        ),
+        ("GetTrail", [Allow, Allow, Allow], [Allow, Allow, Allow], [Allow, Allow, Fail(Code::NotFound)]),
+        (
+            "StartLogging",
+            [Allow, DENIED, DENIED],
+            [Allow, DENIED, Allow],
+            [Allow, DENIED, Fail(Code::NotFound)],
+        ),
+        (
+            "StopLogging",
+            [Allow, DENIED, DENIED],
+            [Allow, DENIED, Allow],
+            [Allow, DENIED, Fail(Code::NotFound)],
+        ),
+        (
+            "GetTrailStatus",
+            [Allow, Allow, Allow],
+            [Allow, Allow, Allow],
+            [Allow, Allow, Fail(Code::NotFound)],
+        ),
+        (
+            "PutEventSelectors",
+            [Allow, DENIED, DENIED],
+            [Allow, DENIED, Allow],
+            [Allow, DENIED, Fail(Code::NotFound)],
+        ),
+        (
+            "GetEventSelectors",
+            [Allow, Allow, Allow],
+            [Allow, Allow, Allow],
+            [Allow, Allow, Fail(Code::NotFound)],
+        ),
+        (
+            "PutInsightSelectors",
+            [Allow, DENIED, DENIED],
+            [Allow, DENIED, Allow],
+            [Allow, DENIED, Fail(Code::NotFound)],
+        ),
+        (
+            "GetInsightSelectors",
+            [Allow, Allow, Allow],
+            [Allow, Allow, Allow],
+            [Allow, Allow, Fail(Code::NotFound)],
+        ),
+        ("AddTags", [Allow, DENIED, DENIED], [Allow, DENIED, Allow], [Allow, DENIED, Fail(Code::NotFound)]),
+        (
+            "RemoveTags",
+            [Allow, DENIED, DENIED],
+            [Allow, DENIED, Allow],
+            [Allow, DENIED, Fail(Code::NotFound)],
+        ),
     ];
-    for (rpc, _writes, on_org, on_own, on_other) in on_trails {
+    for (rpc, on_org, on_own, on_other) in on_trails {
         for (what, target, expect) in [
             ("the organization trail", "org-trail", on_org),
             ("the member's own trail", "arn:aws:cloudtrail:us-east-1:222222222222:trail/a-trail", on_own),
@@ -237,7 +298,12 @@ fn cases() -> Vec<Case> {
                             fresh_trail(&mut a, false).await
                         } else {
                             let name = unique("b-tmp");
-                            a.trails.create_trail(account_trail(&name, MEMBER_B)).await.unwrap().into_inner().trail_arn
+                            a.trails
+                                .create_trail(account_trail(&name, MEMBER_B))
+                                .await
+                                .unwrap()
+                                .into_inner()
+                                .trail_arn
                         }
                     } else {
                         target.to_owned()
@@ -256,7 +322,9 @@ fn cases() -> Vec<Case> {
         rpc: "ListTrails",
         what: "visible trails",
         expect: [Allow, Allow, Allow],
-        call: call(|_, mut c| async move { c.trails.list_trails(pb::ListTrailsRequest::default()).await.map(drop) }),
+        call: call(|_, mut c| async move {
+            c.trails.list_trails(pb::ListTrailsRequest::default()).await.map(drop)
+        }),
     });
     cases.extend([
         Case {
@@ -278,7 +346,9 @@ fn cases() -> Vec<Case> {
             rpc: "ListTokens",
             what: "tokens",
             expect: [Allow, DENIED, DENIED],
-            call: call(|_, mut c| async move { c.tokens.list_tokens(pb::ListTokensRequest::default()).await.map(drop) }),
+            call: call(|_, mut c| async move {
+                c.tokens.list_tokens(pb::ListTokensRequest::default()).await.map(drop)
+            }),
         },
         Case {
             rpc: "RevokeToken",
@@ -314,7 +384,11 @@ async fn trail_rpc(rpc: &str, mut c: Clients, target: &str) -> Result<(), Status
     match rpc {
         "UpdateTrail" => c
             .trails
-            .update_trail(pb::UpdateTrailRequest { name, s3_key_prefix: Some("p".into()), ..Default::default() })
+            .update_trail(pb::UpdateTrailRequest {
+                name,
+                s3_key_prefix: Some("p".into()),
+                ..Default::default()
+            })
             .await
             .map(drop),
         "DeleteTrail" => c.trails.delete_trail(pb::DeleteTrailRequest { name }).await.map(drop),
@@ -326,12 +400,17 @@ async fn trail_rpc(rpc: &str, mut c: Clients, target: &str) -> Result<(), Status
             .trails
             .put_event_selectors(pb::PutEventSelectorsRequest {
                 trail_name: name,
-                event_selectors: vec![pb::EventSelector { read_write_type: "WriteOnly".into(), ..Default::default() }],
+                event_selectors: vec![pb::EventSelector {
+                    read_write_type: "WriteOnly".into(),
+                    ..Default::default()
+                }],
                 advanced_event_selectors: vec![],
             })
             .await
             .map(drop),
-        "GetEventSelectors" => c.trails.get_event_selectors(pb::GetEventSelectorsRequest { trail_name: name }).await.map(drop),
+        "GetEventSelectors" => {
+            c.trails.get_event_selectors(pb::GetEventSelectorsRequest { trail_name: name }).await.map(drop)
+        }
         "PutInsightSelectors" => c
             .trails
             .put_insight_selectors(pb::PutInsightSelectorsRequest {
@@ -343,15 +422,19 @@ async fn trail_rpc(rpc: &str, mut c: Clients, target: &str) -> Result<(), Status
             })
             .await
             .map(drop),
-        "GetInsightSelectors" => {
-            c.trails.get_insight_selectors(pb::GetInsightSelectorsRequest { trail_name: name }).await.map(drop)
-        }
+        "GetInsightSelectors" => c
+            .trails
+            .get_insight_selectors(pb::GetInsightSelectorsRequest { trail_name: name })
+            .await
+            .map(drop),
         "AddTags" => c
             .trails
             .add_tags(pb::AddTagsRequest { name, tags: vec![pb::Tag { key: "k".into(), value: "v".into() }] })
             .await
             .map(drop),
-        "RemoveTags" => c.trails.remove_tags(pb::RemoveTagsRequest { name, keys: vec!["k".into()] }).await.map(drop),
+        "RemoveTags" => {
+            c.trails.remove_tags(pb::RemoveTagsRequest { name, keys: vec!["k".into()] }).await.map(drop)
+        }
         other => panic!("no trail rpc {other}"),
     }
 }
@@ -398,7 +481,10 @@ async fn every_rpc_enforces_the_role_matrix(pool: PgPool) {
         for (i, (role, caller)) in callers.iter().enumerate() {
             let got = outcome((case.call)(admin.clone(), caller.clone()).await);
             if got != case.expect[i] {
-                failures.push(format!("{} ({}) as {role}: expected {:?}, got {:?}", case.rpc, case.what, case.expect[i], got));
+                failures.push(format!(
+                    "{} ({}) as {role}: expected {:?}, got {:?}",
+                    case.rpc, case.what, case.expect[i], got
+                ));
             }
         }
         let got = outcome((case.call)(admin.clone(), anonymous.clone()).await);
@@ -421,7 +507,10 @@ async fn missing_token_is_unauthenticated_but_health_is_public(pool: PgPool) {
         .check(tonic_health::pb::HealthCheckRequest { service: "orgtrail.v1.TrailService".into() })
         .await
         .unwrap();
-    assert_eq!(response.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        response.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -430,7 +519,11 @@ async fn revoked_and_expired_tokens_stop_working(pool: PgPool) {
     let mut admin = api.admin().await;
     let created = admin
         .tokens
-        .create_token(pb::CreateTokenRequest { name: "short".into(), role: pb::Role::Auditor as i32, ..Default::default() })
+        .create_token(pb::CreateTokenRequest {
+            name: "short".into(),
+            role: pb::Role::Auditor as i32,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -464,7 +557,8 @@ async fn member_sees_only_its_account_and_covering_org_trails(pool: PgPool) {
         .map(|t| t.name)
         .collect();
     assert_eq!(names, vec!["org-trail", "a-trail"]);
-    let accounts = member.accounts.list_accounts(pb::ListAccountsRequest::default()).await.unwrap().into_inner();
+    let accounts =
+        member.accounts.list_accounts(pb::ListAccountsRequest::default()).await.unwrap().into_inner();
     assert_eq!(accounts.accounts.len(), 1);
     assert_eq!(accounts.accounts[0].account_id, MEMBER_A);
 

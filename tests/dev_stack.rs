@@ -84,9 +84,22 @@ fn dev_stack_runs_the_readme_tour_and_keeps_state_across_restarts() {
 
     let created = ok(cli(
         dir,
-        &["trails", "create", "--name", "org-trail", "--s3-bucket-name", &info.bucket, "--is-organization-trail"],
+        &[
+            "trails",
+            "create",
+            "--name",
+            "org-trail",
+            "--s3-bucket-name",
+            &info.bucket,
+            "--is-organization-trail",
+        ],
     ));
-    assert!(created.contains(&format!("arn:aws:cloudtrail:us-east-1:{}:trail/org-trail", info.management_account_id)));
+    assert!(
+        created.contains(&format!(
+            "arn:aws:cloudtrail:us-east-1:{}:trail/org-trail",
+            info.management_account_id
+        ))
+    );
     let status = ok(cli(dir, &["trails", "status", "org-trail"]));
     assert!(status.contains("is_logging"), "{status}");
     ok(cli(dir, &["trails", "start-logging", "org-trail"]));
@@ -103,10 +116,17 @@ fn dev_stack_runs_the_readme_tour_and_keeps_state_across_restarts() {
     // The bucket exists in the in-process S3 store (real S3 protocol, SigV4-checked).
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let s3 = orgtrail::dev::s3_client(&info.s3_endpoint, &info.s3_access_key_id, &info.s3_secret_access_key, &info.region)
-            .await;
+        let s3 = orgtrail::dev::s3_client(
+            &info.s3_endpoint,
+            &info.s3_access_key_id,
+            &info.s3_secret_access_key,
+            &info.region,
+        )
+        .await;
         s3.head_bucket().bucket(&info.bucket).send().await.expect("dev bucket exists");
-        let wrong = orgtrail::dev::s3_client(&info.s3_endpoint, &info.s3_access_key_id, "wrong-secret", &info.region).await;
+        let wrong =
+            orgtrail::dev::s3_client(&info.s3_endpoint, &info.s3_access_key_id, "wrong-secret", &info.region)
+                .await;
         assert!(wrong.list_objects_v2().bucket(&info.bucket).send().await.is_err(), "S3 checks signatures");
     });
 

@@ -32,12 +32,19 @@ async fn grpcurl_lists_services_and_calls_list_trails(pool: PgPool) {
         let services = run(&["-plaintext", &addr, "list"]);
         let described = run(&["-plaintext", &addr, "describe", "orgtrail.v1.Trail"]);
         let header = format!("authorization: Bearer {token}");
-        let listed = run(&["-plaintext", "-H", &header, "-d", "{}", &addr, "orgtrail.v1.TrailService/ListTrails"]);
+        let listed =
+            run(&["-plaintext", "-H", &header, "-d", "{}", &addr, "orgtrail.v1.TrailService/ListTrails"]);
         (services, described, listed)
     })
     .await
     .unwrap();
-    for service in ["orgtrail.v1.TrailService", "orgtrail.v1.AccountService", "orgtrail.v1.OrganizationService", "orgtrail.v1.TokenService", "grpc.health.v1.Health"] {
+    for service in [
+        "orgtrail.v1.TrailService",
+        "orgtrail.v1.AccountService",
+        "orgtrail.v1.OrganizationService",
+        "orgtrail.v1.TokenService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(services.lines().any(|l| l.trim() == service), "{service} missing from:\n{services}");
     }
     assert!(described.contains("s3_bucket_name"), "{described}");

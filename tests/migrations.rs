@@ -28,8 +28,14 @@ async fn migrations_applied_twice_concurrently_succeed(pool: PgPool) {
     a.unwrap();
     b.unwrap();
     assert_eq!(table_count(&pool).await, 4);
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(&pool).await.unwrap();
-    assert_eq!(applied as usize, store::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count());
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        applied as usize,
+        store::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count()
+    );
     // And once more, serially: nothing to do.
     store::migrate(&first).await.unwrap();
 }

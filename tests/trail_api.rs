@@ -21,7 +21,8 @@ async fn org_trail_gets_cloudtrail_defaults_and_the_management_account_as_owner(
     assert!(!trail.log_file_validation_enabled);
     assert!(!trail.has_custom_event_selectors);
 
-    let status = admin.trails.get_trail_status(pb::GetTrailStatusRequest { name: "org-trail".into() }).await.unwrap();
+    let status =
+        admin.trails.get_trail_status(pb::GetTrailStatusRequest { name: "org-trail".into() }).await.unwrap();
     assert!(!status.get_ref().is_logging, "CloudTrail creates trails with logging off");
 }
 
@@ -32,7 +33,8 @@ async fn trail_is_addressable_by_name_and_by_arn(pool: PgPool) {
     org_with_members(&mut admin).await;
     let created = admin.trails.create_trail(org_trail("org-trail")).await.unwrap().into_inner();
     let by_name = admin.trails.get_trail(pb::GetTrailRequest { name: "org-trail".into() }).await.unwrap();
-    let by_arn = admin.trails.get_trail(pb::GetTrailRequest { name: created.trail_arn.clone() }).await.unwrap();
+    let by_arn =
+        admin.trails.get_trail(pb::GetTrailRequest { name: created.trail_arn.clone() }).await.unwrap();
     assert_eq!(by_name.get_ref().trail_arn, created.trail_arn);
     assert_eq!(by_arn.get_ref().trail_arn, created.trail_arn);
     let missing = admin.trails.get_trail(pb::GetTrailRequest { name: "nope-trail".into() }).await;
@@ -44,7 +46,9 @@ async fn invalid_trail_names_are_rejected_naming_the_field(pool: PgPool) {
     let api = start(pool).await;
     let mut admin = api.admin().await;
     org_with_members(&mut admin).await;
-    for bad in ["ab", "-trail", "trail-", "my--trail", "my-_namespace", "192.168.5.4", "has space", &"x".repeat(129)] {
+    for bad in
+        ["ab", "-trail", "trail-", "my--trail", "my-_namespace", "192.168.5.4", "has space", &"x".repeat(129)]
+    {
         let error = status(admin.trails.create_trail(org_trail(bad)).await);
         assert_eq!(error.code(), Code::InvalidArgument, "{bad}");
         assert!(error.message().starts_with("name:"), "{bad}: {}", error.message());
@@ -102,7 +106,10 @@ async fn at_most_five_trails_per_account_and_region(pool: PgPool) {
     for i in 0..5 {
         admin.trails.create_trail(account_trail(&format!("trail-{i}"), MEMBER_A)).await.unwrap();
     }
-    assert_eq!(code(admin.trails.create_trail(account_trail("trail-5", MEMBER_A)).await), Code::ResourceExhausted);
+    assert_eq!(
+        code(admin.trails.create_trail(account_trail("trail-5", MEMBER_A)).await),
+        Code::ResourceExhausted
+    );
     // Another account has its own budget.
     admin.trails.create_trail(account_trail("trail-5", MEMBER_B)).await.unwrap();
 }
@@ -186,7 +193,10 @@ async fn delete_removes_the_trail(pool: PgPool) {
     org_with_members(&mut admin).await;
     admin.trails.create_trail(org_trail("org-trail")).await.unwrap();
     admin.trails.delete_trail(pb::DeleteTrailRequest { name: "org-trail".into() }).await.unwrap();
-    assert_eq!(code(admin.trails.get_trail(pb::GetTrailRequest { name: "org-trail".into() }).await), Code::NotFound);
+    assert_eq!(
+        code(admin.trails.get_trail(pb::GetTrailRequest { name: "org-trail".into() }).await),
+        Code::NotFound
+    );
     assert_eq!(
         code(admin.trails.delete_trail(pb::DeleteTrailRequest { name: "org-trail".into() }).await),
         Code::NotFound
@@ -202,14 +212,18 @@ async fn start_and_stop_logging_are_reported_by_status(pool: PgPool) {
     let status_of = |s: Result<tonic::Response<pb::TrailStatus>, tonic::Status>| s.unwrap().into_inner();
 
     admin.trails.start_logging(pb::StartLoggingRequest { name: "org-trail".into() }).await.unwrap();
-    let on = status_of(admin.trails.get_trail_status(pb::GetTrailStatusRequest { name: "org-trail".into() }).await);
+    let on = status_of(
+        admin.trails.get_trail_status(pb::GetTrailStatusRequest { name: "org-trail".into() }).await,
+    );
     assert!(on.is_logging);
     assert!(on.start_logging_time.is_some());
     assert!(on.stop_logging_time.is_none());
     assert!(on.latest_delivery_error.is_empty());
 
     admin.trails.stop_logging(pb::StopLoggingRequest { name: "org-trail".into() }).await.unwrap();
-    let off = status_of(admin.trails.get_trail_status(pb::GetTrailStatusRequest { name: "org-trail".into() }).await);
+    let off = status_of(
+        admin.trails.get_trail_status(pb::GetTrailStatusRequest { name: "org-trail".into() }).await,
+    );
     assert!(!off.is_logging);
     assert!(off.stop_logging_time.is_some());
     assert_eq!(off.start_logging_time, on.start_logging_time);
@@ -246,9 +260,11 @@ async fn list_trails_paginates(pool: PgPool) {
     assert_eq!(pages, 3);
     assert_eq!(seen, created);
 
-    let bad = admin.trails.list_trails(pb::ListTrailsRequest { page_size: 2, next_token: "garbage".into() }).await;
+    let bad =
+        admin.trails.list_trails(pb::ListTrailsRequest { page_size: 2, next_token: "garbage".into() }).await;
     assert_eq!(code(bad), Code::InvalidArgument);
-    let too_big = admin.trails.list_trails(pb::ListTrailsRequest { page_size: 5000, next_token: String::new() }).await;
+    let too_big =
+        admin.trails.list_trails(pb::ListTrailsRequest { page_size: 5000, next_token: String::new() }).await;
     assert_eq!(code(too_big), Code::InvalidArgument);
 }
 
@@ -353,21 +369,28 @@ async fn invalid_selectors_are_rejected_and_change_nothing(pool: PgPool) {
     let mut admin = api.admin().await;
     org_with_members(&mut admin).await;
     admin.trails.create_trail(org_trail("org-trail")).await.unwrap();
-    let put = |basic: Vec<pb::EventSelector>, advanced: Vec<pb::AdvancedEventSelector>| pb::PutEventSelectorsRequest {
-        trail_name: "org-trail".into(),
-        event_selectors: basic,
-        advanced_event_selectors: advanced,
+    let put = |basic: Vec<pb::EventSelector>, advanced: Vec<pb::AdvancedEventSelector>| {
+        pb::PutEventSelectorsRequest {
+            trail_name: "org-trail".into(),
+            event_selectors: basic,
+            advanced_event_selectors: advanced,
+        }
     };
     let management = pb::EventSelector { read_write_type: "All".into(), ..Default::default() };
-    let advanced_management =
-        pb::AdvancedEventSelector { name: String::new(), field_selectors: vec![field("eventCategory", &["Management"])] };
+    let advanced_management = pb::AdvancedEventSelector {
+        name: String::new(),
+        field_selectors: vec![field("eventCategory", &["Management"])],
+    };
 
     let cases: Vec<(pb::PutEventSelectorsRequest, &str)> = vec![
         (put(vec![management.clone(); 6], vec![]), "event_selectors"),
         (put(vec![management.clone()], vec![advanced_management.clone()]), "advanced_event_selectors"),
         (put(vec![], vec![]), "event_selectors"),
         (
-            put(vec![pb::EventSelector { read_write_type: "Sometimes".into(), ..Default::default() }], vec![]),
+            put(
+                vec![pb::EventSelector { read_write_type: "Sometimes".into(), ..Default::default() }],
+                vec![],
+            ),
             "event_selectors[0].read_write_type",
         ),
         (
@@ -398,13 +421,22 @@ async fn invalid_selectors_are_rejected_and_change_nothing(pool: PgPool) {
                 vec![],
                 vec![pb::AdvancedEventSelector {
                     name: String::new(),
-                    field_selectors: vec![field("eventCategory", &["Management"]), field("eventColour", &["red"])],
+                    field_selectors: vec![
+                        field("eventCategory", &["Management"]),
+                        field("eventColour", &["red"]),
+                    ],
                 }],
             ),
             "advanced_event_selectors[0].field_selectors[1].field",
         ),
         (
-            put(vec![], vec![pb::AdvancedEventSelector { name: String::new(), field_selectors: vec![field("readOnly", &["true"])] }]),
+            put(
+                vec![],
+                vec![pb::AdvancedEventSelector {
+                    name: String::new(),
+                    field_selectors: vec![field("readOnly", &["true"])],
+                }],
+            ),
             "advanced_event_selectors[0].field_selectors",
         ),
         (
@@ -499,13 +531,17 @@ async fn insight_selectors_round_trip_and_are_validated(pool: PgPool) {
 
     for bad in [
         vec![pb::InsightSelector { insight_type: "ApiMoodInsight".into(), event_categories: vec![] }],
-        vec![pb::InsightSelector { insight_type: "ApiCallRateInsight".into(), event_categories: vec!["Network".into()] }],
+        vec![pb::InsightSelector {
+            insight_type: "ApiCallRateInsight".into(),
+            event_categories: vec!["Network".into()],
+        }],
         vec![
             pb::InsightSelector { insight_type: "ApiCallRateInsight".into(), event_categories: vec![] },
             pb::InsightSelector { insight_type: "ApiCallRateInsight".into(), event_categories: vec![] },
         ],
     ] {
-        let request = pb::PutInsightSelectorsRequest { trail_name: "org-trail".into(), insight_selectors: bad };
+        let request =
+            pb::PutInsightSelectorsRequest { trail_name: "org-trail".into(), insight_selectors: bad };
         let error = status(admin.trails.put_insight_selectors(request).await);
         assert_eq!(error.code(), Code::InvalidArgument);
         assert!(error.message().starts_with("insight_selectors["), "{}", error.message());
@@ -523,7 +559,10 @@ async fn tags_are_added_overwritten_and_removed(pool: PgPool) {
     let tag = |k: &str, v: &str| pb::Tag { key: k.into(), value: v.into() };
     let trail = admin
         .trails
-        .add_tags(pb::AddTagsRequest { name: "org-trail".into(), tags: vec![tag("team", "audit"), tag("env", "prod")] })
+        .add_tags(pb::AddTagsRequest {
+            name: "org-trail".into(),
+            tags: vec![tag("team", "audit"), tag("env", "prod")],
+        })
         .await
         .unwrap()
         .into_inner();

@@ -72,9 +72,14 @@ impl pb::account_service_server::AccountService for AccountApi {
         let account_id = AccountId::parse("account_id", &input.account_id)?;
         validate_name(&input.name)?;
         validate_email(&input.email)?;
-        let account =
-            accounts::register(&self.ctx.pool, &account_id, &input.name, &input.email, RegistrationSource::Manual)
-                .await?;
+        let account = accounts::register(
+            &self.ctx.pool,
+            &account_id,
+            &input.name,
+            &input.email,
+            RegistrationSource::Manual,
+        )
+        .await?;
         tracing::info!(account_id = %account.account_id, "account registered");
         Ok(Response::new(convert::account(&account)))
     }
@@ -84,11 +89,15 @@ impl pb::account_service_server::AccountService for AccountApi {
         let account_id = AccountId::parse("account_id", &request.get_ref().account_id)?;
         authorize(&caller, Action::ReadAccount(&account_id))?;
         let account = accounts::get(&self.ctx.pool, &account_id).await?;
-        let account = account.ok_or_else(|| ApiError::NotFound(format!("account {account_id} is not registered")))?;
+        let account =
+            account.ok_or_else(|| ApiError::NotFound(format!("account {account_id} is not registered")))?;
         Ok(Response::new(convert::account(&account)))
     }
 
-    async fn list_accounts(&self, request: Request<pb::ListAccountsRequest>) -> ApiResult<pb::ListAccountsResponse> {
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> ApiResult<pb::ListAccountsResponse> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::ListAccounts)?;
         let input = request.into_inner();
@@ -96,7 +105,8 @@ impl pb::account_service_server::AccountService for AccountApi {
         let after = page::decode(&input.next_token)?;
         let status = status_filter(input.status)?;
         let mut found =
-            accounts::list(&self.ctx.pool, after.as_deref(), limit + 1, status, caller.member_account()).await?;
+            accounts::list(&self.ctx.pool, after.as_deref(), limit + 1, status, caller.member_account())
+                .await?;
         let next_token = if found.len() as i64 > limit {
             found.truncate(limit as usize);
             found.last().map(|a| page::encode(a.account_id.as_str())).unwrap_or_default()
@@ -124,7 +134,9 @@ impl pb::account_service_server::AccountService for AccountApi {
             None => None,
             Some(value) => match status_filter(value)? {
                 Some(AccountStatus::Removed) => {
-                    return Err(ApiError::invalid("status", "use DeregisterAccount to remove an account").into());
+                    return Err(
+                        ApiError::invalid("status", "use DeregisterAccount to remove an account").into()
+                    );
                 }
                 None => return Err(ApiError::invalid("status", "must be ACTIVE or SUSPENDED").into()),
                 Some(AccountStatus::Suspended) => {
@@ -134,18 +146,27 @@ impl pb::account_service_server::AccountService for AccountApi {
                 Some(AccountStatus::Active) => Some(AccountStatus::Active),
             },
         };
-        let account =
-            accounts::update(&self.ctx.pool, &account_id, input.name.as_deref(), input.email.as_deref(), status)
-                .await?;
+        let account = accounts::update(
+            &self.ctx.pool,
+            &account_id,
+            input.name.as_deref(),
+            input.email.as_deref(),
+            status,
+        )
+        .await?;
         Ok(Response::new(convert::account(&account)))
     }
 
-    async fn deregister_account(&self, request: Request<pb::DeregisterAccountRequest>) -> ApiResult<pb::Account> {
+    async fn deregister_account(
+        &self,
+        request: Request<pb::DeregisterAccountRequest>,
+    ) -> ApiResult<pb::Account> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Administer)?;
         let account_id = AccountId::parse("account_id", &request.get_ref().account_id)?;
         self.refuse_management_account(&account_id, "deregistered").await?;
-        let account = accounts::update(&self.ctx.pool, &account_id, None, None, Some(AccountStatus::Removed)).await?;
+        let account =
+            accounts::update(&self.ctx.pool, &account_id, None, None, Some(AccountStatus::Removed)).await?;
         tracing::info!(account_id = %account.account_id, "account deregistered");
         Ok(Response::new(convert::account(&account)))
     }

@@ -69,7 +69,9 @@ pub enum Action<'a> {
 
 /// The authorization policy: the only place that knows what each role may do.
 pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ApiError> {
-    let denied = |what: &str| Err(ApiError::PermissionDenied(format!("a {} token may not {what}", caller.role.as_str())));
+    let denied = |what: &str| {
+        Err(ApiError::PermissionDenied(format!("a {} token may not {what}", caller.role.as_str())))
+    };
     match (caller.role, action) {
         (_, Action::ReadOrganization | Action::WhoAmI | Action::ReadTrails | Action::ListAccounts) => Ok(()),
         (Role::Admin, _) => Ok(()),
@@ -147,7 +149,9 @@ impl Authenticator {
         if let Some(caller) = self.cached(&hash) {
             return Ok(caller);
         }
-        let token = tokens::find_active_by_hash(&self.pool, &hash).await.map_err(|e| Status::from(ApiError::from(e)))?;
+        let token = tokens::find_active_by_hash(&self.pool, &hash)
+            .await
+            .map_err(|e| Status::from(ApiError::from(e)))?;
         let token = token.ok_or_else(|| Status::unauthenticated("unknown, expired or revoked token"))?;
         let caller = Caller { token_id: token.id, role: token.role, account_id: token.account_id };
         self.remember(hash, caller.clone());
@@ -200,7 +204,10 @@ pub struct AuthService<S> {
 
 impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {

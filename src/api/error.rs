@@ -55,7 +55,10 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists(what) => Self::AlreadyExists(format!("{what} already exists")),
             StoreError::LimitExceeded(message) => Self::ResourceExhausted(message),
             StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_),
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_),
             ) => Self::Unavailable("the database is unavailable; retry later".into()),
             other @ (StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_)) => {
                 tracing::error!(error = %other, "store error");

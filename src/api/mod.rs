@@ -66,7 +66,8 @@ pub async fn serve(
     let auth = Arc::new(auth::Authenticator::new(ctx.pool.clone()));
     let mut builder = Server::builder();
     if let Some(tls) = tls {
-        builder = builder.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(tls.cert_pem, tls.key_pem)))?;
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(tls.cert_pem, tls.key_pem)))?;
     }
     builder
         .layer(auth::AuthLayer::new(auth))

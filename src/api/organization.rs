@@ -23,8 +23,11 @@ impl OrganizationApi {
 
 /// Parses a region list; empty means the commercial regions. Duplicates are dropped.
 fn regions_or_default(regions: &[String]) -> Result<Vec<Region>, ApiError> {
-    let names: Vec<&str> =
-        if regions.is_empty() { COMMERCIAL_REGIONS.to_vec() } else { regions.iter().map(String::as_str).collect() };
+    let names: Vec<&str> = if regions.is_empty() {
+        COMMERCIAL_REGIONS.to_vec()
+    } else {
+        regions.iter().map(String::as_str).collect()
+    };
     let mut parsed = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let region = Region::parse(&format!("regions[{i}]"), name)?;
@@ -37,11 +40,18 @@ fn regions_or_default(regions: &[String]) -> Result<Vec<Region>, ApiError> {
 
 #[tonic::async_trait]
 impl pb::organization_service_server::OrganizationService for OrganizationApi {
-    async fn create_organization(&self, request: Request<pb::CreateOrganizationRequest>) -> ApiResult<pb::Organization> {
+    async fn create_organization(
+        &self,
+        request: Request<pb::CreateOrganizationRequest>,
+    ) -> ApiResult<pb::Organization> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Administer)?;
         let input = request.into_inner();
-        let id = if input.id.is_empty() { OrganizationId::generate() } else { OrganizationId::parse("id", &input.id)? };
+        let id = if input.id.is_empty() {
+            OrganizationId::generate()
+        } else {
+            OrganizationId::parse("id", &input.id)?
+        };
         let management = AccountId::parse("management_account_id", &input.management_account_id)?;
         let regions = regions_or_default(&input.regions)?;
         let org = organizations::create(&self.ctx.pool, &id, &management, &regions).await?;
@@ -49,20 +59,28 @@ impl pb::organization_service_server::OrganizationService for OrganizationApi {
         Ok(Response::new(convert::organization(&org)))
     }
 
-    async fn describe_organization(&self, request: Request<pb::DescribeOrganizationRequest>) -> ApiResult<pb::Organization> {
+    async fn describe_organization(
+        &self,
+        request: Request<pb::DescribeOrganizationRequest>,
+    ) -> ApiResult<pb::Organization> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::ReadOrganization)?;
         let org = organizations::get(&self.ctx.pool).await?;
-        let org = org.ok_or_else(|| Status::not_found("no organization yet; create it with CreateOrganization"))?;
+        let org =
+            org.ok_or_else(|| Status::not_found("no organization yet; create it with CreateOrganization"))?;
         Ok(Response::new(convert::organization(&org)))
     }
 
-    async fn update_organization(&self, request: Request<pb::UpdateOrganizationRequest>) -> ApiResult<pb::Organization> {
+    async fn update_organization(
+        &self,
+        request: Request<pb::UpdateOrganizationRequest>,
+    ) -> ApiResult<pb::Organization> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Administer)?;
         let input = request.into_inner();
         let current = organizations::get(&self.ctx.pool).await?;
-        let current = current.ok_or_else(|| Status::not_found("no organization yet; create it with CreateOrganization"))?;
+        let current = current
+            .ok_or_else(|| Status::not_found("no organization yet; create it with CreateOrganization"))?;
         let Some(list) = input.regions else {
             return Ok(Response::new(convert::organization(&current)));
         };

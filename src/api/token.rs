@@ -51,7 +51,8 @@ pub async fn issue(
     let access_key = if with_access_key {
         let key = master_key.ok_or_else(|| {
             ApiError::FailedPrecondition(
-                "with_access_key needs a master key: set master_key (ORGTRAIL_MASTER_KEY) on the server".into(),
+                "with_access_key needs a master key: set master_key (ORGTRAIL_MASTER_KEY) on the server"
+                    .into(),
             )
         })?;
         let (id, secret) = secrets::new_access_key_pair().map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -60,7 +61,8 @@ pub async fn issue(
     } else {
         None
     };
-    let expire_time = (lifetime_seconds > 0).then(|| Utc::now() + chrono::Duration::seconds(lifetime_seconds));
+    let expire_time =
+        (lifetime_seconds > 0).then(|| Utc::now() + chrono::Duration::seconds(lifetime_seconds));
     let token = tokens::insert(
         pool,
         NewToken {
@@ -88,19 +90,25 @@ fn role_from(value: i32) -> Result<Role, ApiError> {
 }
 
 fn parse_token_id(value: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(value).map_err(|_| ApiError::invalid("token_id", format!("{value:?} is not a token id (UUID)")))
+    Uuid::parse_str(value)
+        .map_err(|_| ApiError::invalid("token_id", format!("{value:?} is not a token id (UUID)")))
 }
 
 #[tonic::async_trait]
 impl pb::token_service_server::TokenService for TokenApi {
-    async fn create_token(&self, request: Request<pb::CreateTokenRequest>) -> ApiResult<pb::CreateTokenResponse> {
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> ApiResult<pb::CreateTokenResponse> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Administer)?;
         let input = request.into_inner();
         super::account::validate_name(&input.name)?;
         let role = role_from(input.role)?;
         let account_id = match (role, input.account_id.is_empty()) {
-            (Role::Member, true) => return Err(ApiError::invalid("account_id", "required for member tokens").into()),
+            (Role::Member, true) => {
+                return Err(ApiError::invalid("account_id", "required for member tokens").into());
+            }
             (Role::Member, false) => {
                 let account_id = AccountId::parse("account_id", &input.account_id)?;
                 match accounts::get(&self.ctx.pool, &account_id).await? {
@@ -116,7 +124,9 @@ impl pb::token_service_server::TokenService for TokenApi {
             }
             (Role::Admin | Role::Auditor, true) => None,
             (Role::Admin | Role::Auditor, false) => {
-                return Err(ApiError::invalid("account_id", "only member tokens are scoped to an account").into());
+                return Err(
+                    ApiError::invalid("account_id", "only member tokens are scoped to an account").into()
+                );
             }
         };
         if !(0..=MAX_LIFETIME_SECONDS).contains(&input.expires_in_seconds) {
@@ -144,13 +154,19 @@ impl pb::token_service_server::TokenService for TokenApi {
         }))
     }
 
-    async fn list_tokens(&self, request: Request<pb::ListTokensRequest>) -> ApiResult<pb::ListTokensResponse> {
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> ApiResult<pb::ListTokensResponse> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Administer)?;
         let input = request.into_inner();
         let limit = page::size(input.page_size)?;
         let after = page::decode(&input.next_token)?
-            .map(|key| Uuid::parse_str(&key).map_err(|_| ApiError::invalid("next_token", "is not a token returned by this API")))
+            .map(|key| {
+                Uuid::parse_str(&key)
+                    .map_err(|_| ApiError::invalid("next_token", "is not a token returned by this API"))
+            })
             .transpose()?;
         let mut found = tokens::list(&self.ctx.pool, after, limit + 1, input.include_inactive).await?;
         let next_token = if found.len() as i64 > limit {
@@ -159,7 +175,10 @@ impl pb::token_service_server::TokenService for TokenApi {
         } else {
             String::new()
         };
-        Ok(Response::new(pb::ListTokensResponse { tokens: found.iter().map(convert::token).collect(), next_token }))
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: found.iter().map(convert::token).collect(),
+            next_token,
+        }))
     }
 
     async fn revoke_token(&self, request: Request<pb::RevokeTokenRequest>) -> ApiResult<pb::Token> {

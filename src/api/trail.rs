@@ -71,7 +71,12 @@ impl TrailApi {
     }
 
     /// Resolves a trail the caller wants to change, and checks that it may.
-    async fn resolve_for_write(&self, caller: &Caller, field: &str, name_or_arn: &str) -> Result<Trail, ApiError> {
+    async fn resolve_for_write(
+        &self,
+        caller: &Caller,
+        field: &str,
+        name_or_arn: &str,
+    ) -> Result<Trail, ApiError> {
         authorize(caller, Action::WriteTrails)?;
         let trail = self.resolve(caller, field, name_or_arn).await?;
         authorize(caller, Action::WriteTrail(&trail))?;
@@ -91,7 +96,8 @@ impl TrailApi {
         if organization {
             let org = organizations::get(&self.ctx.pool).await?.ok_or_else(|| {
                 ApiError::FailedPrecondition(
-                    "organization trails need an organization; create it with CreateOrganization first".into(),
+                    "organization trails need an organization; create it with CreateOrganization first"
+                        .into(),
                 )
             })?;
             if let Some(requested) = requested
@@ -119,7 +125,9 @@ impl TrailApi {
         };
         match accounts::get(&self.ctx.pool, &owner).await? {
             Some(account) if account.status != AccountStatus::Removed => Ok(owner),
-            _ => Err(ApiError::FailedPrecondition(format!("account {owner} is not registered; register it first"))),
+            _ => Err(ApiError::FailedPrecondition(format!(
+                "account {owner} is not registered; register it first"
+            ))),
         }
     }
 }
@@ -163,7 +171,8 @@ impl pb::trail_service_server::TrailService for TrailApi {
         } else {
             Region::parse("home_region", &input.home_region)?
         };
-        let owner = self.new_trail_owner(&caller, &input.owner_account_id, input.is_organization_trail).await?;
+        let owner =
+            self.new_trail_owner(&caller, &input.owner_account_id, input.is_organization_trail).await?;
         authorize(&caller, Action::CreateTrail { owner: &owner, organization: input.is_organization_trail })?;
         let settings = TrailSettings {
             s3_bucket_name: optional_bucket(&input.s3_bucket_name)?,
@@ -244,7 +253,10 @@ impl pb::trail_service_server::TrailService for TrailApi {
         Ok(Response::new(convert::trail(&updated)))
     }
 
-    async fn delete_trail(&self, request: Request<pb::DeleteTrailRequest>) -> ApiResult<pb::DeleteTrailResponse> {
+    async fn delete_trail(
+        &self,
+        request: Request<pb::DeleteTrailRequest>,
+    ) -> ApiResult<pb::DeleteTrailResponse> {
         let caller = Caller::of(&request)?;
         let trail = self.resolve_for_write(&caller, "name", &request.get_ref().name).await?;
         trails::delete(&self.ctx.pool, &trail).await?;
@@ -259,13 +271,19 @@ impl pb::trail_service_server::TrailService for TrailApi {
         Ok(Response::new(convert::trail(&trail)))
     }
 
-    async fn list_trails(&self, request: Request<pb::ListTrailsRequest>) -> ApiResult<pb::ListTrailsResponse> {
+    async fn list_trails(
+        &self,
+        request: Request<pb::ListTrailsRequest>,
+    ) -> ApiResult<pb::ListTrailsResponse> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::ReadTrails)?;
         let input = request.into_inner();
         let limit = page::size(input.page_size)?;
         let after = page::decode(&input.next_token)?
-            .map(|key| key.parse::<i64>().map_err(|_| ApiError::invalid("next_token", "is not a token returned by this API")))
+            .map(|key| {
+                key.parse::<i64>()
+                    .map_err(|_| ApiError::invalid("next_token", "is not a token returned by this API"))
+            })
             .transpose()?;
         let mut found = trails::list(&self.ctx.pool, after, limit + 1, caller.member_account()).await?;
         let next_token = if found.len() as i64 > limit {
@@ -274,10 +292,16 @@ impl pb::trail_service_server::TrailService for TrailApi {
         } else {
             String::new()
         };
-        Ok(Response::new(pb::ListTrailsResponse { trails: found.iter().map(convert::trail).collect(), next_token }))
+        Ok(Response::new(pb::ListTrailsResponse {
+            trails: found.iter().map(convert::trail).collect(),
+            next_token,
+        }))
     }
 
-    async fn start_logging(&self, request: Request<pb::StartLoggingRequest>) -> ApiResult<pb::StartLoggingResponse> {
+    async fn start_logging(
+        &self,
+        request: Request<pb::StartLoggingRequest>,
+    ) -> ApiResult<pb::StartLoggingResponse> {
         let caller = Caller::of(&request)?;
         let trail = self.resolve_for_write(&caller, "name", &request.get_ref().name).await?;
         trails::set_logging(&self.ctx.pool, &trail, true).await?;
@@ -285,7 +309,10 @@ impl pb::trail_service_server::TrailService for TrailApi {
         Ok(Response::new(pb::StartLoggingResponse {}))
     }
 
-    async fn stop_logging(&self, request: Request<pb::StopLoggingRequest>) -> ApiResult<pb::StopLoggingResponse> {
+    async fn stop_logging(
+        &self,
+        request: Request<pb::StopLoggingRequest>,
+    ) -> ApiResult<pb::StopLoggingResponse> {
         let caller = Caller::of(&request)?;
         let trail = self.resolve_for_write(&caller, "name", &request.get_ref().name).await?;
         trails::set_logging(&self.ctx.pool, &trail, false).await?;
@@ -293,7 +320,10 @@ impl pb::trail_service_server::TrailService for TrailApi {
         Ok(Response::new(pb::StopLoggingResponse {}))
     }
 
-    async fn get_trail_status(&self, request: Request<pb::GetTrailStatusRequest>) -> ApiResult<pb::TrailStatus> {
+    async fn get_trail_status(
+        &self,
+        request: Request<pb::GetTrailStatusRequest>,
+    ) -> ApiResult<pb::TrailStatus> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::ReadTrails)?;
         let trail = self.resolve(&caller, "name", &request.get_ref().name).await?;
@@ -330,7 +360,8 @@ impl pb::trail_service_server::TrailService for TrailApi {
             .enumerate()
             .map(|(i, s)| convert::event_selector_from(i, s))
             .collect::<Result<Vec<_>, _>>()?;
-        let advanced = input.advanced_event_selectors.into_iter().map(convert::advanced_selector_from).collect();
+        let advanced =
+            input.advanced_event_selectors.into_iter().map(convert::advanced_selector_from).collect();
         let selectors = EventSelectors::new(basic, advanced)?;
         let updated = trails::put_event_selectors(&self.ctx.pool, &trail, &selectors).await?;
         tracing::info!(trail_arn = %updated.arn, "event selectors put");

@@ -122,15 +122,21 @@ fn print_organization(org: &pb::Organization, format: Output) -> anyhow::Result<
 
 pub async fn org(mut clients: Clients, command: OrgCommand, format: Output) -> anyhow::Result<()> {
     let org = match command {
-        OrgCommand::Create { id, management_account_id, regions } => clients
-            .organizations
-            .create_organization(pb::CreateOrganizationRequest { id, management_account_id, regions })
-            .await,
-        OrgCommand::Describe => clients.organizations.describe_organization(pb::DescribeOrganizationRequest {}).await,
+        OrgCommand::Create { id, management_account_id, regions } => {
+            clients
+                .organizations
+                .create_organization(pb::CreateOrganizationRequest { id, management_account_id, regions })
+                .await
+        }
+        OrgCommand::Describe => {
+            clients.organizations.describe_organization(pb::DescribeOrganizationRequest {}).await
+        }
         OrgCommand::Update { regions } => {
             clients
                 .organizations
-                .update_organization(pb::UpdateOrganizationRequest { regions: Some(pb::RegionList { regions }) })
+                .update_organization(pb::UpdateOrganizationRequest {
+                    regions: Some(pb::RegionList { regions }),
+                })
                 .await
         }
     }
@@ -237,7 +243,10 @@ fn print_tokens(tokens: &[pb::Token], format: Output) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    output::table(&["TOKEN_ID", "NAME", "ROLE", "ACCOUNT", "ACCESS_KEY_ID", "CREATED", "EXPIRES", "REVOKED"], &rows);
+    output::table(
+        &["TOKEN_ID", "NAME", "ROLE", "ACCOUNT", "ACCESS_KEY_ID", "CREATED", "EXPIRES", "REVOKED"],
+        &rows,
+    );
     Ok(())
 }
 
@@ -260,9 +269,16 @@ pub async fn tokens(mut clients: Clients, command: TokensCommand, format: Output
     let api = &mut clients.tokens;
     let one = match command {
         TokensCommand::Create { name, role, account_id, expires_in_seconds, with_access_key } => {
-            let role = pb::Role::from_str_name(&format!("ROLE_{}", role.to_uppercase())).unwrap_or_default() as i32;
+            let role =
+                pb::Role::from_str_name(&format!("ROLE_{}", role.to_uppercase())).unwrap_or_default() as i32;
             let response = api
-                .create_token(pb::CreateTokenRequest { name, role, account_id, expires_in_seconds, with_access_key })
+                .create_token(pb::CreateTokenRequest {
+                    name,
+                    role,
+                    account_id,
+                    expires_in_seconds,
+                    with_access_key,
+                })
                 .await
                 .map_err(call_error)?
                 .into_inner();
@@ -298,10 +314,17 @@ pub async fn create_admin_token(args: CreateAdminTokenArgs, format: Output) -> a
     let pool = crate::store::connect(config.database_url()?, 2).await?;
     crate::store::migrate(&pool).await?;
     let master_key = config.master_key.as_deref().map(MasterKey::from_base64).transpose()?;
-    let issued =
-        crate::api::token::issue(&pool, master_key.as_ref(), &args.name, Role::Admin, None, 0, args.with_access_key)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let issued = crate::api::token::issue(
+        &pool,
+        master_key.as_ref(),
+        &args.name,
+        Role::Admin,
+        None,
+        0,
+        args.with_access_key,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let response = pb::CreateTokenResponse {
         token: Some(crate::api::convert::token(&issued.token)),
         secret: issued.secret,

@@ -51,7 +51,11 @@ fn read_dev_json(path: &Path) -> Option<DevInfo> {
 }
 
 /// Resolves the endpoint and token: explicit values win, then dev.json.
-pub fn resolve_target(endpoint: Option<String>, token: Option<String>, ca_cert: Option<PathBuf>) -> anyhow::Result<Target> {
+pub fn resolve_target(
+    endpoint: Option<String>,
+    token: Option<String>,
+    ca_cert: Option<PathBuf>,
+) -> anyhow::Result<Target> {
     let dev = read_dev_json(Path::new(DEFAULT_DEV_JSON));
     let endpoint = endpoint.or_else(|| dev.as_ref().map(|d| d.grpc_endpoint.clone()));
     let token = token.or_else(|| dev.as_ref().map(|d| d.admin_token.clone()));
@@ -71,7 +75,8 @@ pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
     if target.endpoint.starts_with("https://") {
         let mut tls = ClientTlsConfig::new().with_native_roots();
         if let Some(path) = &target.ca_cert {
-            let pem = std::fs::read(path).with_context(|| format!("cannot read CA certificate {}", path.display()))?;
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read CA certificate {}", path.display()))?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
         }
         endpoint = endpoint.tls_config(tls)?;

@@ -16,7 +16,11 @@ use crate::config::{Config, LogFormat};
 use output::Output;
 
 #[derive(Debug, Parser)]
-#[command(name = "orgtrail", version, about = "Self-hosted, CloudTrail-compatible, organization-wide trail aggregator")]
+#[command(
+    name = "orgtrail",
+    version,
+    about = "Self-hosted, CloudTrail-compatible, organization-wide trail aggregator"
+)]
 pub struct Cli {
     /// Control-plane gRPC endpoint (default: from ./.orgtrail/dev.json).
     #[arg(long, global = true, env = "ORGTRAIL_ENDPOINT")]
@@ -213,7 +217,9 @@ pub fn flag_pair(yes: bool, no: bool) -> Option<bool> {
 /// Reads an aws-cli style argument: `file://PATH`, or the JSON text itself.
 pub fn read_json_argument(flag: &str, value: &str) -> anyhow::Result<String> {
     match value.strip_prefix("file://") {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{flag}: cannot read {path}: {e}")),
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{flag}: cannot read {path}: {e}"))
+        }
         None => Ok(value.to_owned()),
     }
 }

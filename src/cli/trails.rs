@@ -281,7 +281,8 @@ pub async fn run(mut clients: Clients, command: TrailsCommand, format: Output) -
             print_trail(&trail, format)
         }
         TrailsCommand::Get(trail) => {
-            let trail = api.get_trail(pb::GetTrailRequest { name: trail.get()? }).await.map_err(call_error)?;
+            let trail =
+                api.get_trail(pb::GetTrailRequest { name: trail.get()? }).await.map_err(call_error)?;
             print_trail(&trail.into_inner(), format)
         }
         TrailsCommand::List => {
@@ -316,7 +317,10 @@ pub async fn run(mut clients: Clients, command: TrailsCommand, format: Output) -
                     ]
                 })
                 .collect();
-            output::table(&["NAME", "HOME_REGION", "OWNER", "ORGANIZATION", "MULTI_REGION", "BUCKET", "ARN"], &rows);
+            output::table(
+                &["NAME", "HOME_REGION", "OWNER", "ORGANIZATION", "MULTI_REGION", "BUCKET", "ARN"],
+                &rows,
+            );
             Ok(())
         }
         TrailsCommand::Update { trail, s3_bucket_name, flags } => {
@@ -367,23 +371,27 @@ pub async fn run(mut clients: Clients, command: TrailsCommand, format: Output) -
             Ok(())
         }
         TrailsCommand::Status(trail) => {
-            let status =
-                api.get_trail_status(pb::GetTrailStatusRequest { name: trail.get()? }).await.map_err(call_error)?;
+            let status = api
+                .get_trail_status(pb::GetTrailStatusRequest { name: trail.get()? })
+                .await
+                .map_err(call_error)?;
             print_status(&status.into_inner(), format)
         }
         TrailsCommand::PutEventSelectors { trail, event_selectors, advanced_event_selectors } => {
-            let mut request =
-                pb::PutEventSelectorsRequest { trail_name: trail.get()?, ..Default::default() };
+            let mut request = pb::PutEventSelectorsRequest { trail_name: trail.get()?, ..Default::default() };
             if let Some(text) = event_selectors {
                 let text = read_json_argument("--event-selectors", &text)?;
-                let parsed: Vec<EventSelector> = serde_json::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("--event-selectors: not CloudTrail EventSelectors JSON: {e}"))?;
+                let parsed: Vec<EventSelector> = serde_json::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("--event-selectors: not CloudTrail EventSelectors JSON: {e}")
+                })?;
                 request.event_selectors = parsed.iter().map(convert::event_selector).collect();
             }
             if let Some(text) = advanced_event_selectors {
                 let text = read_json_argument("--advanced-event-selectors", &text)?;
                 let parsed: Vec<AdvancedEventSelector> = serde_json::from_str(&text).map_err(|e| {
-                    anyhow::anyhow!("--advanced-event-selectors: not CloudTrail AdvancedEventSelectors JSON: {e}")
+                    anyhow::anyhow!(
+                        "--advanced-event-selectors: not CloudTrail AdvancedEventSelectors JSON: {e}"
+                    )
                 })?;
                 request.advanced_event_selectors = parsed.iter().map(convert::advanced_selector).collect();
             }
@@ -399,8 +407,9 @@ pub async fn run(mut clients: Clients, command: TrailsCommand, format: Output) -
         }
         TrailsCommand::PutInsightSelectors { trail, insight_selectors } => {
             let text = read_json_argument("--insight-selectors", &insight_selectors)?;
-            let parsed: Vec<InsightSelector> = serde_json::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("--insight-selectors: not CloudTrail InsightSelectors JSON: {e}"))?;
+            let parsed: Vec<InsightSelector> = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!("--insight-selectors: not CloudTrail InsightSelectors JSON: {e}")
+            })?;
             let request = pb::PutInsightSelectorsRequest {
                 trail_name: trail.get()?,
                 insight_selectors: parsed.iter().map(convert::insight_selector).collect(),
@@ -421,8 +430,10 @@ pub async fn run(mut clients: Clients, command: TrailsCommand, format: Output) -
             print_trail(&trail, format)
         }
         TrailsCommand::RemoveTags { trail, keys } => {
-            let trail =
-                api.remove_tags(pb::RemoveTagsRequest { name: trail.get()?, keys }).await.map_err(call_error)?;
+            let trail = api
+                .remove_tags(pb::RemoveTagsRequest { name: trail.get()?, keys })
+                .await
+                .map_err(call_error)?;
             print_trail(&trail.into_inner(), format)
         }
     }

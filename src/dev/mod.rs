@@ -105,7 +105,11 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
 
     let pg_dir = postgres::cluster_dir_for(&data_dir);
     if pg_dir.parent() != Some(data_dir.as_path()) {
-        eprintln!("note: the postgres system user cannot enter {}; the cluster lives in {}", data_dir.display(), pg_dir.display());
+        eprintln!(
+            "note: the postgres system user cannot enter {}; the cluster lives in {}",
+            data_dir.display(),
+            pg_dir.display()
+        );
     }
     let password = secrets.postgres_password.clone();
     let port = options.postgres_port;
@@ -125,14 +129,16 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         &secrets.s3_secret_access_key,
     )
     .await?;
-    ensure_bucket(&s3.endpoint(), &secrets.s3_access_key_id, &secrets.s3_secret_access_key, DEV_BUCKET).await?;
+    ensure_bucket(&s3.endpoint(), &secrets.s3_access_key_id, &secrets.s3_secret_access_key, DEV_BUCKET)
+        .await?;
 
     let master_key = Arc::new(MasterKey::from_base64(&secrets.master_key)?);
     let organization_id = ensure_organization(&pool).await?;
     if !admin_token_is_valid(&pool, secrets.admin_token.as_deref()).await? {
-        let issued = api::token::issue(&pool, Some(&master_key), "dev-admin", tokens::Role::Admin, None, 0, true)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot create the admin token: {e}"))?;
+        let issued =
+            api::token::issue(&pool, Some(&master_key), "dev-admin", tokens::Role::Admin, None, 0, true)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create the admin token: {e}"))?;
         secrets.admin_token = Some(issued.secret);
         secrets.admin_access_key_id = issued.token.access_key_id;
         secrets.admin_secret_access_key = issued.secret_access_key;
@@ -190,14 +196,23 @@ fn print_banner(info: &DevInfo, data_dir: &Path) {
     println!("orgtrail dev is running (Ctrl-C stops it; state in {})", data_dir.display());
     println!();
     println!("  gRPC endpoint     {}", info.grpc_endpoint);
-    println!("  S3 endpoint       {}  (access key {}, secret in dev.json)", info.s3_endpoint, info.s3_access_key_id);
+    println!(
+        "  S3 endpoint       {}  (access key {}, secret in dev.json)",
+        info.s3_endpoint, info.s3_access_key_id
+    );
     println!("  bucket            {}", info.bucket);
     println!("  region            {}", info.region);
-    println!("  organization      {} (management account {})", info.organization_id, info.management_account_id);
+    println!(
+        "  organization      {} (management account {})",
+        info.organization_id, info.management_account_id
+    );
     println!("  admin token       {}", info.admin_token);
     println!("  details           {}", data_dir.join("dev.json").display());
     println!();
-    println!("Try: orgtrail trails create --name org-trail --s3-bucket-name {} --is-organization-trail", info.bucket);
+    println!(
+        "Try: orgtrail trails create --name org-trail --s3-bucket-name {} --is-organization-trail",
+        info.bucket
+    );
 }
 
 async fn admin_token_is_valid(pool: &sqlx::PgPool, token: Option<&str>) -> anyhow::Result<bool> {
@@ -218,7 +233,12 @@ async fn ensure_organization(pool: &sqlx::PgPool) -> anyhow::Result<String> {
 }
 
 /// An S3 client for an S3-compatible endpoint with static credentials.
-pub async fn s3_client(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> aws_sdk_s3::Client {
+pub async fn s3_client(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    region: &str,
+) -> aws_sdk_s3::Client {
     let credentials = aws_sdk_s3::config::Credentials::new(access_key, secret_key, None, None, "orgtrail");
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_owned()))
@@ -229,16 +249,18 @@ pub async fn s3_client(endpoint: &str, access_key: &str, secret_key: &str, regio
     aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build())
 }
 
-async fn ensure_bucket(endpoint: &str, access_key: &str, secret_key: &str, bucket: &str) -> anyhow::Result<()> {
+async fn ensure_bucket(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    bucket: &str,
+) -> anyhow::Result<()> {
     let client = s3_client(endpoint, access_key, secret_key, DEV_REGION).await;
     if client.head_bucket().bucket(bucket).send().await.is_ok() {
         return Ok(());
     }
-    client
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot create bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+    client.create_bucket().bucket(bucket).send().await.map_err(|e| {
+        anyhow::anyhow!("cannot create bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(e))
+    })?;
     Ok(())
 }

@@ -58,7 +58,8 @@ pub fn cluster_dir_for(data_dir: &Path) -> PathBuf {
     if !is_root() || system_user_can_enter(data_dir) {
         return wanted;
     }
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data_dir.as_os_str().as_encoded_bytes());
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data_dir.as_os_str().as_encoded_bytes());
     PathBuf::from("/var/lib/orgtrail").join(format!("postgres-{}", &hex::encode(digest.as_ref())[..16]))
 }
 
@@ -130,7 +131,8 @@ impl EmbeddedPostgres {
     }
 
     fn hand_to_system_user(&self) -> anyhow::Result<()> {
-        let status = Command::new("chown").arg("-R").arg(format!("{SYSTEM_USER}:")).arg(&self.data_dir).status()?;
+        let status =
+            Command::new("chown").arg("-R").arg(format!("{SYSTEM_USER}:")).arg(&self.data_dir).status()?;
         if !status.success() {
             bail!(
                 "cannot hand {} to the {SYSTEM_USER} system user (does the user exist? {INSTALL_HINT})",
@@ -207,10 +209,13 @@ impl EmbeddedPostgres {
             return;
         }
         self.stopped = true;
-        let result = self.command("pg_ctl").arg("-D").arg(&self.data_dir).args(["-m", "fast", "-w", "stop"]).output();
+        let result =
+            self.command("pg_ctl").arg("-D").arg(&self.data_dir).args(["-m", "fast", "-w", "stop"]).output();
         match result {
             Ok(output) if output.status.success() => tracing::info!("postgres stopped"),
-            Ok(output) => tracing::warn!(stderr = %String::from_utf8_lossy(&output.stderr), "pg_ctl stop failed"),
+            Ok(output) => {
+                tracing::warn!(stderr = %String::from_utf8_lossy(&output.stderr), "pg_ctl stop failed")
+            }
             Err(error) => tracing::warn!(%error, "cannot run pg_ctl stop"),
         }
     }

@@ -19,14 +19,21 @@ pub struct S3Server {
 
 impl S3Server {
     /// Serves `root` on `listen` (port 0: a free port) with one access key pair.
-    pub async fn start(root: &Path, listen: SocketAddr, access_key: &str, secret_key: &str) -> anyhow::Result<Self> {
+    pub async fn start(
+        root: &Path,
+        listen: SocketAddr,
+        access_key: &str,
+        secret_key: &str,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)?;
-        let fs = s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("s3 store at {}: {e:?}", root.display()))?;
+        let fs = s3s_fs::FileSystem::new(root)
+            .map_err(|e| anyhow::anyhow!("s3 store at {}: {e:?}", root.display()))?;
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
         let service = builder.build();
-        let listener =
-            TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen} for S3: {e}"))?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen} for S3: {e}"))?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let http = ConnBuilder::new(TokioExecutor::new());

@@ -48,7 +48,8 @@ string_newtype!(OrganizationId);
 impl OrganizationId {
     pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
         let ok = value.strip_prefix("o-").is_some_and(|rest| {
-            (10..=32).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            (10..=32).contains(&rest.len())
+                && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         });
         if ok {
             Ok(Self(value.to_owned()))
@@ -65,8 +66,7 @@ impl OrganizationId {
         use rand::Rng;
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
         let mut rng = rand::rng();
-        let suffix: String =
-            (0..10).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+        let suffix: String = (0..10).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
         Self(format!("o-{suffix}"))
     }
 }
@@ -185,8 +185,12 @@ impl TrailArn {
     }
 
     pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
-        let invalid =
-            || FieldError::new(field, format!("must be arn:aws:cloudtrail:REGION:ACCOUNT:trail/NAME, got {value:?}"));
+        let invalid = || {
+            FieldError::new(
+                field,
+                format!("must be arn:aws:cloudtrail:REGION:ACCOUNT:trail/NAME, got {value:?}"),
+            )
+        };
         let mut parts = value.splitn(6, ':');
         let (Some("arn"), Some(_partition), Some("cloudtrail"), Some(region), Some(account), Some(resource)) =
             (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
@@ -256,7 +260,17 @@ mod tests {
         for good in ["abc", "My-Trail_1.x", "org-trail", &"a".repeat(128)] {
             assert!(TrailName::parse("name", good).is_ok(), "{good}");
         }
-        for bad in ["ab", "-abc", "abc-", "my--trail", "my-_namespace", "a b c", "192.168.5.4", &"a".repeat(129), "trail/x"] {
+        for bad in [
+            "ab",
+            "-abc",
+            "abc-",
+            "my--trail",
+            "my-_namespace",
+            "a b c",
+            "192.168.5.4",
+            &"a".repeat(129),
+            "trail/x",
+        ] {
             let err = TrailName::parse("name", bad).unwrap_err();
             assert_eq!(err.field, "name");
         }

@@ -14,14 +14,11 @@ pub const MAX_DATA_RESOURCE_VALUES: usize = 250;
 /// At most this many condition values across all advanced selectors of a trail.
 pub const MAX_ADVANCED_VALUES: usize = 500;
 
-const BASIC_DATA_RESOURCE_TYPES: &[&str] = &["AWS::S3::Object", "AWS::Lambda::Function", "AWS::DynamoDB::Table"];
+const BASIC_DATA_RESOURCE_TYPES: &[&str] =
+    &["AWS::S3::Object", "AWS::Lambda::Function", "AWS::DynamoDB::Table"];
 const EXCLUDABLE_SOURCES: &[&str] = &["kms.amazonaws.com", "rdsdata.amazonaws.com"];
-const NETWORK_ACTIVITY_SOURCES: &[&str] = &[
-    "cloudtrail.amazonaws.com",
-    "ec2.amazonaws.com",
-    "kms.amazonaws.com",
-    "secretsmanager.amazonaws.com",
-];
+const NETWORK_ACTIVITY_SOURCES: &[&str] =
+    &["cloudtrail.amazonaws.com", "ec2.amazonaws.com", "kms.amazonaws.com", "secretsmanager.amazonaws.com"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum ReadWriteType {
@@ -37,7 +34,9 @@ impl ReadWriteType {
             "" | "All" => Ok(Self::All),
             "ReadOnly" => Ok(Self::ReadOnly),
             "WriteOnly" => Ok(Self::WriteOnly),
-            other => Err(FieldError::new(field, format!("must be ReadOnly, WriteOnly or All, got {other:?}"))),
+            other => {
+                Err(FieldError::new(field, format!("must be ReadOnly, WriteOnly or All, got {other:?}")))
+            }
         }
     }
 
@@ -209,7 +208,9 @@ fn validate_basic(selectors: &[EventSelector]) -> Result<(), FieldError> {
             if !EXCLUDABLE_SOURCES.contains(&source.as_str()) {
                 return Err(FieldError::new(
                     format!("event_selectors[{i}].exclude_management_event_sources[{j}]"),
-                    format!("only kms.amazonaws.com and rdsdata.amazonaws.com can be excluded, got {source:?}"),
+                    format!(
+                        "only kms.amazonaws.com and rdsdata.amazonaws.com can be excluded, got {source:?}"
+                    ),
                 ));
             }
         }
@@ -230,7 +231,10 @@ fn validate_basic(selectors: &[EventSelector]) -> Result<(), FieldError> {
                 }
             };
             if resource.values.is_empty() {
-                return Err(FieldError::new(format!("{field}.values"), "at least one ARN or ARN prefix is required"));
+                return Err(FieldError::new(
+                    format!("{field}.values"),
+                    "at least one ARN or ARN prefix is required",
+                ));
             }
             for (k, value) in resource.values.iter().enumerate() {
                 if !value.starts_with(required_prefix) {
@@ -319,31 +323,49 @@ fn validate_advanced_selector(i: usize, selector: &AdvancedEventSelector) -> Res
             ));
         }
         if !seen.insert(field.as_str()) {
-            return Err(FieldError::new(format!("{here}.field"), format!("field {field:?} appears more than once")));
+            return Err(FieldError::new(
+                format!("{here}.field"),
+                format!("field {field:?} appears more than once"),
+            ));
         }
         if field_selector.value_count() == 0 {
-            return Err(FieldError::new(here, "at least one operator (equals, starts_with, ...) with a value is required"));
+            return Err(FieldError::new(
+                here,
+                "at least one operator (equals, starts_with, ...) with a value is required",
+            ));
         }
         for (operator, values) in field_selector.operators() {
             for (k, value) in values.iter().enumerate() {
                 if value.is_empty() || value.chars().count() > 2048 {
-                    return Err(FieldError::new(format!("{here}.{operator}[{k}]"), "values must be 1 to 2048 characters"));
+                    return Err(FieldError::new(
+                        format!("{here}.{operator}[{k}]"),
+                        "values must be 1 to 2048 characters",
+                    ));
                 }
             }
         }
         let equals_only = matches!(field.as_str(), "eventCategory" | "readOnly" | "resources.type");
         if equals_only && let Some(op) = field_selector.only_operators(&["equals"]) {
-            return Err(FieldError::new(format!("{here}.{op}"), format!("field {field:?} supports only equals")));
+            return Err(FieldError::new(
+                format!("{here}.{op}"),
+                format!("field {field:?} supports only equals"),
+            ));
         }
         if field == "sessionCredentialFromConsole"
             && let Some(op) = field_selector.only_operators(&["equals", "not_equals"])
         {
-            return Err(FieldError::new(format!("{here}.{op}"), format!("field {field:?} supports only equals and not_equals")));
+            return Err(FieldError::new(
+                format!("{here}.{op}"),
+                format!("field {field:?} supports only equals and not_equals"),
+            ));
         }
         if field == "readOnly"
             && let Some(bad) = field_selector.equals.iter().find(|v| *v != "true" && *v != "false")
         {
-            return Err(FieldError::new(format!("{here}.equals"), format!("readOnly takes \"true\" or \"false\", got {bad:?}")));
+            return Err(FieldError::new(
+                format!("{here}.equals"),
+                format!("readOnly takes \"true\" or \"false\", got {bad:?}"),
+            ));
         }
         if field == "resources.ARN" {
             let exact = field_selector.equals.iter().chain(&field_selector.not_equals);
@@ -405,7 +427,10 @@ fn validate_advanced_selector(i: usize, selector: &AdvancedEventSelector) -> Res
         }
         "Data" => {
             let Some((j, resource_type)) = find("resources.type") else {
-                return Err(FieldError::new(at(".field_selectors"), "data selectors require a resources.type field selector"));
+                return Err(FieldError::new(
+                    at(".field_selectors"),
+                    "data selectors require a resources.type field selector",
+                ));
             };
             if resource_type.equals.len() != 1 {
                 return Err(FieldError::new(
@@ -433,7 +458,10 @@ fn validate_advanced_selector(i: usize, selector: &AdvancedEventSelector) -> Res
             if !sources_ok {
                 return Err(FieldError::new(
                     at(&format!(".field_selectors[{j}].equals")),
-                    format!("network activity eventSource takes one of {} (equals)", NETWORK_ACTIVITY_SOURCES.join(", ")),
+                    format!(
+                        "network activity eventSource takes one of {} (equals)",
+                        NETWORK_ACTIVITY_SOURCES.join(", ")
+                    ),
                 ));
             }
             if let Some((j, error_code)) = find("errorCode")
@@ -462,7 +490,9 @@ pub struct InsightSelector {
 }
 
 /// Validates a PutInsightSelectors input; fills the default category (Management).
-pub fn validate_insight_selectors(selectors: Vec<InsightSelector>) -> Result<Vec<InsightSelector>, FieldError> {
+pub fn validate_insight_selectors(
+    selectors: Vec<InsightSelector>,
+) -> Result<Vec<InsightSelector>, FieldError> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(selectors.len());
     for (i, mut selector) in selectors.into_iter().enumerate() {
@@ -540,11 +570,15 @@ mod tests {
 
     #[test]
     fn data_selector_needs_one_resource_type() {
-        let err = EventSelectors::new(vec![], vec![selector(vec![field("eventCategory", &["Data"])])]).unwrap_err();
+        let err =
+            EventSelectors::new(vec![], vec![selector(vec![field("eventCategory", &["Data"])])]).unwrap_err();
         assert!(err.message.contains("resources.type"));
         let ok = EventSelectors::new(
             vec![],
-            vec![selector(vec![field("eventCategory", &["Data"]), field("resources.type", &["AWS::S3::Object"])])],
+            vec![selector(vec![
+                field("eventCategory", &["Data"]),
+                field("resources.type", &["AWS::S3::Object"]),
+            ])],
         );
         assert!(ok.is_ok());
     }
@@ -552,10 +586,18 @@ mod tests {
     #[test]
     fn too_many_condition_values() {
         let values: Vec<String> = (0..501).map(|i| format!("arn:aws:s3:::b{i}/")).collect();
-        let arn = AdvancedFieldSelector { field: "resources.ARN".into(), starts_with: values, ..Default::default() };
+        let arn = AdvancedFieldSelector {
+            field: "resources.ARN".into(),
+            starts_with: values,
+            ..Default::default()
+        };
         let err = EventSelectors::new(
             vec![],
-            vec![selector(vec![field("eventCategory", &["Data"]), field("resources.type", &["AWS::S3::Object"]), arn])],
+            vec![selector(vec![
+                field("eventCategory", &["Data"]),
+                field("resources.type", &["AWS::S3::Object"]),
+                arn,
+            ])],
         )
         .unwrap_err();
         assert!(err.message.contains("at most 500"), "{err}");

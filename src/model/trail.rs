@@ -46,7 +46,8 @@ impl TrailSettings {
         let group = &self.cloud_watch_logs_log_group_arn;
         let role = &self.cloud_watch_logs_role_arn;
         if group.is_empty() != role.is_empty() {
-            let missing = if group.is_empty() { "cloud_watch_logs_log_group_arn" } else { "cloud_watch_logs_role_arn" };
+            let missing =
+                if group.is_empty() { "cloud_watch_logs_log_group_arn" } else { "cloud_watch_logs_role_arn" };
             return Err(FieldError::new(
                 missing,
                 "cloud_watch_logs_log_group_arn and cloud_watch_logs_role_arn must be set together",
@@ -85,7 +86,10 @@ fn validate_key_prefix(prefix: &str) -> Result<(), FieldError> {
         return Err(FieldError::new(field, format!("must not start or end with '/', got {prefix:?}")));
     }
     if prefix.contains("//") || prefix.chars().any(|c| c.is_control()) {
-        return Err(FieldError::new(field, format!("must not contain '//' or control characters, got {prefix:?}")));
+        return Err(FieldError::new(
+            field,
+            format!("must not contain '//' or control characters, got {prefix:?}"),
+        ));
     }
     Ok(())
 }
@@ -100,7 +104,8 @@ fn validate_kms_key_id(key: &str) -> Result<(), FieldError> {
 fn validate_sns_topic(topic: &str) -> Result<(), FieldError> {
     let name = topic.rsplit(':').next().unwrap_or(topic);
     let arn_ok = !topic.contains(':') || topic.starts_with("arn:aws:sns:");
-    let name_ok = name.len() <= 256 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let name_ok =
+        name.len() <= 256 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if topic.is_empty() || (arn_ok && name_ok) {
         Ok(())
     } else {
@@ -111,7 +116,10 @@ fn validate_sns_topic(topic: &str) -> Result<(), FieldError> {
 /// Validates a whole tag set (after any merge), CloudTrail's limits.
 pub fn validate_tags(tags: &[Tag]) -> Result<(), FieldError> {
     if tags.len() > MAX_TAGS {
-        return Err(FieldError::new("tags", format!("at most {MAX_TAGS} tags per trail, got {}", tags.len())));
+        return Err(FieldError::new(
+            "tags",
+            format!("at most {MAX_TAGS} tags per trail, got {}", tags.len()),
+        ));
     }
     let mut keys = std::collections::HashSet::new();
     for (i, tag) in tags.iter().enumerate() {

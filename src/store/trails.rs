@@ -49,7 +49,9 @@ impl TryFrom<Row> for Trail {
             (Some(Json(basic)), None) => EventSelectors::Basic(basic),
             (None, Some(Json(advanced))) => EventSelectors::Advanced(advanced),
             (None, None) => EventSelectors::Default,
-            (Some(_), Some(_)) => return Err(StoreError::Corrupt(format!("trail {arn} has both selector kinds"))),
+            (Some(_), Some(_)) => {
+                return Err(StoreError::Corrupt(format!("trail {arn} has both selector kinds")));
+            }
         };
         Ok(Trail {
             id: row.id,
@@ -108,7 +110,10 @@ async fn trails_in_region(
 
 /// Serializes trail creation and region changes per owner account, so the per-region limit holds.
 async fn lock_owner(conn: &mut sqlx::PgConnection, owner: &AccountId) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('trails:' || $1))").bind(owner.as_str()).execute(conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('trails:' || $1))")
+        .bind(owner.as_str())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -126,7 +131,9 @@ pub async fn create(
 ) -> Result<Trail, StoreError> {
     let mut tx = pool.begin().await?;
     lock_owner(&mut tx, &arn.owner_account_id).await?;
-    if trails_in_region(&mut tx, &arn.owner_account_id, &arn.home_region, None).await? >= MAX_TRAILS_PER_REGION {
+    if trails_in_region(&mut tx, &arn.owner_account_id, &arn.home_region, None).await?
+        >= MAX_TRAILS_PER_REGION
+    {
         return Err(limit_error(&arn.owner_account_id, &arn.home_region));
     }
     let inserted = sqlx::query_as::<_, Row>(&format!(
@@ -212,7 +219,11 @@ pub async fn list(
     rows.into_iter().map(Trail::try_from).collect()
 }
 
-pub async fn update_settings(pool: &PgPool, trail: &Trail, settings: &TrailSettings) -> Result<Trail, StoreError> {
+pub async fn update_settings(
+    pool: &PgPool,
+    trail: &Trail,
+    settings: &TrailSettings,
+) -> Result<Trail, StoreError> {
     let mut tx = pool.begin().await?;
     let becomes_multi_region = settings.is_multi_region_trail && !trail.settings.is_multi_region_trail;
     if becomes_multi_region {

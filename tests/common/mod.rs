@@ -56,14 +56,17 @@ impl TestApi {
     /// A fresh bearer secret of `role` (member tokens need `account`).
     pub async fn token(&self, role: Role, account: Option<&str>) -> String {
         let account = account.map(|a| AccountId::parse("account_id", a).unwrap());
-        let issued = api::token::issue(&self.pool, Some(&self.master_key), "test", role, account.as_ref(), 0, false)
-            .await
-            .unwrap();
+        let issued =
+            api::token::issue(&self.pool, Some(&self.master_key), "test", role, account.as_ref(), 0, false)
+                .await
+                .unwrap();
         issued.secret
     }
 
     pub async fn clients(&self, token: &str) -> Clients {
-        client::connect(&Target { endpoint: self.endpoint(), token: token.to_owned(), ca_cert: None }).await.unwrap()
+        client::connect(&Target { endpoint: self.endpoint(), token: token.to_owned(), ca_cert: None })
+            .await
+            .unwrap()
     }
 
     pub async fn admin(&self) -> Clients {
