@@ -149,3 +149,18 @@ fn admin_cli_without_a_server_says_how_to_get_one() {
     assert!(stderr.contains("orgtrail dev"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1);
 }
+
+#[test]
+fn dev_without_postgres_binaries_names_the_install_command() {
+    let temp = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .current_dir(temp.path())
+        .args(["dev", "--grpc-listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0"])
+        .env("ORGTRAIL_PG_BIN", temp.path().join("no-postgres-here"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("apt-get install -y postgresql"), "{stderr}");
+    assert_eq!(stderr.trim().lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
+}

@@ -21,7 +21,7 @@ pub fn find_binaries() -> anyhow::Result<PathBuf> {
         if has_tools(&dir) {
             return Ok(dir);
         }
-        bail!("ORGTRAIL_PG_BIN={} does not contain initdb and pg_ctl", dir.display());
+        bail!("ORGTRAIL_PG_BIN={} does not contain initdb and pg_ctl: {INSTALL_HINT}", dir.display());
     }
     let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
