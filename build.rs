@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "proto/orgtrail/v1/account.proto",
     "proto/orgtrail/v1/trail.proto",
     "proto/orgtrail/v1/token.proto",
+    "proto/orgtrail/v1/ingest.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

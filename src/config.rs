@@ -43,6 +43,22 @@ pub struct Config {
     pub s3_endpoint: Option<String>,
     /// Use path-style S3 addressing (needed by most S3-compatible stores).
     pub s3_force_path_style: bool,
+    /// Static access key for an S3-compatible store; unset: the usual AWS credential sources.
+    pub s3_access_key_id: Option<String>,
+    /// Secret for `s3_access_key_id`.
+    pub s3_secret_access_key: Option<String>,
+    /// Days an event identity (recipientAccountId, eventID) is remembered to drop re-sent copies.
+    pub dedupe_horizon_days: i64,
+    /// Days an accepted event is kept while some trail has not delivered it (bucket missing, ...).
+    pub staged_retention_days: u64,
+    /// A log file is cut at this many uncompressed bytes even before the trail's interval.
+    pub max_batch_bytes: usize,
+    /// gzip level of log files, 1 (fast) to 9 (small).
+    pub gzip_level: u32,
+    /// Seconds a worker's shard lease lasts without renewal; a dead worker's shards move after this.
+    pub lease_ttl_seconds: u64,
+    /// Milliseconds between a worker's passes over its shards.
+    pub poll_interval_ms: u64,
     /// Log line format: `text` or `json`.
     pub log_format: LogFormat,
 }
@@ -59,6 +75,14 @@ impl Default for Config {
             region: "us-east-1".to_owned(),
             s3_endpoint: None,
             s3_force_path_style: false,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            dedupe_horizon_days: 90,
+            staged_retention_days: 30,
+            max_batch_bytes: 10 * 1024 * 1024,
+            gzip_level: 6,
+            lease_ttl_seconds: 15,
+            poll_interval_ms: 200,
             log_format: LogFormat::Text,
         }
     }
@@ -74,6 +98,14 @@ const FIELDS: &[&str] = &[
     "region",
     "s3_endpoint",
     "s3_force_path_style",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "dedupe_horizon_days",
+    "staged_retention_days",
+    "max_batch_bytes",
+    "gzip_level",
+    "lease_ttl_seconds",
+    "poll_interval_ms",
     "log_format",
 ];
 
@@ -91,6 +123,36 @@ impl Config {
         figment =
             figment.merge(Env::raw().only(&["DATABASE_URL"])).merge(Env::prefixed("ORGTRAIL_").only(FIELDS));
         figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    }
+
+    /// Worker settings, checked.
+    pub fn worker_settings(&self) -> anyhow::Result<crate::pipeline::worker::WorkerSettings> {
+        if !(1..=9).contains(&self.gzip_level) {
+            anyhow::bail!("gzip_level must be 1 to 9, got {}", self.gzip_level);
+        }
+        if self.lease_ttl_seconds < 2 {
+            anyhow::bail!("lease_ttl_seconds must be at least 2, got {}", self.lease_ttl_seconds);
+        }
+        if self.max_batch_bytes < 1024 {
+            anyhow::bail!("max_batch_bytes must be at least 1024, got {}", self.max_batch_bytes);
+        }
+        Ok(crate::pipeline::worker::WorkerSettings {
+            lease_ttl: std::time::Duration::from_secs(self.lease_ttl_seconds),
+            poll_interval: std::time::Duration::from_millis(self.poll_interval_ms.max(10)),
+            max_batch_bytes: self.max_batch_bytes,
+            gzip_level: self.gzip_level,
+            staged_retention: std::time::Duration::from_secs(self.staged_retention_days * 24 * 3600),
+            ..Default::default()
+        })
+    }
+
+    /// An S3 client for the configured store.
+    pub async fn s3_client(&self) -> aws_sdk_s3::Client {
+        let credentials = match (&self.s3_access_key_id, &self.s3_secret_access_key) {
+            (Some(id), Some(secret)) => Some((id.as_str(), secret.as_str())),
+            _ => None,
+        };
+        crate::sinks::s3::client(self.s3_endpoint.as_deref(), &self.region, credentials, self.s3_force_path_style).await
     }
 
     pub fn database_url(&self) -> anyhow::Result<&str> {

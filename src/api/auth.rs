@@ -65,6 +65,8 @@ pub enum Action<'a> {
     WriteTrail(&'a Trail),
     /// Describe one's own token.
     WhoAmI,
+    /// Push events (members: their own account's; checked per event).
+    Ingest,
 }
 
 /// The authorization policy: the only place that knows what each role may do.
@@ -76,6 +78,8 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ApiError> {
         (_, Action::ReadOrganization | Action::WhoAmI | Action::ReadTrails | Action::ListAccounts) => Ok(()),
         (Role::Admin, _) => Ok(()),
         (Role::Auditor, Action::ReadAccount(_)) => Ok(()),
+        (Role::Auditor, Action::Ingest) => denied("send events (auditors are read-only)"),
+        (Role::Member, Action::Ingest) => Ok(()),
         (Role::Auditor, Action::Administer) => denied("administer the organization, accounts or tokens"),
         (Role::Auditor, Action::WriteTrails | Action::CreateTrail { .. } | Action::WriteTrail(_)) => {
             denied("change trails (auditors are read-only)")

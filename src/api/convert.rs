@@ -106,6 +106,7 @@ pub fn trail(trail: &Trail) -> pb::Trail {
         has_insight_selectors: !trail.insight_selectors.is_empty(),
         created_time: Some(timestamp(trail.created_time)),
         updated_time: Some(timestamp(trail.updated_time)),
+        delivery_interval_seconds: s.delivery_interval_seconds,
     }
 }
 

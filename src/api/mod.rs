@@ -4,6 +4,7 @@ pub mod account;
 pub mod auth;
 pub mod convert;
 pub mod error;
+pub mod ingest;
 pub mod organization;
 pub mod token;
 pub mod trail;
@@ -18,6 +19,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::model::Region;
 use crate::proto::v1::account_service_server::AccountServiceServer;
+use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::organization_service_server::OrganizationServiceServer;
 use crate::proto::v1::token_service_server::TokenServiceServer;
 use crate::proto::v1::trail_service_server::TrailServiceServer;
@@ -31,6 +33,8 @@ pub struct Ctx {
     pub default_region: Region,
     /// Encrypts access-key secrets; None: tokens cannot carry access keys.
     pub master_key: Option<Arc<MasterKey>>,
+    /// Where accepted events are staged.
+    pub staging: Arc<dyn crate::store::staging::Staging>,
 }
 
 /// PEM files for serving gRPC over TLS.
@@ -52,6 +56,7 @@ pub async fn serve(
     health_reporter.set_serving::<AccountServiceServer<account::AccountApi>>().await;
     health_reporter.set_serving::<OrganizationServiceServer<organization::OrganizationApi>>().await;
     health_reporter.set_serving::<TokenServiceServer<token::TokenApi>>().await;
+    health_reporter.set_serving::<IngestServiceServer<ingest::IngestApi>>().await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -77,7 +82,8 @@ pub async fn serve(
         .add_service(OrganizationServiceServer::new(organization::OrganizationApi::new(ctx.clone())))
         .add_service(AccountServiceServer::new(account::AccountApi::new(ctx.clone())))
         .add_service(TrailServiceServer::new(trail::TrailApi::new(ctx.clone())))
-        .add_service(TokenServiceServer::new(token::TokenApi::new(ctx)))
+        .add_service(TokenServiceServer::new(token::TokenApi::new(ctx.clone())))
+        .add_service(IngestServiceServer::new(ingest::IngestApi::new(ctx)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -185,6 +185,9 @@ impl pb::trail_service_server::TrailService for TrailApi {
             cloud_watch_logs_role_arn: input.cloud_watch_logs_role_arn,
             kms_key_id: input.kms_key_id,
             sns_topic_name: input.sns_topic_name,
+            delivery_interval_seconds: input
+                .delivery_interval_seconds
+                .unwrap_or(crate::model::trail::DEFAULT_DELIVERY_INTERVAL_SECONDS),
         };
         settings.validate()?;
         let tags = convert::tags_from(input.tags);
@@ -246,6 +249,9 @@ impl pb::trail_service_server::TrailService for TrailApi {
         }
         if let Some(topic) = input.sns_topic_name {
             settings.sns_topic_name = topic;
+        }
+        if let Some(interval) = input.delivery_interval_seconds {
+            settings.delivery_interval_seconds = interval;
         }
         settings.validate()?;
         let updated = trails::update_settings(&self.ctx.pool, &trail, &settings).await?;

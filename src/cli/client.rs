@@ -11,6 +11,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 use crate::dev::DevInfo;
 use crate::proto::v1::account_service_client::AccountServiceClient;
+use crate::proto::v1::ingest_service_client::IngestServiceClient;
 use crate::proto::v1::organization_service_client::OrganizationServiceClient;
 use crate::proto::v1::token_service_client::TokenServiceClient;
 use crate::proto::v1::trail_service_client::TrailServiceClient;
@@ -37,6 +38,7 @@ pub struct Clients {
     pub accounts: AccountServiceClient<Authed>,
     pub trails: TrailServiceClient<Authed>,
     pub tokens: TokenServiceClient<Authed>,
+    pub ingest: IngestServiceClient<Authed>,
 }
 
 pub struct Target {
@@ -93,7 +95,8 @@ pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
         organizations: OrganizationServiceClient::with_interceptor(channel.clone(), auth.clone()),
         accounts: AccountServiceClient::with_interceptor(channel.clone(), auth.clone()),
         trails: TrailServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        tokens: TokenServiceClient::with_interceptor(channel, auth),
+        tokens: TokenServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        ingest: IngestServiceClient::with_interceptor(channel, auth),
     })
 }
 

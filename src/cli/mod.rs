@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod events;
 pub mod output;
 pub mod trails;
 
@@ -62,6 +63,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Tokens(admin::TokensCommand),
+    /// Send events.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -168,9 +172,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => {
             let config = Config::load(args.config.as_deref())?;
             init_tracing(config.log_format);
+            let settings = config.worker_settings()?;
             let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
             crate::store::migrate(&pool).await?;
-            crate::worker::run(pool, shutdown_signal()).await
+            let staging = std::sync::Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
+            let sink = crate::sinks::s3::S3Sink::new(config.s3_client().await);
+            crate::pipeline::worker::Worker::new(pool, staging, sink, settings).run(shutdown_signal()).await
         }
         Command::Migrate(args) => {
             let config = Config::load(args.config.as_deref())?;
@@ -192,6 +199,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trails(command) => {
             let clients = connect().await?;
             trails::run(clients, command, output).await
+        }
+        Command::Events(command) => {
+            let clients = connect().await?;
+            events::run(clients, command, output).await
         }
         Command::Tokens(command) => {
             let clients = connect().await?;

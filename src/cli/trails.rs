@@ -67,6 +67,9 @@ pub struct TrailFlags {
     /// KMS key for SSE-KMS.
     #[arg(long)]
     kms_key_id: Option<String>,
+    /// Seconds between log files of one (account, region), 1..3600 (default 60).
+    #[arg(long)]
+    delivery_interval_seconds: Option<i32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +196,7 @@ fn print_trail(trail: &pb::Trail, format: Output) -> anyhow::Result<()> {
         ("is_multi_region_trail", trail.is_multi_region_trail.to_string()),
         ("include_global_service_events", trail.include_global_service_events.to_string()),
         ("log_file_validation_enabled", trail.log_file_validation_enabled.to_string()),
+        ("delivery_interval_seconds", trail.delivery_interval_seconds.to_string()),
         ("has_custom_event_selectors", trail.has_custom_event_selectors.to_string()),
         ("has_insight_selectors", trail.has_insight_selectors.to_string()),
         ("kms_key_id", output::or_dash(&trail.kms_key_id)),
@@ -276,6 +280,7 @@ pub async fn run(mut clients: Clients, command: TrailsCommand, format: Output) -
                 kms_key_id: flags.kms_key_id.unwrap_or_default(),
                 sns_topic_name: flags.sns_topic_name.unwrap_or_default(),
                 tags: parse_tags(&tags_list)?,
+                delivery_interval_seconds: flags.delivery_interval_seconds,
             };
             let trail = api.create_trail(request).await.map_err(call_error)?.into_inner();
             print_trail(&trail, format)
@@ -342,6 +347,7 @@ pub async fn run(mut clients: Clients, command: TrailsCommand, format: Output) -
                 cloud_watch_logs_role_arn: flags.cloud_watch_logs_role_arn,
                 kms_key_id: flags.kms_key_id,
                 sns_topic_name: flags.sns_topic_name,
+                delivery_interval_seconds: flags.delivery_interval_seconds,
             };
             let trail = api.update_trail(request).await.map_err(call_error)?.into_inner();
             print_trail(&trail, format)

@@ -163,17 +163,29 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     };
     write_private(&data_dir.join("dev.json"), serde_json::to_string_pretty(&info)?.as_bytes())?;
 
+    let staging: Arc<dyn crate::store::staging::Staging> = Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
     let ctx = Ctx {
         pool: pool.clone(),
         default_region: Region::parse("region", DEV_REGION)?,
         master_key: Some(master_key),
+        staging: staging.clone(),
     };
+    let sink = crate::sinks::s3::S3Sink::new(
+        s3_client(&s3.endpoint(), &secrets.s3_access_key_id, &secrets.s3_secret_access_key, DEV_REGION).await,
+    );
+    let worker = crate::pipeline::worker::Worker::new(
+        pool.clone(),
+        staging,
+        sink,
+        crate::pipeline::worker::WorkerSettings::default(),
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let server = tokio::spawn(api::serve(ctx, listener, None, wait_stop(stop_rx.clone())));
-    let worker = tokio::spawn(crate::worker::run(pool.clone(), wait_stop(stop_rx)));
+    let maintenance = tokio::spawn(crate::store::maintenance::run(pool.clone(), 90, wait_stop(stop_rx.clone())));
+    let worker = tokio::spawn(worker.run(wait_stop(stop_rx)));
 
     print_banner(&info, &data_dir);
     crate::cli::shutdown_signal().await;
@@ -185,6 +197,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     if let Ok(Err(error)) = worker.await {
         tracing::warn!(%error, "worker stopped with an error");
     }
+    let _ = maintenance.await;
     pool.close().await;
     drop(s3);
     tokio::task::spawn_blocking(move || pg.stop()).await?;
@@ -233,20 +246,8 @@ async fn ensure_organization(pool: &sqlx::PgPool) -> anyhow::Result<String> {
 }
 
 /// An S3 client for an S3-compatible endpoint with static credentials.
-pub async fn s3_client(
-    endpoint: &str,
-    access_key: &str,
-    secret_key: &str,
-    region: &str,
-) -> aws_sdk_s3::Client {
-    let credentials = aws_sdk_s3::config::Credentials::new(access_key, secret_key, None, None, "orgtrail");
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_owned()))
-        .credentials_provider(credentials)
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build())
+pub async fn s3_client(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> aws_sdk_s3::Client {
+    crate::sinks::s3::client(Some(endpoint), region, Some((access_key, secret_key)), true).await
 }
 
 async fn ensure_bucket(

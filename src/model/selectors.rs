@@ -613,3 +613,81 @@ mod tests {
         assert_eq!(basic[0].read_write_type, ReadWriteType::ReadOnly);
     }
 }
+
+/// Selector matching (CloudTrail's semantics, spec §4).
+pub mod matching {
+    use super::{AdvancedEventSelector, AdvancedFieldSelector, EventSelector, EventSelectors, ReadWriteType};
+    use crate::model::record::{Category, RecordView};
+
+    fn read_write_accepts(kind: ReadWriteType, read_only: Option<bool>) -> bool {
+        match kind {
+            ReadWriteType::All => true,
+            ReadWriteType::ReadOnly => read_only == Some(true),
+            ReadWriteType::WriteOnly => read_only != Some(true),
+        }
+    }
+
+    /// A basic data resource value matches an ARN: S3 values and "all" values are prefixes; a
+    /// specific Lambda function or DynamoDB table ARN must match exactly.
+    fn data_value_matches(resource_type: &str, value: &str, arn: &str) -> bool {
+        match resource_type {
+            "AWS::S3::Object" => arn.starts_with(value),
+            _ if matches!(value, "arn:aws:lambda" | "arn:aws:dynamodb") => arn.starts_with(value),
+            _ => arn == value,
+        }
+    }
+
+    fn basic_matches(selector: &EventSelector, record: &RecordView) -> bool {
+        if !read_write_accepts(selector.read_write_type, record.read_only) {
+            return false;
+        }
+        match record.category {
+            Category::Management | Category::ActivityAuditLog => {
+                selector.include_management_events
+                    && !selector.exclude_management_event_sources.iter().any(|s| *s == record.event_source)
+            }
+            Category::Data => selector.data_resources.iter().any(|resource| {
+                record.resources.iter().any(|(resource_type, arn)| {
+                    *resource_type == resource.resource_type
+                        && resource.values.iter().any(|v| data_value_matches(resource_type, v, arn))
+                })
+            }),
+            Category::NetworkActivity | Category::Insight => false,
+        }
+    }
+
+    fn field_matches(field: &AdvancedFieldSelector, record: &RecordView) -> bool {
+        let mut values = record.field_values(&field.field);
+        if field.field == "eventCategory" && record.category == Category::ActivityAuditLog {
+            // Channel events count as management events on trails.
+            values = vec!["Management"];
+        }
+        let any = |candidates: &[String], test: &dyn Fn(&str, &str) -> bool| {
+            values.iter().any(|v| candidates.iter().any(|c| test(v, c)))
+        };
+        let eq = |v: &str, c: &str| v == c;
+        let starts = |v: &str, c: &str| v.starts_with(c);
+        let ends = |v: &str, c: &str| v.ends_with(c);
+        (field.equals.is_empty() || any(&field.equals, &eq))
+            && (field.starts_with.is_empty() || any(&field.starts_with, &starts))
+            && (field.ends_with.is_empty() || any(&field.ends_with, &ends))
+            && !any(&field.not_equals, &eq)
+            && !any(&field.not_starts_with, &starts)
+            && !any(&field.not_ends_with, &ends)
+    }
+
+    fn advanced_matches(selector: &AdvancedEventSelector, record: &RecordView) -> bool {
+        selector.field_selectors.iter().all(|field| field_matches(field, record))
+    }
+
+    /// Whether a trail with these selectors logs the record.
+    pub fn selects(selectors: &EventSelectors, record: &RecordView) -> bool {
+        match selectors {
+            EventSelectors::Default => {
+                matches!(record.category, Category::Management | Category::ActivityAuditLog)
+            }
+            EventSelectors::Basic(list) => list.iter().any(|s| basic_matches(s, record)),
+            EventSelectors::Advanced(list) => list.iter().any(|s| advanced_matches(s, record)),
+        }
+    }
+}

@@ -31,7 +31,12 @@ pub struct TrailSettings {
     pub cloud_watch_logs_role_arn: String,
     pub kms_key_id: String,
     pub sns_topic_name: String,
+    /// Seconds between log files of one (account, region): at least 1, at most 3600.
+    pub delivery_interval_seconds: i32,
 }
+
+/// CloudTrail delivers about every 5 minutes; orgtrail defaults to a minute.
+pub const DEFAULT_DELIVERY_INTERVAL_SECONDS: i32 = 60;
 
 impl TrailSettings {
     /// The rules that span several fields, and the per-field rules of the free-form strings.
@@ -63,6 +68,12 @@ impl TrailSettings {
             return Err(FieldError::new(
                 "cloud_watch_logs_role_arn",
                 format!("must be an IAM role ARN (arn:aws:iam::...), got {role:?}"),
+            ));
+        }
+        if !(1..=3600).contains(&self.delivery_interval_seconds) {
+            return Err(FieldError::new(
+                "delivery_interval_seconds",
+                format!("must be 1 to 3600, got {}", self.delivery_interval_seconds),
             ));
         }
         validate_kms_key_id(&self.kms_key_id)?;
@@ -177,6 +188,7 @@ mod tests {
             cloud_watch_logs_role_arn: String::new(),
             kms_key_id: String::new(),
             sns_topic_name: String::new(),
+            delivery_interval_seconds: 60,
         }
     }
 

@@ -176,3 +176,13 @@ pub async fn update(
     .await?;
     row.ok_or_else(|| StoreError::NotFound(format!("account {account_id}")))?.try_into()
 }
+
+/// The status of every account.
+pub async fn statuses(pool: &PgPool) -> Result<Vec<(AccountId, AccountStatus)>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT account_id, status FROM accounts").fetch_all(pool).await?;
+    rows.into_iter()
+        .map(|(id, status)| {
+            Ok((AccountId::parse("account_id", &id).map_err(StoreError::corrupt)?, AccountStatus::parse(&status)?))
+        })
+        .collect()
+}

@@ -2,7 +2,11 @@
 //! queries, so building needs no database).
 
 pub mod accounts;
+pub mod channels;
+pub mod delivery;
+pub mod maintenance;
 pub mod organizations;
+pub mod staging;
 pub mod tokens;
 pub mod trails;
 
@@ -23,6 +27,8 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("{0}")]
     LimitExceeded(String),
+    #[error("fenced: {0}")]
+    Fenced(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

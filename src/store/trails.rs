@@ -26,6 +26,7 @@ struct Row {
     cloud_watch_logs_role_arn: String,
     kms_key_id: String,
     sns_topic_name: String,
+    delivery_interval_seconds: i32,
     tags: Json<Vec<Tag>>,
     event_selectors: Option<Json<Vec<EventSelector>>>,
     advanced_event_selectors: Option<Json<Vec<AdvancedEventSelector>>>,
@@ -68,6 +69,7 @@ impl TryFrom<Row> for Trail {
                 cloud_watch_logs_role_arn: row.cloud_watch_logs_role_arn,
                 kms_key_id: row.kms_key_id,
                 sns_topic_name: row.sns_topic_name,
+                delivery_interval_seconds: row.delivery_interval_seconds,
             },
             tags: row.tags.0,
             event_selectors,
@@ -84,7 +86,7 @@ impl TryFrom<Row> for Trail {
 const COLUMNS: &str = "id, owner_account_id, name, home_region, s3_bucket_name, s3_key_prefix,
     is_multi_region_trail, include_global_service_events, is_organization_trail,
     log_file_validation_enabled, cloud_watch_logs_log_group_arn, cloud_watch_logs_role_arn,
-    kms_key_id, sns_topic_name, tags, event_selectors, advanced_event_selectors, insight_selectors,
+    kms_key_id, sns_topic_name, delivery_interval_seconds, tags, event_selectors, advanced_event_selectors, insight_selectors,
     is_logging, start_logging_at, stop_logging_at, created_at, updated_at";
 
 /// Counts the owner's trails present in `region` (multi-region trails are present everywhere),
@@ -140,8 +142,8 @@ pub async fn create(
         "INSERT INTO trails (owner_account_id, name, home_region, s3_bucket_name, s3_key_prefix,
              is_multi_region_trail, include_global_service_events, is_organization_trail,
              log_file_validation_enabled, cloud_watch_logs_log_group_arn, cloud_watch_logs_role_arn,
-             kms_key_id, sns_topic_name, tags)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
+             kms_key_id, sns_topic_name, tags, delivery_interval_seconds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {COLUMNS}"
     ))
     .bind(arn.owner_account_id.as_str())
     .bind(arn.name.as_str())
@@ -157,6 +159,7 @@ pub async fn create(
     .bind(&settings.kms_key_id)
     .bind(&settings.sns_topic_name)
     .bind(Json(tags))
+    .bind(settings.delivery_interval_seconds)
     .fetch_one(&mut *tx)
     .await;
     let row = match inserted {
@@ -252,7 +255,8 @@ pub async fn update_settings(
         "UPDATE trails SET s3_bucket_name = $2, s3_key_prefix = $3, is_multi_region_trail = $4,
              include_global_service_events = $5, is_organization_trail = $6,
              log_file_validation_enabled = $7, cloud_watch_logs_log_group_arn = $8,
-             cloud_watch_logs_role_arn = $9, kms_key_id = $10, sns_topic_name = $11, updated_at = now()
+             cloud_watch_logs_role_arn = $9, kms_key_id = $10, sns_topic_name = $11,
+             delivery_interval_seconds = $12, updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(trail.id)
@@ -266,6 +270,7 @@ pub async fn update_settings(
     .bind(&settings.cloud_watch_logs_role_arn)
     .bind(&settings.kms_key_id)
     .bind(&settings.sns_topic_name)
+    .bind(settings.delivery_interval_seconds)
     .fetch_optional(&mut *tx)
     .await?;
     let row = row.ok_or_else(|| StoreError::NotFound(format!("trail {}", trail.arn)))?;
@@ -370,4 +375,10 @@ pub async fn delivery_status(pool: &PgPool, trail: &Trail) -> Result<DeliverySta
     .fetch_optional(pool)
     .await?;
     Ok(status.unwrap_or_default())
+}
+
+/// Every trail (workers route with the whole set).
+pub async fn all(pool: &PgPool) -> Result<Vec<Trail>, StoreError> {
+    let rows = sqlx::query_as::<_, Row>(&format!("SELECT {COLUMNS} FROM trails ORDER BY id")).fetch_all(pool).await?;
+    rows.into_iter().map(Trail::try_from).collect()
 }

@@ -38,6 +38,7 @@ pub async fn start(pool: PgPool) -> TestApi {
         pool: pool.clone(),
         default_region: Region::parse("region", "us-east-1").unwrap(),
         master_key: Some(master_key.clone()),
+        staging: Arc::new(orgtrail::store::staging::PgStaging::new(pool.clone())),
     };
     let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -1,0 +1,10 @@
+DROP TABLE delivered_files;
+DROP TABLE sealed_batches;
+DROP TABLE trail_cursors;
+DROP TABLE ingest_counters;
+DROP TABLE event_identities;
+DROP TABLE staged_events;
+DROP TABLE shard_leases;
+DROP TABLE shards;
+DROP TABLE channels;
+ALTER TABLE trails DROP COLUMN delivery_interval_seconds;

@@ -1,0 +1,201 @@
+//! `orgtrail events put`: replays CloudTrail files (`{"Records":[...]}`), JSON arrays and JSON
+//! lines, gzipped or not, single files or whole directory trees, through PutAuditEvents.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::call_error;
+use super::client::Clients;
+use super::output::{self, Output};
+use crate::api::ingest::{MAX_BYTES_PER_CALL, MAX_EVENTS_PER_CALL};
+use crate::proto::v1 as pb;
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Send events from a file or a directory tree (CloudTrail files, JSON arrays, JSON lines; .gz or not).
+    Put {
+        /// File or directory (searched recursively).
+        #[arg(long)]
+        file: PathBuf,
+        /// Register accounts named by the events that are not registered yet (admin tokens).
+        #[arg(long)]
+        register_missing_accounts: bool,
+        /// Send on this channel (events without account/region take the channel's).
+        #[arg(long, default_value = "")]
+        channel_id: String,
+        /// Calls in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Vec<&'a RawValue>,
+}
+
+fn files_under(path: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let metadata = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("--file {}: {e}", path.display()))?;
+    if metadata.is_file() {
+        found.push(path.to_owned());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for entry in entries {
+        files_under(&entry, found)?;
+    }
+    Ok(())
+}
+
+/// The records of one file, each as its exact JSON text.
+pub fn records_of(path: &Path) -> anyhow::Result<Vec<String>> {
+    let raw = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut text = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut text)
+            .map_err(|e| anyhow::anyhow!("{}: not valid gzip: {e}", path.display()))?;
+        text
+    } else {
+        raw
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{')
+        && let Ok(envelope) = serde_json::from_str::<Envelope>(text)
+    {
+        return Ok(envelope.records.iter().map(|r| r.get().to_owned()).collect());
+    }
+    if trimmed.starts_with('[')
+        && let Ok(list) = serde_json::from_str::<Vec<&RawValue>>(text)
+    {
+        return Ok(list.iter().map(|r| r.get().to_owned()).collect());
+    }
+    // JSON lines: one record per non-empty line.
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+}
+
+#[derive(Default)]
+struct Tally {
+    accepted: u64,
+    duplicates: u64,
+    rejected: BTreeMap<String, (u64, String)>,
+}
+
+pub async fn run(clients: Clients, command: EventsCommand, format: Output) -> anyhow::Result<()> {
+    let EventsCommand::Put { file, register_missing_accounts, channel_id, concurrency } = command;
+    let mut files = Vec::new();
+    files_under(&file, &mut files)?;
+    let mut records = Vec::new();
+    for path in &files {
+        records.extend(records_of(path)?);
+    }
+    if register_missing_accounts {
+        register_missing(&clients, &records).await?;
+    }
+
+    // Calls of at most 100 events and 1 MiB.
+    let mut calls: Vec<Vec<pb::AuditEvent>> = Vec::new();
+    let mut current: Vec<pb::AuditEvent> = Vec::new();
+    let mut current_bytes = 0;
+    for (i, record) in records.into_iter().enumerate() {
+        if !current.is_empty() && (current.len() == MAX_EVENTS_PER_CALL || current_bytes + record.len() > MAX_BYTES_PER_CALL) {
+            calls.push(std::mem::take(&mut current));
+            current_bytes = 0;
+        }
+        current_bytes += record.len();
+        current.push(pb::AuditEvent { id: format!("e{i}"), event_data: record, event_data_checksum: String::new() });
+    }
+    if !current.is_empty() {
+        calls.push(current);
+    }
+
+    let mut responses = futures::stream::iter(calls.into_iter().map(|events| {
+        let mut client = clients.ingest.clone();
+        let channel_id = channel_id.clone();
+        async move { client.put_audit_events(pb::PutAuditEventsRequest { audit_events: events, channel_id }).await }
+    }))
+    .buffer_unordered(concurrency.max(1));
+    let mut tally = Tally::default();
+    while let Some(response) = responses.next().await {
+        let response = response.map_err(call_error)?.into_inner();
+        for entry in response.successful {
+            if entry.duplicate {
+                tally.duplicates += 1;
+            } else {
+                tally.accepted += 1;
+            }
+        }
+        for entry in response.failed {
+            let slot = tally.rejected.entry(entry.error_code).or_insert((0, entry.error_message));
+            slot.0 += 1;
+        }
+    }
+    let rejected: u64 = tally.rejected.values().map(|(n, _)| n).sum();
+    if format == Output::Json {
+        let reasons: BTreeMap<&str, serde_json::Value> = tally
+            .rejected
+            .iter()
+            .map(|(code, (n, example))| (code.as_str(), serde_json::json!({"count": n, "example": example})))
+            .collect();
+        output::json(&serde_json::json!({
+            "files": files.len(), "accepted": tally.accepted, "duplicates": tally.duplicates,
+            "rejected": rejected, "rejected_reasons": reasons,
+        }))?;
+    } else {
+        println!(
+            "{} files: {} accepted, {} duplicates, {} rejected",
+            files.len(),
+            tally.accepted,
+            tally.duplicates,
+            rejected
+        );
+        for (code, (count, example)) in &tally.rejected {
+            println!("  {count} {code} (e.g. {example})");
+        }
+    }
+    if rejected > 0 {
+        anyhow::bail!("{rejected} events were rejected");
+    }
+    Ok(())
+}
+
+async fn register_missing(clients: &Clients, records: &[String]) -> anyhow::Result<()> {
+    #[derive(Deserialize)]
+    struct Account {
+        #[serde(rename = "recipientAccountId")]
+        recipient_account_id: Option<String>,
+    }
+    let wanted: BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Account>(r).ok()?.recipient_account_id)
+        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    let mut accounts = clients.accounts.clone();
+    for account_id in wanted {
+        let known = accounts.describe_account(pb::DescribeAccountRequest { account_id: account_id.clone() }).await;
+        match known {
+            Ok(_) => continue,
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => return Err(call_error(status)),
+        }
+        accounts
+            .register_account(pb::RegisterAccountRequest {
+                account_id: account_id.clone(),
+                name: format!("account-{account_id}"),
+                email: String::new(),
+            })
+            .await
+            .map_err(call_error)?;
+        eprintln!("registered account {account_id}");
+    }
+    Ok(())
+}

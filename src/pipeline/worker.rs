@@ -1,0 +1,403 @@
+//! The worker: claims shards (leases with fencing), routes each shard's staged events to the trails
+//! that take them, batches per (trail, account, region), writes log files to S3, and checkpoints.
+//!
+//! Exactly once, in this order, per batch: (a) seal key, bytes and event range in Postgres; (b) PUT
+//! the object only if absent (or already identical); (c) record the file and advance the trail's
+//! cursor in one transaction that checks the lease's fencing generation. A crash anywhere repeats
+//! the same key and bytes; a worker that lost its lease can neither commit nor overwrite.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::batcher;
+use super::router::{self, Snapshot};
+use crate::model::AccountId;
+use crate::model::record::RecordView;
+use crate::model::trail::Trail;
+use crate::sinks::s3::{self, PutOutcome, S3Sink, SinkError};
+use crate::store::delivery::{self, Lease, SealedBatch, ShardInfo};
+use crate::store::staging::Staging;
+use crate::store::{StoreError, accounts, organizations, trails};
+
+/// Worker settings (see `config.rs` for their documentation and defaults).
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub lease_ttl: Duration,
+    pub poll_interval: Duration,
+    pub max_batch_bytes: usize,
+    pub read_limit: i64,
+    pub gzip_level: u32,
+    pub staged_retention: Duration,
+    pub claim_limit: i64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(200),
+            max_batch_bytes: 10 * 1024 * 1024,
+            read_limit: 20_000,
+            gzip_level: 6,
+            staged_retention: Duration::from_secs(30 * 24 * 3600),
+            claim_limit: 10_000,
+        }
+    }
+}
+
+/// Test hook: `ORGTRAIL_FAILPOINT=<name>` aborts the process at that point, as a SIGKILL would.
+pub fn failpoint(name: &str) {
+    if std::env::var("ORGTRAIL_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
+struct Staged {
+    seq: i64,
+    received_at: DateTime<Utc>,
+    record: String,
+    /// None: the staged record no longer parses (cannot happen for records ingest accepted).
+    view: Option<RecordView>,
+}
+
+/// What a worker keeps per owned shard; rebuilt from Postgres whenever the lease is (re)claimed.
+struct ShardState {
+    lease: Lease,
+    info: ShardInfo,
+    account: AccountId,
+    cursors: HashMap<i64, i64>,
+    buffer: VecDeque<Staged>,
+    /// Highest seq loaded into the buffer.
+    loaded_through: i64,
+    /// Trails whose outstanding sealed batch was looked for since the lease was taken.
+    checked_sealed: std::collections::HashSet<i64>,
+    /// Per trail: no attempt before this instant (backoff after failures).
+    retry_at: HashMap<i64, (Instant, Duration)>,
+}
+
+/// How often a worker looks for shards nobody holds (new shards, dead workers' shards).
+const CLAIM_EVERY: Duration = Duration::from_secs(1);
+
+fn in_backoff(state: &ShardState, trail_id: i64) -> bool {
+    state.retry_at.get(&trail_id).is_some_and(|(at, _)| Instant::now() < *at)
+}
+
+pub struct Worker {
+    pool: PgPool,
+    staging: Arc<dyn Staging>,
+    sink: S3Sink,
+    id: String,
+    settings: WorkerSettings,
+}
+
+impl Worker {
+    pub fn new(pool: PgPool, staging: Arc<dyn Staging>, sink: S3Sink, settings: WorkerSettings) -> Self {
+        let id = format!(
+            "{}-{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        Self { pool, staging, sink, id, settings }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs until `shutdown` resolves, then gives its leases up.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tracing::info!(worker = %self.id, "worker started");
+        tokio::pin!(shutdown);
+        let mut shards: HashMap<i64, ShardState> = HashMap::new();
+        let mut last_renewal = Instant::now() - self.settings.lease_ttl;
+        let mut last_claim = Instant::now() - CLAIM_EVERY;
+        let mut last_expiry = Instant::now();
+        loop {
+            let renew = last_renewal.elapsed() >= self.settings.lease_ttl / 3;
+            if renew || last_claim.elapsed() >= CLAIM_EVERY {
+                if let Err(error) = self.lease_round(&mut shards, renew).await {
+                    tracing::warn!(%error, "lease round failed");
+                }
+                last_claim = Instant::now();
+                if renew {
+                    last_renewal = Instant::now();
+                }
+            }
+            if last_expiry.elapsed() >= Duration::from_secs(3600) {
+                let cutoff = Utc::now() - self.settings.staged_retention;
+                match delivery::expire_staged(&self.pool, cutoff).await {
+                    Ok(n) if n > 0 => tracing::warn!(events = n, "undelivered events expired after the retention"),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "expiring staged events failed"),
+                }
+                last_expiry = Instant::now();
+            }
+            match self.snapshot().await {
+                Ok(snapshot) => {
+                    let mut lost = Vec::new();
+                    for (shard_id, state) in shards.iter_mut() {
+                        match self.process(state, &snapshot).await {
+                            Ok(()) => {}
+                            Err(StoreError::Fenced(why)) => {
+                                tracing::warn!(shard = shard_id, %why, "lease lost; shard dropped");
+                                lost.push(*shard_id);
+                            }
+                            Err(error) => tracing::warn!(shard = shard_id, %error, "shard processing failed"),
+                        }
+                    }
+                    for shard_id in lost {
+                        shards.remove(&shard_id);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot load trails"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+        if let Err(error) = delivery::release_leases(&self.pool, &self.id).await {
+            tracing::warn!(%error, "could not give leases up; they expire on their own");
+        }
+        tracing::info!(worker = %self.id, "worker stopped");
+        Ok(())
+    }
+
+    /// Renews held leases (when `renew`) and claims shards nobody holds.
+    async fn lease_round(&self, shards: &mut HashMap<i64, ShardState>, renew: bool) -> Result<(), StoreError> {
+        let ttl_ms = self.settings.lease_ttl.as_millis() as i64;
+        if renew {
+            let held = delivery::renew_leases(&self.pool, &self.id, ttl_ms).await?;
+            let held: HashMap<i64, i64> = held.into_iter().map(|l| (l.shard_id, l.generation)).collect();
+            shards.retain(|id, state| held.get(id) == Some(&state.lease.generation));
+        }
+        let claimed = delivery::claim_shards(&self.pool, &self.id, ttl_ms, self.settings.claim_limit).await?;
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = claimed.iter().map(|l| l.shard_id).collect();
+        let infos: HashMap<i64, ShardInfo> =
+            delivery::shard_infos(&self.pool, &ids).await?.into_iter().map(|i| (i.id, i)).collect();
+        for lease in claimed {
+            let Some(info) = infos.get(&lease.shard_id).cloned() else { continue };
+            let Ok(account) = AccountId::parse("account_id", &info.account_id) else { continue };
+            let cursors = delivery::cursors(&self.pool, lease.shard_id).await?.into_iter().collect();
+            tracing::info!(shard = lease.shard_id, generation = lease.generation, account = %info.account_id,
+                region = %info.region, "shard claimed");
+            shards.insert(
+                lease.shard_id,
+                ShardState {
+                    lease,
+                    info,
+                    account,
+                    cursors,
+                    buffer: VecDeque::new(),
+                    loaded_through: 0,
+                    checked_sealed: Default::default(),
+                    retry_at: HashMap::new(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let loaded_at = Utc::now();
+        let trails = trails::all(&self.pool).await?;
+        let organization_id = organizations::get(&self.pool).await?.map(|o| o.id.to_string());
+        let account_status = accounts::statuses(&self.pool).await?.into_iter().collect();
+        Ok(Snapshot { trails, organization_id, account_status, loaded_at })
+    }
+
+    async fn process(&self, state: &mut ShardState, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let account = state.account.clone();
+        let covering: Vec<&Trail> = snapshot.trails_covering(&account).collect();
+        // Finish batches a previous owner (or a crash) left sealed before anything else.
+        for trail in &covering {
+            if in_backoff(state, trail.id) {
+                continue;
+            }
+            if state.checked_sealed.insert(trail.id)
+                && let Some(batch) = delivery::sealed(&self.pool, trail.id, state.info.id).await?
+            {
+                self.deliver(state, trail, batch).await?;
+            }
+        }
+
+        let min_cursor = covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).min();
+        let floor = min_cursor.unwrap_or(i64::MAX);
+        while state.buffer.front().is_some_and(|e| e.seq <= floor) {
+            state.buffer.pop_front();
+        }
+        let read_from = state.loaded_through.max(min_cursor.unwrap_or(state.loaded_through));
+        if (state.buffer.len() as i64) < self.settings.read_limit {
+            let fresh = self.staging.read(state.info.id, read_from, self.settings.read_limit).await?;
+            for event in fresh {
+                state.loaded_through = state.loaded_through.max(event.seq);
+                let view = RecordView::parse(&event.record).ok();
+                if view.is_none() {
+                    tracing::error!(shard = state.info.id, seq = event.seq, "staged record does not parse; skipped");
+                }
+                if event.seq > floor || covering.is_empty() {
+                    state.buffer.push_back(Staged { seq: event.seq, received_at: event.received_at, record: event.record, view });
+                }
+            }
+        }
+
+        if covering.is_empty() {
+            // No trail takes this account's events: nothing to deliver, nothing to keep.
+            if let Some(last) = state.buffer.iter().filter(|e| e.received_at < snapshot.loaded_at).map(|e| e.seq).max() {
+                self.staging.release(state.info.id, last, snapshot.loaded_at).await?;
+                state.buffer.retain(|e| e.seq > last);
+            }
+            return Ok(());
+        }
+
+        for trail in &covering {
+            if in_backoff(state, trail.id) {
+                continue;
+            }
+            if let Err(error) = self.advance_trail(state, trail, snapshot).await {
+                if matches!(error, StoreError::Fenced(_)) {
+                    return Err(error);
+                }
+                tracing::warn!(trail = %trail.arn, shard = state.info.id, %error, "delivery step failed");
+            }
+        }
+
+        let released_through = covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).min().unwrap_or(0);
+        if released_through > 0 {
+            self.staging.release(state.info.id, released_through, snapshot.loaded_at).await?;
+        }
+        Ok(())
+    }
+
+    /// Routes the buffered events after the trail's cursor and flushes a batch when due.
+    async fn advance_trail(&self, state: &mut ShardState, trail: &Trail, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let cursor = state.cursors.get(&trail.id).copied().unwrap_or(0);
+        let interval = Duration::from_secs(trail.settings.delivery_interval_seconds.max(1) as u64);
+        let mut selected: Vec<&Staged> = Vec::new();
+        let mut selected_bytes = 0usize;
+        let mut judged_through = cursor;
+        let mut full = false;
+        for event in state.buffer.iter().filter(|e| e.seq > cursor) {
+            // Judge an event only with control-plane state loaded after it arrived.
+            if event.received_at >= snapshot.loaded_at {
+                break;
+            }
+            let takes = event.view.as_ref().is_some_and(|view| router::routes(trail, view, event.received_at));
+            if takes {
+                if !selected.is_empty() && selected_bytes + event.record.len() + 1 > self.settings.max_batch_bytes {
+                    full = true;
+                    break;
+                }
+                selected_bytes += event.record.len() + 1;
+                selected.push(event);
+            }
+            judged_through = event.seq;
+        }
+        if judged_through == cursor {
+            return Ok(());
+        }
+        if selected.is_empty() {
+            delivery::skip(&self.pool, &self.id, state.lease, trail.id, judged_through).await?;
+            state.cursors.insert(trail.id, judged_through);
+            return Ok(());
+        }
+        let oldest_arrival = selected.iter().map(|e| e.received_at).min().unwrap_or(snapshot.loaded_at);
+        let due = full
+            || selected_bytes >= self.settings.max_batch_bytes
+            || (Utc::now() - oldest_arrival).to_std().unwrap_or_default() >= interval;
+        if !due {
+            return Ok(());
+        }
+
+        let records: Vec<String> = selected.iter().map(|e| e.record.clone()).collect();
+        let times: Vec<DateTime<Utc>> = selected.iter().filter_map(|e| e.view.as_ref().map(|v| v.event_time)).collect();
+        let level = self.settings.gzip_level;
+        let file = tokio::task::spawn_blocking(move || batcher::build(records.iter().map(String::as_str), level))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("batch builder panicked: {e}")))?;
+        let delivered_at = Utc::now();
+        let unique = s3::unique_part(&format!("{}:{}:{}", trail.id, state.info.id, cursor));
+        let organization = if trail.settings.is_organization_trail { snapshot.organization_id.as_deref() } else { None };
+        let key = s3::log_file_key(
+            &trail.settings.s3_key_prefix,
+            organization,
+            &state.info.account_id,
+            &state.info.region,
+            delivered_at,
+            &unique,
+        );
+        let batch = SealedBatch {
+            trail_id: trail.id,
+            shard_id: state.info.id,
+            from_seq: cursor,
+            to_seq: judged_through,
+            bucket: trail.settings.s3_bucket_name.to_string(),
+            object_key: key,
+            kms_key_id: trail.settings.kms_key_id.clone(),
+            sha256: file.sha256,
+            body: file.body,
+            record_count: selected.len() as i32,
+            oldest_event_time: times.iter().min().copied().unwrap_or(delivered_at),
+            newest_event_time: times.iter().max().copied().unwrap_or(delivered_at),
+        };
+        delivery::seal(&self.pool, &self.id, state.lease, &batch).await?;
+        failpoint("after-seal");
+        self.deliver(state, trail, batch).await
+    }
+
+    /// Steps (b) and (c) for a sealed batch.
+    async fn deliver(&self, state: &mut ShardState, trail: &Trail, batch: SealedBatch) -> Result<(), StoreError> {
+        let put = self
+            .sink
+            .put_log_file(&batch.bucket, &batch.object_key, &batch.body, &batch.sha256, &batch.kms_key_id)
+            .await;
+        match put {
+            Ok(outcome) => {
+                if outcome == PutOutcome::AlreadyPresent {
+                    tracing::info!(key = %batch.object_key, "object already present with the sealed bytes");
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                if matches!(error, SinkError::Conflict { .. }) {
+                    tracing::error!(trail = %trail.arn, %message, "delivery conflict");
+                }
+                let backoff = state
+                    .retry_at
+                    .get(&trail.id)
+                    .map(|(_, last)| (*last * 2).min(Duration::from_secs(30)))
+                    .unwrap_or(Duration::from_secs(1));
+                state.retry_at.insert(trail.id, (Instant::now() + backoff, backoff));
+                // The batch stays sealed: the retry re-sends the same key and bytes.
+                state.checked_sealed.remove(&trail.id);
+                delivery::record_failure(&self.pool, trail.id, &message).await?;
+                tracing::warn!(trail = %trail.arn, error = %message, retry_in = ?backoff, "delivery failed");
+                return Ok(());
+            }
+        }
+        failpoint("after-put");
+        delivery::commit(
+            &self.pool,
+            &self.id,
+            state.lease,
+            &batch,
+            &trail.arn.to_string(),
+            &state.info.account_id,
+            &state.info.region,
+        )
+        .await?;
+        state.retry_at.remove(&trail.id);
+        state.cursors.insert(trail.id, batch.to_seq);
+        tracing::debug!(trail = %trail.arn, key = %batch.object_key, records = batch.record_count, "log file delivered");
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! Where delivered batches go.
+
+pub mod s3;

@@ -1,0 +1,293 @@
+//! Ingest staging: accepted-but-undelivered events, per shard, with dedupe on
+//! (recipientAccountId, eventID). Behind [`Staging`] so that a log (Kafka, JetStream) can replace
+//! Postgres when one database cannot take the write rate.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use sqlx::PgPool;
+
+use super::StoreError;
+use crate::model::{AccountId, Region};
+
+/// Where events of a shard come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// Pushed through IngestService (including channels).
+    Push,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+        }
+    }
+}
+
+/// An event accepted for staging.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub account_id: AccountId,
+    pub region: Region,
+    pub source: Source,
+    pub event_id: String,
+    /// The record JSON, exactly as it will be delivered.
+    pub record: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageOutcome {
+    Accepted,
+    /// Its identity was seen within the dedupe horizon: dropped, the first copy wins.
+    Duplicate,
+}
+
+/// A staged event as the worker reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StagedEvent {
+    pub seq: i64,
+    pub received_at: DateTime<Utc>,
+    pub record: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Shard {
+    pub id: i64,
+    pub account_id: String,
+    pub region: String,
+    pub source: String,
+}
+
+/// The narrow seam between ingest and delivery.
+#[async_trait::async_trait]
+pub trait Staging: Send + Sync {
+    /// Durably stages `events` (in one transaction: all or nothing) and tells, for each, whether it
+    /// was accepted or a duplicate. Rejected counts are recorded with the accepted ones.
+    async fn stage(&self, events: Vec<Incoming>, rejected: &[AccountId]) -> Result<Vec<StageOutcome>, StoreError>;
+    /// Staged events of a shard with `seq > after_seq`, in order, at most `limit`.
+    async fn read(&self, shard_id: i64, after_seq: i64, limit: i64) -> Result<Vec<StagedEvent>, StoreError>;
+    /// Forgets events with `seq <= through_seq` received before `before`.
+    async fn release(&self, shard_id: i64, through_seq: i64, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+pub struct PgStaging {
+    pool: PgPool,
+}
+
+impl PgStaging {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait::async_trait]
+impl Staging for PgStaging {
+    async fn stage(&self, events: Vec<Incoming>, rejected: &[AccountId]) -> Result<Vec<StageOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let accounts: std::collections::BTreeSet<&str> =
+            events.iter().map(|e| e.account_id.as_str()).chain(rejected.iter().map(AccountId::as_str)).collect();
+        // One ingest at a time per account (in a fixed order, so no deadlock): dedupe checks and
+        // sequence numbers stay consistent under concurrent requests.
+        for account in &accounts {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('ingest:' || $1))").bind(account).execute(&mut *tx).await?;
+        }
+
+        let event_accounts: Vec<&str> = events.iter().map(|e| e.account_id.as_str()).collect();
+        let event_ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        let seen: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT i.account, i.event_id FROM unnest($1::text[], $2::text[]) AS i(account, event_id)
+             JOIN event_identities e ON e.recipient_account_id = i.account AND e.event_id = i.event_id",
+        )
+        .bind(&event_accounts)
+        .bind(&event_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut known: HashSet<(String, String)> = seen.into_iter().collect();
+
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut fresh: Vec<&Incoming> = Vec::new();
+        for event in &events {
+            let identity = (event.account_id.to_string(), event.event_id.clone());
+            if known.insert(identity) {
+                outcomes.push(StageOutcome::Accepted);
+                fresh.push(event);
+            } else {
+                outcomes.push(StageOutcome::Duplicate);
+            }
+        }
+
+        if !fresh.is_empty() {
+            let accounts: Vec<&str> = fresh.iter().map(|e| e.account_id.as_str()).collect();
+            let ids: Vec<&str> = fresh.iter().map(|e| e.event_id.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO event_identities (recipient_account_id, event_id, first_seen)
+                 SELECT account, event_id, current_date FROM unnest($1::text[], $2::text[]) AS i(account, event_id)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&accounts)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let mut by_shard: BTreeMap<(&str, &str, &str), Vec<&Incoming>> = BTreeMap::new();
+        for event in fresh {
+            by_shard.entry((event.account_id.as_str(), event.region.as_str(), event.source.as_str())).or_default().push(event);
+        }
+        for ((account, region, source), shard_events) in by_shard {
+            let shard_id = shard_id(&mut tx, account, region, source).await?;
+            let count = shard_events.len() as i64;
+            let first_seq: i64 = sqlx::query_scalar(
+                "UPDATE shards SET next_seq = next_seq + $2 WHERE id = $1 RETURNING next_seq - $2",
+            )
+            .bind(shard_id)
+            .bind(count)
+            .fetch_one(&mut *tx)
+            .await?;
+            let seqs: Vec<i64> = (first_seq..first_seq + count).collect();
+            let records: Vec<&str> = shard_events.iter().map(|e| e.record.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO staged_events (shard_id, seq, received_at, record)
+                 SELECT $1, seq, now(), record FROM unnest($2::bigint[], $3::text[]) AS i(seq, record)",
+            )
+            .bind(shard_id)
+            .bind(&seqs)
+            .bind(&records)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let mut counters: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+        for (event, outcome) in events.iter().zip(&outcomes) {
+            let entry = counters.entry(event.account_id.as_str()).or_default();
+            match outcome {
+                StageOutcome::Accepted => entry.0 += 1,
+                StageOutcome::Duplicate => entry.1 += 1,
+            }
+        }
+        for account in rejected {
+            counters.entry(account.as_str()).or_default().2 += 1;
+        }
+        for (account, (accepted, duplicates, rejected)) in counters {
+            sqlx::query(
+                "INSERT INTO ingest_counters (account_id, accepted, duplicates, rejected) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (account_id) DO UPDATE SET accepted = ingest_counters.accepted + $2,
+                     duplicates = ingest_counters.duplicates + $3, rejected = ingest_counters.rejected + $4",
+            )
+            .bind(account)
+            .bind(accepted)
+            .bind(duplicates)
+            .bind(rejected)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn read(&self, shard_id: i64, after_seq: i64, limit: i64) -> Result<Vec<StagedEvent>, StoreError> {
+        let events = sqlx::query_as::<_, StagedEvent>(
+            "SELECT seq, received_at, record FROM staged_events WHERE shard_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(shard_id)
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(events)
+    }
+
+    async fn release(&self, shard_id: i64, through_seq: i64, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM staged_events WHERE shard_id = $1 AND seq <= $2 AND received_at < $3")
+            .bind(shard_id)
+            .bind(through_seq)
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn shard_id(
+    tx: &mut sqlx::PgConnection,
+    account: &str,
+    region: &str,
+    source: &str,
+) -> Result<i64, StoreError> {
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM shards WHERE account_id = $1 AND region = $2 AND source = $3")
+            .bind(account)
+            .bind(region)
+            .bind(source)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    // Under the account's ingest lock nobody else creates this shard concurrently.
+    let id: i64 = sqlx::query_scalar("INSERT INTO shards (account_id, region, source) VALUES ($1, $2, $3) RETURNING id")
+        .bind(account)
+        .bind(region)
+        .bind(source)
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO shard_leases (shard_id) VALUES ($1)").bind(id).execute(&mut *tx).await?;
+    Ok(id)
+}
+
+/// Monday of the week holding `day`: dedupe partitions are weekly.
+fn week_start(day: NaiveDate) -> NaiveDate {
+    day - Duration::days(i64::from(day.weekday().num_days_from_monday()))
+}
+
+/// Keeps the dedupe table's weekly partitions ahead of time (this week and the next two) and drops
+/// partitions entirely older than the horizon. Safe to run from several processes at once.
+pub async fn maintain_identity_partitions(pool: &PgPool, today: NaiveDate, horizon_days: i64) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('event_identities:partitions'))").execute(&mut *tx).await?;
+    let this_week = week_start(today);
+    for week in 0..3 {
+        let from = this_week + Duration::days(7 * week);
+        let to = from + Duration::days(7);
+        let name = format!("event_identities_w{}", from.format("%Y%m%d"));
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {name} PARTITION OF event_identities FOR VALUES FROM ('{from}') TO ('{to}')"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    let oldest_kept = today - Duration::days(horizon_days);
+    let partitions: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'event_identities'",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for name in partitions {
+        let Some(start) = name.strip_prefix("event_identities_w").and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
+        else {
+            continue;
+        };
+        if start + Duration::days(7) <= oldest_kept {
+            sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await?;
+            tracing::info!(partition = %name, "expired dedupe partition dropped");
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Accepted/duplicate/rejected counts of one account.
+pub async fn ingest_counters(pool: &PgPool, account: &AccountId) -> Result<(i64, i64, i64), StoreError> {
+    let row: Option<(i64, i64, i64)> =
+        sqlx::query_as("SELECT accepted, duplicates, rejected FROM ingest_counters WHERE account_id = $1")
+            .bind(account.as_str())
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.unwrap_or_default())
+}
+
+pub async fn shards(pool: &PgPool) -> Result<Vec<Shard>, StoreError> {
+    Ok(sqlx::query_as::<_, Shard>("SELECT id, account_id, region, source FROM shards ORDER BY id").fetch_all(pool).await?)
+}
