@@ -152,7 +152,13 @@ impl Config {
             (Some(id), Some(secret)) => Some((id.as_str(), secret.as_str())),
             _ => None,
         };
-        crate::sinks::s3::client(self.s3_endpoint.as_deref(), &self.region, credentials, self.s3_force_path_style).await
+        crate::sinks::s3::client(
+            self.s3_endpoint.as_deref(),
+            &self.region,
+            credentials,
+            self.s3_force_path_style,
+        )
+        .await
     }
 
     pub fn database_url(&self) -> anyhow::Result<&str> {

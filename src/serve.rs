@@ -29,11 +29,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         _ => anyhow::bail!("tls_cert_path and tls_key_path must be set together"),
     };
     let staging = Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
-    let ctx = Ctx { pool: pool.clone(), default_region: Region::parse("region", &config.region)?, master_key, staging };
+    let ctx = Ctx {
+        pool: pool.clone(),
+        default_region: Region::parse("region", &config.region)?,
+        master_key,
+        staging,
+    };
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let maintenance = tokio::spawn(crate::store::maintenance::run(pool, config.dedupe_horizon_days, async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    }));
+    let maintenance =
+        tokio::spawn(crate::store::maintenance::run(pool, config.dedupe_horizon_days, async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }));
     let listener = api::bind(config.grpc_listen).await?;
     tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "control plane listening");
     api::serve(ctx, listener, tls, crate::cli::shutdown_signal()).await?;

@@ -60,7 +60,10 @@ impl From<StoreError> for ApiError {
                 | sqlx::Error::Io(_)
                 | sqlx::Error::Tls(_),
             ) => Self::Unavailable("the database is unavailable; retry later".into()),
-            other @ (StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Fenced(_)) => {
+            other @ (StoreError::Corrupt(_)
+            | StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::Fenced(_)) => {
                 tracing::error!(error = %other, "store error");
                 Self::Internal("internal error; see the server log".into())
             }

@@ -117,8 +117,9 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         let channel = if input.channel_id.is_empty() {
             None
         } else {
-            let id = Uuid::parse_str(&input.channel_id)
-                .map_err(|_| ApiError::invalid("channel_id", format!("{:?} is not a channel id", input.channel_id)))?;
+            let id = Uuid::parse_str(&input.channel_id).map_err(|_| {
+                ApiError::invalid("channel_id", format!("{:?} is not a channel id", input.channel_id))
+            })?;
             let channel = channels::get(&self.ctx.pool, id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("channel {id} not found")))?;
@@ -134,8 +135,13 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         let mut parsed: Vec<(usize, Result<(RecordView, String), RecordError>)> = Vec::new();
         for (i, event) in input.audit_events.iter().enumerate() {
             let result = (|| {
-                if !event.event_data_checksum.is_empty() && !checksum_matches(&event.event_data, &event.event_data_checksum) {
-                    return Err(RecordError::new("InvalidChecksum", "event_data_checksum is not the SHA-256 of event_data"));
+                if !event.event_data_checksum.is_empty()
+                    && !checksum_matches(&event.event_data, &event.event_data_checksum)
+                {
+                    return Err(RecordError::new(
+                        "InvalidChecksum",
+                        "event_data_checksum is not the SHA-256 of event_data",
+                    ));
                 }
                 let data = match &channel {
                     Some(channel) => complete_channel_event(&event.event_data, channel)?,
@@ -147,7 +153,10 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                 {
                     return Err(RecordError::new(
                         "WrongAccount",
-                        format!("recipientAccountId {} is not the channel's account {}", view.recipient_account_id, channel.account_id),
+                        format!(
+                            "recipientAccountId {} is not the channel's account {}",
+                            view.recipient_account_id, channel.account_id
+                        ),
                     ));
                 }
                 if let Some(own) = caller.member_account()
@@ -161,8 +170,10 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         }
 
         let accounts_needed: Vec<AccountId> = {
-            let set: HashSet<&AccountId> =
-                parsed.iter().filter_map(|(_, r)| r.as_ref().ok().map(|(v, _)| &v.recipient_account_id)).collect();
+            let set: HashSet<&AccountId> = parsed
+                .iter()
+                .filter_map(|(_, r)| r.as_ref().ok().map(|(v, _)| &v.recipient_account_id))
+                .collect();
             set.into_iter().cloned().collect()
         };
         let mut statuses: HashMap<AccountId, AccountStatus> = HashMap::new();
@@ -204,7 +215,11 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                     if let Some(own) = caller.member_account() {
                         rejected_accounts.push(own.clone());
                     }
-                    failed.push(pb::ResultErrorEntry { id: entry_id, error_code: error.code.into(), error_message: error.message });
+                    failed.push(pb::ResultErrorEntry {
+                        id: entry_id,
+                        error_code: error.code.into(),
+                        error_message: error.message,
+                    });
                 }
             }
         }
@@ -239,18 +254,29 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         if let Some(own) = caller.member_account()
             && own != &account
         {
-            return Err(ApiError::PermissionDenied(format!("a member token may not create channels for account {account}")).into());
+            return Err(ApiError::PermissionDenied(format!(
+                "a member token may not create channels for account {account}"
+            ))
+            .into());
         }
         let region = Region::parse("region", &input.region)?;
         match accounts::get(&self.ctx.pool, &account).await? {
             Some(found) if found.status == AccountStatus::Active => {}
-            _ => return Err(ApiError::FailedPrecondition(format!("account {account} is not an ACTIVE registered account")).into()),
+            _ => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "account {account} is not an ACTIVE registered account"
+                ))
+                .into());
+            }
         }
         let channel = channels::create(&self.ctx.pool, &input.name, &account, &region).await?;
         Ok(Response::new(channel_message(&channel)))
     }
 
-    async fn list_channels(&self, request: Request<pb::ListChannelsRequest>) -> ApiResult<pb::ListChannelsResponse> {
+    async fn list_channels(
+        &self,
+        request: Request<pb::ListChannelsRequest>,
+    ) -> ApiResult<pb::ListChannelsResponse> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::ReadTrails)?;
         let found = channels::list(&self.ctx.pool, caller.member_account()).await?;

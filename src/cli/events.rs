@@ -47,7 +47,8 @@ fn files_under(path: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         found.push(path.to_owned());
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for entry in entries {
         files_under(&entry, found)?;
@@ -67,7 +68,8 @@ pub fn records_of(path: &Path) -> anyhow::Result<Vec<String>> {
     } else {
         raw
     };
-    let text = std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
     let trimmed = text.trim_start();
     if trimmed.starts_with('{')
         && let Ok(envelope) = serde_json::from_str::<Envelope>(text)
@@ -107,12 +109,18 @@ pub async fn run(clients: Clients, command: EventsCommand, format: Output) -> an
     let mut current: Vec<pb::AuditEvent> = Vec::new();
     let mut current_bytes = 0;
     for (i, record) in records.into_iter().enumerate() {
-        if !current.is_empty() && (current.len() == MAX_EVENTS_PER_CALL || current_bytes + record.len() > MAX_BYTES_PER_CALL) {
+        if !current.is_empty()
+            && (current.len() == MAX_EVENTS_PER_CALL || current_bytes + record.len() > MAX_BYTES_PER_CALL)
+        {
             calls.push(std::mem::take(&mut current));
             current_bytes = 0;
         }
         current_bytes += record.len();
-        current.push(pb::AuditEvent { id: format!("e{i}"), event_data: record, event_data_checksum: String::new() });
+        current.push(pb::AuditEvent {
+            id: format!("e{i}"),
+            event_data: record,
+            event_data_checksum: String::new(),
+        });
     }
     if !current.is_empty() {
         calls.push(current);
@@ -121,7 +129,9 @@ pub async fn run(clients: Clients, command: EventsCommand, format: Output) -> an
     let mut responses = futures::stream::iter(calls.into_iter().map(|events| {
         let mut client = clients.ingest.clone();
         let channel_id = channel_id.clone();
-        async move { client.put_audit_events(pb::PutAuditEventsRequest { audit_events: events, channel_id }).await }
+        async move {
+            client.put_audit_events(pb::PutAuditEventsRequest { audit_events: events, channel_id }).await
+        }
     }))
     .buffer_unordered(concurrency.max(1));
     let mut tally = Tally::default();
@@ -181,7 +191,8 @@ async fn register_missing(clients: &Clients, records: &[String]) -> anyhow::Resu
         .collect();
     let mut accounts = clients.accounts.clone();
     for account_id in wanted {
-        let known = accounts.describe_account(pb::DescribeAccountRequest { account_id: account_id.clone() }).await;
+        let known =
+            accounts.describe_account(pb::DescribeAccountRequest { account_id: account_id.clone() }).await;
         match known {
             Ok(_) => continue,
             Err(status) if status.code() == tonic::Code::NotFound => {}

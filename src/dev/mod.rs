@@ -163,7 +163,8 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     };
     write_private(&data_dir.join("dev.json"), serde_json::to_string_pretty(&info)?.as_bytes())?;
 
-    let staging: Arc<dyn crate::store::staging::Staging> = Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
+    let staging: Arc<dyn crate::store::staging::Staging> =
+        Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
     let ctx = Ctx {
         pool: pool.clone(),
         default_region: Region::parse("region", DEV_REGION)?,
@@ -184,7 +185,8 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let server = tokio::spawn(api::serve(ctx, listener, None, wait_stop(stop_rx.clone())));
-    let maintenance = tokio::spawn(crate::store::maintenance::run(pool.clone(), 90, wait_stop(stop_rx.clone())));
+    let maintenance =
+        tokio::spawn(crate::store::maintenance::run(pool.clone(), 90, wait_stop(stop_rx.clone())));
     let worker = tokio::spawn(worker.run(wait_stop(stop_rx)));
 
     print_banner(&info, &data_dir);
@@ -246,7 +248,12 @@ async fn ensure_organization(pool: &sqlx::PgPool) -> anyhow::Result<String> {
 }
 
 /// An S3 client for an S3-compatible endpoint with static credentials.
-pub async fn s3_client(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> aws_sdk_s3::Client {
+pub async fn s3_client(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    region: &str,
+) -> aws_sdk_s3::Client {
     crate::sinks::s3::client(Some(endpoint), region, Some((access_key, secret_key)), true).await
 }
 

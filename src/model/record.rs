@@ -149,8 +149,8 @@ impl RecordView {
                 format!("the record is {} bytes; at most {MAX_RECORD_BYTES} are accepted", json.len()),
             ));
         }
-        let fields: Fields<'_> =
-            serde_json::from_str(json).map_err(|e| RecordError::new("InvalidJson", format!("not a JSON object: {e}")))?;
+        let fields: Fields<'_> = serde_json::from_str(json)
+            .map_err(|e| RecordError::new("InvalidJson", format!("not a JSON object: {e}")))?;
         let event_id = required(&fields.event_id, "eventID")?;
         let event_time_text = required(&fields.event_time, "eventTime")?;
         let event_source = required(&fields.event_source, "eventSource")?;
@@ -158,7 +158,10 @@ impl RecordView {
         let region_text = required(&fields.aws_region, "awsRegion")?;
         let account_text = required(&fields.recipient_account_id, "recipientAccountId")?;
         let event_time = parse_event_time(event_time_text).ok_or_else(|| {
-            RecordError::new("InvalidField", format!("eventTime {event_time_text:?} is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)"))
+            RecordError::new(
+                "InvalidField",
+                format!("eventTime {event_time_text:?} is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)"),
+            )
         })?;
         let aws_region = Region::parse("awsRegion", region_text)
             .map_err(|e| RecordError::new("InvalidField", e.to_string()))?;
@@ -183,7 +186,9 @@ impl RecordView {
             .resources
             .unwrap_or_default()
             .into_iter()
-            .map(|r| (r.resource_type.unwrap_or_default().into_owned(), r.arn.unwrap_or_default().into_owned()))
+            .map(|r| {
+                (r.resource_type.unwrap_or_default().into_owned(), r.arn.unwrap_or_default().into_owned())
+            })
             .collect();
         Ok(Self {
             event_id: event_id.to_owned(),

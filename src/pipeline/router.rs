@@ -67,7 +67,8 @@ fn region_accepts(trail: &Trail, record: &RecordView) -> bool {
     if is_global_service_event(record) {
         // Current CloudTrail: global events go to multi-region trails that include them, and to
         // single-region trails only in us-east-1.
-        s.include_global_service_events && (s.is_multi_region_trail || trail.arn.home_region == Region::us_east_1())
+        s.include_global_service_events
+            && (s.is_multi_region_trail || trail.arn.home_region == Region::us_east_1())
     } else {
         s.is_multi_region_trail || trail.arn.home_region == record.aws_region
     }

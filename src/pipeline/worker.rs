@@ -132,7 +132,9 @@ impl Worker {
             if last_expiry.elapsed() >= Duration::from_secs(3600) {
                 let cutoff = Utc::now() - self.settings.staged_retention;
                 match delivery::expire_staged(&self.pool, cutoff).await {
-                    Ok(n) if n > 0 => tracing::warn!(events = n, "undelivered events expired after the retention"),
+                    Ok(n) if n > 0 => {
+                        tracing::warn!(events = n, "undelivered events expired after the retention")
+                    }
                     Ok(_) => {}
                     Err(error) => tracing::warn!(%error, "expiring staged events failed"),
                 }
@@ -170,7 +172,11 @@ impl Worker {
     }
 
     /// Renews held leases (when `renew`) and claims shards nobody holds.
-    async fn lease_round(&self, shards: &mut HashMap<i64, ShardState>, renew: bool) -> Result<(), StoreError> {
+    async fn lease_round(
+        &self,
+        shards: &mut HashMap<i64, ShardState>,
+        renew: bool,
+    ) -> Result<(), StoreError> {
         let ttl_ms = self.settings.lease_ttl.as_millis() as i64;
         if renew {
             let held = delivery::renew_leases(&self.pool, &self.id, ttl_ms).await?;
@@ -242,17 +248,28 @@ impl Worker {
                 state.loaded_through = state.loaded_through.max(event.seq);
                 let view = RecordView::parse(&event.record).ok();
                 if view.is_none() {
-                    tracing::error!(shard = state.info.id, seq = event.seq, "staged record does not parse; skipped");
+                    tracing::error!(
+                        shard = state.info.id,
+                        seq = event.seq,
+                        "staged record does not parse; skipped"
+                    );
                 }
                 if event.seq > floor || covering.is_empty() {
-                    state.buffer.push_back(Staged { seq: event.seq, received_at: event.received_at, record: event.record, view });
+                    state.buffer.push_back(Staged {
+                        seq: event.seq,
+                        received_at: event.received_at,
+                        record: event.record,
+                        view,
+                    });
                 }
             }
         }
 
         if covering.is_empty() {
             // No trail takes this account's events: nothing to deliver, nothing to keep.
-            if let Some(last) = state.buffer.iter().filter(|e| e.received_at < snapshot.loaded_at).map(|e| e.seq).max() {
+            if let Some(last) =
+                state.buffer.iter().filter(|e| e.received_at < snapshot.loaded_at).map(|e| e.seq).max()
+            {
                 self.staging.release(state.info.id, last, snapshot.loaded_at).await?;
                 state.buffer.retain(|e| e.seq > last);
             }
@@ -271,7 +288,8 @@ impl Worker {
             }
         }
 
-        let released_through = covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).min().unwrap_or(0);
+        let released_through =
+            covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).min().unwrap_or(0);
         if released_through > 0 {
             self.staging.release(state.info.id, released_through, snapshot.loaded_at).await?;
         }
@@ -279,7 +297,12 @@ impl Worker {
     }
 
     /// Routes the buffered events after the trail's cursor and flushes a batch when due.
-    async fn advance_trail(&self, state: &mut ShardState, trail: &Trail, snapshot: &Snapshot) -> Result<(), StoreError> {
+    async fn advance_trail(
+        &self,
+        state: &mut ShardState,
+        trail: &Trail,
+        snapshot: &Snapshot,
+    ) -> Result<(), StoreError> {
         let cursor = state.cursors.get(&trail.id).copied().unwrap_or(0);
         let interval = Duration::from_secs(trail.settings.delivery_interval_seconds.max(1) as u64);
         let mut selected: Vec<&Staged> = Vec::new();
@@ -291,9 +314,12 @@ impl Worker {
             if event.received_at >= snapshot.loaded_at {
                 break;
             }
-            let takes = event.view.as_ref().is_some_and(|view| router::routes(trail, view, event.received_at));
+            let takes =
+                event.view.as_ref().is_some_and(|view| router::routes(trail, view, event.received_at));
             if takes {
-                if !selected.is_empty() && selected_bytes + event.record.len() + 1 > self.settings.max_batch_bytes {
+                if !selected.is_empty()
+                    && selected_bytes + event.record.len() + 1 > self.settings.max_batch_bytes
+                {
                     full = true;
                     break;
                 }
@@ -319,14 +345,17 @@ impl Worker {
         }
 
         let records: Vec<String> = selected.iter().map(|e| e.record.clone()).collect();
-        let times: Vec<DateTime<Utc>> = selected.iter().filter_map(|e| e.view.as_ref().map(|v| v.event_time)).collect();
+        let times: Vec<DateTime<Utc>> =
+            selected.iter().filter_map(|e| e.view.as_ref().map(|v| v.event_time)).collect();
         let level = self.settings.gzip_level;
-        let file = tokio::task::spawn_blocking(move || batcher::build(records.iter().map(String::as_str), level))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("batch builder panicked: {e}")))?;
+        let file =
+            tokio::task::spawn_blocking(move || batcher::build(records.iter().map(String::as_str), level))
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("batch builder panicked: {e}")))?;
         let delivered_at = Utc::now();
         let unique = s3::unique_part(&format!("{}:{}:{}", trail.id, state.info.id, cursor));
-        let organization = if trail.settings.is_organization_trail { snapshot.organization_id.as_deref() } else { None };
+        let organization =
+            if trail.settings.is_organization_trail { snapshot.organization_id.as_deref() } else { None };
         let key = s3::log_file_key(
             &trail.settings.s3_key_prefix,
             organization,
@@ -355,7 +384,12 @@ impl Worker {
     }
 
     /// Steps (b) and (c) for a sealed batch.
-    async fn deliver(&self, state: &mut ShardState, trail: &Trail, batch: SealedBatch) -> Result<(), StoreError> {
+    async fn deliver(
+        &self,
+        state: &mut ShardState,
+        trail: &Trail,
+        batch: SealedBatch,
+    ) -> Result<(), StoreError> {
         let put = self
             .sink
             .put_log_file(&batch.bucket, &batch.object_key, &batch.body, &batch.sha256, &batch.kms_key_id)

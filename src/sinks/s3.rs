@@ -65,16 +65,19 @@ pub async fn client(
     credentials: Option<(&str, &str)>,
     force_path_style: bool,
 ) -> aws_sdk_s3::Client {
-    let mut loader =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(region.to_owned()));
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()));
     if let Some((id, secret)) = credentials {
-        loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(id, secret, None, None, "orgtrail"));
+        loader = loader
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(id, secret, None, None, "orgtrail"));
     }
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
     }
     let shared = loader.load().await;
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&shared).force_path_style(force_path_style).build())
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&shared).force_path_style(force_path_style).build(),
+    )
 }
 
 #[derive(Clone)]
@@ -121,9 +124,18 @@ impl S3Sink {
         }
     }
 
-    async fn compare_existing(&self, bucket: &str, key: &str, sha256: &[u8]) -> Result<PutOutcome, SinkError> {
+    async fn compare_existing(
+        &self,
+        bucket: &str,
+        key: &str,
+        sha256: &[u8],
+    ) -> Result<PutOutcome, SinkError> {
         let object = self.client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
-            SinkError::Retryable(describe(bucket, e.code().unwrap_or_default(), &DisplayErrorContext(&e).to_string()))
+            SinkError::Retryable(describe(
+                bucket,
+                e.code().unwrap_or_default(),
+                &DisplayErrorContext(&e).to_string(),
+            ))
         })?;
         let bytes = object
             .body

@@ -179,10 +179,14 @@ pub async fn update(
 
 /// The status of every account.
 pub async fn statuses(pool: &PgPool) -> Result<Vec<(AccountId, AccountStatus)>, StoreError> {
-    let rows: Vec<(String, String)> = sqlx::query_as("SELECT account_id, status FROM accounts").fetch_all(pool).await?;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT account_id, status FROM accounts").fetch_all(pool).await?;
     rows.into_iter()
         .map(|(id, status)| {
-            Ok((AccountId::parse("account_id", &id).map_err(StoreError::corrupt)?, AccountStatus::parse(&status)?))
+            Ok((
+                AccountId::parse("account_id", &id).map_err(StoreError::corrupt)?,
+                AccountStatus::parse(&status)?,
+            ))
         })
         .collect()
 }

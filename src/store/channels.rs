@@ -16,7 +16,12 @@ pub struct Channel {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn create(pool: &PgPool, name: &str, account: &AccountId, region: &Region) -> Result<Channel, StoreError> {
+pub async fn create(
+    pool: &PgPool,
+    name: &str,
+    account: &AccountId,
+    region: &Region,
+) -> Result<Channel, StoreError> {
     let created = sqlx::query_as::<_, Channel>(
         "INSERT INTO channels (id, name, account_id, region) VALUES ($1, $2, $3, $4)
          RETURNING id, name, account_id, region, created_at",
@@ -37,10 +42,12 @@ pub async fn create(pool: &PgPool, name: &str, account: &AccountId, region: &Reg
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Channel>, StoreError> {
-    Ok(sqlx::query_as::<_, Channel>("SELECT id, name, account_id, region, created_at FROM channels WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
+    Ok(sqlx::query_as::<_, Channel>(
+        "SELECT id, name, account_id, region, created_at FROM channels WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
 }
 
 pub async fn list(pool: &PgPool, only: Option<&AccountId>) -> Result<Vec<Channel>, StoreError> {

@@ -14,7 +14,12 @@ pub struct Lease {
 }
 
 /// Claims up to `limit` shards whose lease expired (or was never taken).
-pub async fn claim_shards(pool: &PgPool, owner: &str, ttl_ms: i64, limit: i64) -> Result<Vec<Lease>, StoreError> {
+pub async fn claim_shards(
+    pool: &PgPool,
+    owner: &str,
+    ttl_ms: i64,
+    limit: i64,
+) -> Result<Vec<Lease>, StoreError> {
     Ok(sqlx::query_as::<_, Lease>(
         "UPDATE shard_leases SET owner = $1, generation = generation + 1,
                 expires_at = now() + make_interval(secs => $2::double precision / 1000)
@@ -64,7 +69,10 @@ async fn check_fence(conn: &mut sqlx::PgConnection, owner: &str, lease: Lease) -
     .await?;
     match current {
         Some(_) => Ok(()),
-        None => Err(StoreError::Fenced(format!("lease on shard {} (generation {}) is lost", lease.shard_id, lease.generation))),
+        None => Err(StoreError::Fenced(format!(
+            "lease on shard {} (generation {}) is lost",
+            lease.shard_id, lease.generation
+        ))),
     }
 }
 
@@ -93,7 +101,13 @@ pub async fn cursors(pool: &PgPool, shard_id: i64) -> Result<Vec<(i64, i64)>, St
 }
 
 /// Moves a trail's cursor over events none of which it selects (no object to write).
-pub async fn skip(pool: &PgPool, owner: &str, lease: Lease, trail_id: i64, through_seq: i64) -> Result<(), StoreError> {
+pub async fn skip(
+    pool: &PgPool,
+    owner: &str,
+    lease: Lease,
+    trail_id: i64,
+    through_seq: i64,
+) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     check_fence(&mut tx, owner, lease).await?;
     upsert_cursor(&mut tx, trail_id, lease.shard_id, through_seq).await?;
@@ -101,7 +115,12 @@ pub async fn skip(pool: &PgPool, owner: &str, lease: Lease, trail_id: i64, throu
     Ok(())
 }
 
-async fn upsert_cursor(conn: &mut sqlx::PgConnection, trail_id: i64, shard_id: i64, seq: i64) -> Result<(), StoreError> {
+async fn upsert_cursor(
+    conn: &mut sqlx::PgConnection,
+    trail_id: i64,
+    shard_id: i64,
+    seq: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO trail_cursors (trail_id, shard_id, delivered_seq) VALUES ($1, $2, $3)
          ON CONFLICT (trail_id, shard_id) DO UPDATE SET delivered_seq = GREATEST(trail_cursors.delivered_seq, $3)",
@@ -261,6 +280,9 @@ pub async fn delivered_files(pool: &PgPool) -> Result<Vec<DeliveredFile>, StoreE
 
 /// Drops staged events older than the retention even if some trail never delivered them.
 pub async fn expire_staged(pool: &PgPool, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
-    let done = sqlx::query("DELETE FROM staged_events WHERE received_at < $1").bind(older_than).execute(pool).await?;
+    let done = sqlx::query("DELETE FROM staged_events WHERE received_at < $1")
+        .bind(older_than)
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected())
 }

@@ -10,7 +10,9 @@ pub async fn run(pool: PgPool, dedupe_horizon_days: i64, shutdown: impl Future<O
     tokio::pin!(shutdown);
     loop {
         let today = chrono::Utc::now().date_naive();
-        if let Err(error) = super::staging::maintain_identity_partitions(&pool, today, dedupe_horizon_days).await {
+        if let Err(error) =
+            super::staging::maintain_identity_partitions(&pool, today, dedupe_horizon_days).await
+        {
             tracing::warn!(%error, "dedupe partition maintenance failed");
         }
         tokio::select! {

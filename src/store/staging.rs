@@ -64,11 +64,20 @@ pub struct Shard {
 pub trait Staging: Send + Sync {
     /// Durably stages `events` (in one transaction: all or nothing) and tells, for each, whether it
     /// was accepted or a duplicate. Rejected counts are recorded with the accepted ones.
-    async fn stage(&self, events: Vec<Incoming>, rejected: &[AccountId]) -> Result<Vec<StageOutcome>, StoreError>;
+    async fn stage(
+        &self,
+        events: Vec<Incoming>,
+        rejected: &[AccountId],
+    ) -> Result<Vec<StageOutcome>, StoreError>;
     /// Staged events of a shard with `seq > after_seq`, in order, at most `limit`.
     async fn read(&self, shard_id: i64, after_seq: i64, limit: i64) -> Result<Vec<StagedEvent>, StoreError>;
     /// Forgets events with `seq <= through_seq` received before `before`.
-    async fn release(&self, shard_id: i64, through_seq: i64, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn release(
+        &self,
+        shard_id: i64,
+        through_seq: i64,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 }
 
 pub struct PgStaging {
@@ -83,14 +92,24 @@ impl PgStaging {
 
 #[async_trait::async_trait]
 impl Staging for PgStaging {
-    async fn stage(&self, events: Vec<Incoming>, rejected: &[AccountId]) -> Result<Vec<StageOutcome>, StoreError> {
+    async fn stage(
+        &self,
+        events: Vec<Incoming>,
+        rejected: &[AccountId],
+    ) -> Result<Vec<StageOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let accounts: std::collections::BTreeSet<&str> =
-            events.iter().map(|e| e.account_id.as_str()).chain(rejected.iter().map(AccountId::as_str)).collect();
+        let accounts: std::collections::BTreeSet<&str> = events
+            .iter()
+            .map(|e| e.account_id.as_str())
+            .chain(rejected.iter().map(AccountId::as_str))
+            .collect();
         // One ingest at a time per account (in a fixed order, so no deadlock): dedupe checks and
         // sequence numbers stay consistent under concurrent requests.
         for account in &accounts {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('ingest:' || $1))").bind(account).execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('ingest:' || $1))")
+                .bind(account)
+                .execute(&mut *tx)
+                .await?;
         }
 
         let event_accounts: Vec<&str> = events.iter().map(|e| e.account_id.as_str()).collect();
@@ -133,7 +152,10 @@ impl Staging for PgStaging {
 
         let mut by_shard: BTreeMap<(&str, &str, &str), Vec<&Incoming>> = BTreeMap::new();
         for event in fresh {
-            by_shard.entry((event.account_id.as_str(), event.region.as_str(), event.source.as_str())).or_default().push(event);
+            by_shard
+                .entry((event.account_id.as_str(), event.region.as_str(), event.source.as_str()))
+                .or_default()
+                .push(event);
         }
         for ((account, region, source), shard_events) in by_shard {
             let shard_id = shard_id(&mut tx, account, region, source).await?;
@@ -198,13 +220,19 @@ impl Staging for PgStaging {
         Ok(events)
     }
 
-    async fn release(&self, shard_id: i64, through_seq: i64, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM staged_events WHERE shard_id = $1 AND seq <= $2 AND received_at < $3")
-            .bind(shard_id)
-            .bind(through_seq)
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
+    async fn release(
+        &self,
+        shard_id: i64,
+        through_seq: i64,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM staged_events WHERE shard_id = $1 AND seq <= $2 AND received_at < $3")
+                .bind(shard_id)
+                .bind(through_seq)
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected())
     }
 }
@@ -226,12 +254,14 @@ async fn shard_id(
         return Ok(id);
     }
     // Under the account's ingest lock nobody else creates this shard concurrently.
-    let id: i64 = sqlx::query_scalar("INSERT INTO shards (account_id, region, source) VALUES ($1, $2, $3) RETURNING id")
-        .bind(account)
-        .bind(region)
-        .bind(source)
-        .fetch_one(&mut *tx)
-        .await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO shards (account_id, region, source) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(account)
+    .bind(region)
+    .bind(source)
+    .fetch_one(&mut *tx)
+    .await?;
     sqlx::query("INSERT INTO shard_leases (shard_id) VALUES ($1)").bind(id).execute(&mut *tx).await?;
     Ok(id)
 }
@@ -243,9 +273,15 @@ fn week_start(day: NaiveDate) -> NaiveDate {
 
 /// Keeps the dedupe table's weekly partitions ahead of time (this week and the next two) and drops
 /// partitions entirely older than the horizon. Safe to run from several processes at once.
-pub async fn maintain_identity_partitions(pool: &PgPool, today: NaiveDate, horizon_days: i64) -> Result<(), StoreError> {
+pub async fn maintain_identity_partitions(
+    pool: &PgPool,
+    today: NaiveDate,
+    horizon_days: i64,
+) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('event_identities:partitions'))").execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('event_identities:partitions'))")
+        .execute(&mut *tx)
+        .await?;
     let this_week = week_start(today);
     for week in 0..3 {
         let from = this_week + Duration::days(7 * week);
@@ -265,7 +301,8 @@ pub async fn maintain_identity_partitions(pool: &PgPool, today: NaiveDate, horiz
     .fetch_all(&mut *tx)
     .await?;
     for name in partitions {
-        let Some(start) = name.strip_prefix("event_identities_w").and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
+        let Some(start) =
+            name.strip_prefix("event_identities_w").and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
         else {
             continue;
         };
@@ -289,5 +326,7 @@ pub async fn ingest_counters(pool: &PgPool, account: &AccountId) -> Result<(i64,
 }
 
 pub async fn shards(pool: &PgPool) -> Result<Vec<Shard>, StoreError> {
-    Ok(sqlx::query_as::<_, Shard>("SELECT id, account_id, region, source FROM shards ORDER BY id").fetch_all(pool).await?)
+    Ok(sqlx::query_as::<_, Shard>("SELECT id, account_id, region, source FROM shards ORDER BY id")
+        .fetch_all(pool)
+        .await?)
 }

@@ -379,6 +379,8 @@ pub async fn delivery_status(pool: &PgPool, trail: &Trail) -> Result<DeliverySta
 
 /// Every trail (workers route with the whole set).
 pub async fn all(pool: &PgPool) -> Result<Vec<Trail>, StoreError> {
-    let rows = sqlx::query_as::<_, Row>(&format!("SELECT {COLUMNS} FROM trails ORDER BY id")).fetch_all(pool).await?;
+    let rows = sqlx::query_as::<_, Row>(&format!("SELECT {COLUMNS} FROM trails ORDER BY id"))
+        .fetch_all(pool)
+        .await?;
     rows.into_iter().map(Trail::try_from).collect()
 }

@@ -143,3 +143,202 @@ pub fn status<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Stat
         Err(status) => status,
     }
 }
+
+/// The whole pipeline in one test: control plane, a worker, and an S3-compatible server (the real
+/// S3 protocol, SigV4-checked), each on its own socket or task.
+pub struct Stack {
+    pub api: TestApi,
+    pub s3: orgtrail::dev::s3::S3Server,
+    pub s3_client: aws_sdk_s3::Client,
+    _s3_dir: tempfile::TempDir,
+    stop_worker: watch::Sender<bool>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.stop_worker.send(true);
+    }
+}
+
+pub const S3_KEY: &str = "testaccesskey";
+pub const S3_SECRET: &str = "testsecretkey";
+
+pub async fn stack(pool: PgPool) -> Stack {
+    let api = start(pool.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s3 =
+        orgtrail::dev::s3::S3Server::start(dir.path(), "127.0.0.1:0".parse().unwrap(), S3_KEY, S3_SECRET)
+            .await
+            .unwrap();
+    let s3_client = orgtrail::dev::s3_client(&s3.endpoint(), S3_KEY, S3_SECRET, "us-east-1").await;
+    orgtrail::store::staging::maintain_identity_partitions(&pool, chrono::Utc::now().date_naive(), 90)
+        .await
+        .unwrap();
+    let (stop_worker, mut stopped) = watch::channel(false);
+    let worker = test_worker(pool, &s3_client);
+    tokio::spawn(worker.run(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+    Stack { api, s3, s3_client, _s3_dir: dir, stop_worker }
+}
+
+pub fn test_worker(pool: PgPool, s3_client: &aws_sdk_s3::Client) -> orgtrail::pipeline::worker::Worker {
+    let settings = orgtrail::pipeline::worker::WorkerSettings {
+        lease_ttl: std::time::Duration::from_secs(3),
+        poll_interval: std::time::Duration::from_millis(50),
+        ..Default::default()
+    };
+    orgtrail::pipeline::worker::Worker::new(
+        pool.clone(),
+        Arc::new(orgtrail::store::staging::PgStaging::new(pool)),
+        orgtrail::sinks::s3::S3Sink::new(s3_client.clone()),
+        settings,
+    )
+}
+
+/// One delivered object, checked against CloudTrail's format on the way.
+#[derive(Debug, Clone)]
+pub struct LogObject {
+    pub key: String,
+    pub records: Vec<serde_json::Value>,
+}
+
+impl LogObject {
+    pub fn event_ids(&self) -> Vec<String> {
+        self.records.iter().map(|r| r["eventID"].as_str().unwrap_or_default().to_owned()).collect()
+    }
+}
+
+/// Decompresses (exactly one gzip member, nothing after it), parses `{"Records":[...]}`, and
+/// checks the key layout against the records.
+pub fn check_object(key: &str, body: &[u8]) -> LogObject {
+    use std::io::Read;
+    let mut decoder = flate2::bufread::GzDecoder::new(body);
+    let mut text = String::new();
+    decoder.read_to_string(&mut text).unwrap_or_else(|e| panic!("{key}: not gzip: {e}"));
+    let mut rest = Vec::new();
+    decoder.into_inner().read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{key}: bytes after the first gzip member");
+    let value: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{key}: not JSON: {e}"));
+    let object = value.as_object().unwrap_or_else(|| panic!("{key}: not an object"));
+    assert_eq!(object.len(), 1, "{key}: only Records at the top");
+    let records =
+        object["Records"].as_array().unwrap_or_else(|| panic!("{key}: Records is not a list")).clone();
+    let pattern = regex::Regex::new(
+        r"^(?:.+/)?AWSLogs/(?:o-[a-z0-9]{10,32}/)?(\d{12})/CloudTrail/([a-z0-9-]+)/(\d{4})/(\d{2})/(\d{2})/(\d{12})_CloudTrail_([a-z0-9-]+)_(\d{4})(\d{2})(\d{2})T\d{4}Z_[A-Za-z0-9]{16}\.json\.gz$",
+    )
+    .unwrap();
+    let captures =
+        pattern.captures(key).unwrap_or_else(|| panic!("key does not follow CloudTrail's layout: {key}"));
+    assert_eq!(&captures[1], &captures[6], "{key}");
+    assert_eq!(&captures[2], &captures[7], "{key}");
+    assert_eq!(
+        (&captures[3], &captures[4], &captures[5]),
+        (&captures[8], &captures[9], &captures[10]),
+        "{key}"
+    );
+    for record in &records {
+        assert_eq!(record["recipientAccountId"], captures[1].to_string(), "{key}: record of another account");
+        assert_eq!(record["awsRegion"], captures[2].to_string(), "{key}: record of another region");
+    }
+    LogObject { key: key.to_owned(), records }
+}
+
+impl Stack {
+    pub async fn create_bucket(&self, bucket: &str) {
+        self.s3_client.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+
+    /// Every object in the bucket, checked.
+    pub async fn objects(&self, bucket: &str) -> Vec<LogObject> {
+        let mut objects = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .s3_client
+                .list_objects_v2()
+                .bucket(bucket)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            for item in page.contents() {
+                let key = item.key().unwrap_or_default().to_owned();
+                let body = self.s3_client.get_object().bucket(bucket).key(&key).send().await.unwrap();
+                let bytes = body.body.collect().await.unwrap().into_bytes();
+                objects.push(check_object(&key, &bytes));
+            }
+            if page.is_truncated() == Some(true) {
+                token = page.next_continuation_token().map(str::to_owned);
+            } else {
+                return objects;
+            }
+        }
+    }
+
+    /// Waits until the bucket holds at least `count` records; returns the objects.
+    pub async fn wait_for_records(&self, bucket: &str, count: usize) -> Vec<LogObject> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let objects = self.objects(bucket).await;
+            let have: usize = objects.iter().map(|o| o.records.len()).sum();
+            if have >= count {
+                return objects;
+            }
+            assert!(std::time::Instant::now() < deadline, "bucket {bucket} has {have} of {count} records");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A synthetic management event.
+pub fn event(account: &str, region: &str, source: &str, name: &str, event_id: &str) -> String {
+    serde_json::json!({
+        "eventVersion": "1.11",
+        "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::{account}:assumed-role/Admin/alice"), "accountId": account},
+        "eventTime": "2026-11-24T10:00:00Z",
+        "eventSource": source,
+        "eventName": name,
+        "awsRegion": region,
+        "sourceIPAddress": "192.0.2.10",
+        "userAgent": "aws-cli/2.17.0",
+        "requestParameters": null,
+        "responseElements": null,
+        "requestID": format!("req-{event_id}"),
+        "eventID": event_id,
+        "readOnly": name.starts_with("Describe") || name.starts_with("Get") || name.starts_with("List"),
+        "eventType": "AwsApiCall",
+        "managementEvent": true,
+        "recipientAccountId": account,
+        "eventCategory": "Management"
+    })
+    .to_string()
+}
+
+/// Sends records as one PutAuditEvents call; returns the response.
+pub async fn put(clients: &mut Clients, records: &[String]) -> pb::PutAuditEventsResponse {
+    let audit_events = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| pb::AuditEvent {
+            id: format!("e{i}"),
+            event_data: r.clone(),
+            event_data_checksum: String::new(),
+        })
+        .collect();
+    clients
+        .ingest
+        .put_audit_events(pb::PutAuditEventsRequest { audit_events, channel_id: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A logging trail with a 1-second delivery interval.
+pub async fn logging_trail(admin: &mut Clients, mut request: pb::CreateTrailRequest) -> pb::Trail {
+    request.delivery_interval_seconds = Some(1);
+    let trail = admin.trails.create_trail(request).await.unwrap().into_inner();
+    admin.trails.start_logging(pb::StartLoggingRequest { name: trail.trail_arn.clone() }).await.unwrap();
+    trail
+}
