@@ -49,6 +49,8 @@ pub enum Command {
     Worker(ServerArgs),
     /// Apply database migrations and exit.
     Migrate(ServerArgs),
+    /// Serve a directory over the S3 protocol (the store `dev` embeds), for development and tests.
+    S3Server(S3ServerArgs),
     /// Create an admin token directly in the database (first token of a new deployment).
     CreateAdminToken(CreateAdminTokenArgs),
     /// Manage the organization.
@@ -89,6 +91,22 @@ pub struct ServerArgs {
     /// TOML config file; environment variables (ORGTRAIL_*, DATABASE_URL) override it.
     #[arg(long, short = 'c', env = "ORGTRAIL_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct S3ServerArgs {
+    /// Directory holding the buckets (one subdirectory each).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Listen address; port 0 picks a free port (printed).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// Access key id clients sign with.
+    #[arg(long, env = "ORGTRAIL_S3_ACCESS_KEY_ID")]
+    pub access_key_id: String,
+    /// Secret access key clients sign with.
+    #[arg(long, env = "ORGTRAIL_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -185,6 +203,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = crate::store::connect(config.database_url()?, 2).await?;
             crate::store::migrate(&pool).await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::S3Server(args) => {
+            init_tracing(LogFormat::Text);
+            let server =
+                crate::dev::s3::S3Server::start(&args.dir, args.listen, &args.access_key_id, &args.secret_access_key).await?;
+            println!("{}", server.endpoint());
+            shutdown_signal().await;
             Ok(())
         }
         Command::CreateAdminToken(args) => admin::create_admin_token(args, output).await,

@@ -1,0 +1,477 @@
+//! Crash safety with real processes: workers (and the control plane) are `orgtrail` processes that
+//! get SIGKILLed, aborted at failpoints and frozen with SIGSTOP while events flow; the S3 server is
+//! a separate process that goes away for a while. Afterwards every accepted (account, eventID) is
+//! in each trail's bucket exactly once, every object is a valid log file, and no object exists that
+//! Postgres does not record as delivered.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use orgtrail::proto::v1 as pb;
+use rand::{Rng, SeedableRng};
+use sqlx::PgPool;
+
+const BIN: &str = env!("CARGO_BIN_EXE_orgtrail");
+
+/// A fresh database on the suite's Postgres, migrated.
+async fn fresh_database() -> (PgPool, String) {
+    let master = std::env::var("DATABASE_URL").expect("DATABASE_URL: run with scripts/test");
+    let name = format!("crash_{}", uuid::Uuid::new_v4().simple());
+    let admin = orgtrail::store::connect(&master, 1).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+    admin.close().await;
+    let (base, _) = master.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let pool = orgtrail::store::connect(&url, 8).await.unwrap();
+    orgtrail::store::migrate(&pool).await.unwrap();
+    orgtrail::store::staging::maintain_identity_partitions(&pool, chrono::Utc::now().date_naive(), 90).await.unwrap();
+    (pool, url)
+}
+
+fn free_port() -> u16 {
+    orgtrail::dev::postgres::free_port().unwrap()
+}
+
+struct S3Process {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl S3Process {
+    fn start(dir: &Path, port: u16) -> Self {
+        let child = Command::new(BIN)
+            .args(["s3-server", "--dir"])
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--access-key-id", S3_KEY, "--secret-access-key", S3_SECRET])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, dir: dir.to_owned() }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        *self = Self::start(&self.dir.clone(), self.port);
+    }
+}
+
+impl Drop for S3Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    fn start(database_url: &str, s3_endpoint: &str, failpoint: Option<&str>, log: &Path) -> Self {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .arg("worker")
+            .env("DATABASE_URL", database_url)
+            .env("ORGTRAIL_S3_ENDPOINT", s3_endpoint)
+            .env("ORGTRAIL_S3_ACCESS_KEY_ID", S3_KEY)
+            .env("ORGTRAIL_S3_SECRET_ACCESS_KEY", S3_SECRET)
+            .env("ORGTRAIL_S3_FORCE_PATH_STYLE", "true")
+            .env("ORGTRAIL_LEASE_TTL_SECONDS", "2")
+            .env("ORGTRAIL_POLL_INTERVAL_MS", "50")
+            .env("ORGTRAIL_DATABASE_MAX_CONNECTIONS", "4")
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if let Some(name) = failpoint {
+            command.env("ORGTRAIL_FAILPOINT", name);
+        }
+        Self { child: command.spawn().unwrap() }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    fn kill9(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to end by itself (a failpoint abort).
+    fn wait_exit(mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "worker did not stop at its failpoint");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Identity = (String, String);
+
+/// What a kill interrupted, read from Postgres and the bucket at that moment.
+async fn phase(pool: &PgPool, s3: &aws_sdk_s3::Client) -> &'static str {
+    let sealed: Vec<(String, String)> =
+        sqlx::query_as("SELECT bucket, object_key FROM sealed_batches").fetch_all(pool).await.unwrap_or_default();
+    let Some((bucket, key)) = sealed.first() else { return "no batch in flight" };
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(_) => "object PUT, not yet committed",
+        Err(_) => "batch sealed, not yet PUT",
+    }
+}
+
+/// Waits until every expected identity is in `bucket`, then checks exactly-once and no orphans.
+async fn assert_exactly_once(pool: &PgPool, stack_s3: &aws_sdk_s3::Client, bucket: &str, expected: &BTreeSet<Identity>) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let objects = loop {
+        let objects = list_objects(stack_s3, bucket).await;
+        let have: BTreeSet<Identity> = identities(&objects).into_keys().collect();
+        let sealed: i64 = sqlx::query_scalar("SELECT count(*) FROM sealed_batches").fetch_one(pool).await.unwrap();
+        if expected.is_subset(&have) && sealed == 0 {
+            break objects;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bucket {bucket}: {} of {} identities delivered, {sealed} batches still sealed",
+            expected.intersection(&have).count(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let counts = identities(&objects);
+    let duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicated.is_empty(), "{bucket}: delivered more than once: {:?}", &duplicated[..duplicated.len().min(5)]);
+    let unexpected: Vec<_> = counts.keys().filter(|k| !expected.contains(*k)).collect();
+    assert!(unexpected.is_empty(), "{bucket}: never accepted: {:?}", &unexpected[..unexpected.len().min(5)]);
+    let recorded: BTreeSet<String> = sqlx::query_scalar("SELECT object_key FROM delivered_files WHERE bucket = $1")
+        .bind(bucket)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let in_bucket: BTreeSet<String> = objects.iter().map(|o| o.key.clone()).collect();
+    let orphans: Vec<_> = in_bucket.difference(&recorded).collect();
+    assert!(orphans.is_empty(), "{bucket}: objects Postgres does not record: {orphans:?}");
+    let missing: Vec<_> = recorded.difference(&in_bucket).collect();
+    assert!(missing.is_empty(), "{bucket}: recorded but absent: {missing:?}");
+}
+
+async fn list_objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<LogObject> {
+    let mut objects = Vec::new();
+    let mut token = None;
+    loop {
+        let Ok(page) = s3.list_objects_v2().bucket(bucket).set_continuation_token(token).send().await else {
+            return objects;
+        };
+        for item in page.contents() {
+            let key = item.key().unwrap_or_default().to_owned();
+            let body = s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
+            objects.push(check_object(&key, &body.body.collect().await.unwrap().into_bytes()));
+        }
+        if page.is_truncated() == Some(true) {
+            token = page.next_continuation_token().map(str::to_owned);
+        } else {
+            return objects;
+        }
+    }
+}
+
+fn identities(objects: &[LogObject]) -> BTreeMap<Identity, usize> {
+    let mut counts = BTreeMap::new();
+    for record in objects.iter().flat_map(|o| o.records.iter()) {
+        let identity = (record["recipientAccountId"].as_str().unwrap().to_owned(), record["eventID"].as_str().unwrap().to_owned());
+        *counts.entry(identity).or_insert(0) += 1;
+    }
+    counts
+}
+
+struct Fixture {
+    pool: PgPool,
+    database_url: String,
+    api: TestApi,
+    admin: orgtrail::cli::client::Clients,
+    s3: S3Process,
+    s3_client: aws_sdk_s3::Client,
+    dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let (pool, database_url) = fresh_database().await;
+    let api = start(pool.clone()).await;
+    let mut admin = api.admin().await;
+    org_with_members(&mut admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("s3")).unwrap();
+    let s3 = S3Process::start(&dir.path().join("s3"), free_port());
+    let s3_client = orgtrail::dev::s3_client(&s3.endpoint(), S3_KEY, S3_SECRET, "us-east-1").await;
+    for bucket in ["central-bucket", "member-bucket"] {
+        s3_client.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    logging_trail(&mut admin, org_trail("org-trail")).await;
+    logging_trail(&mut admin, account_trail("a-trail", MEMBER_A)).await;
+    Fixture { pool, database_url, api, admin, s3, s3_client, dir }
+}
+
+impl Fixture {
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("worker.log")
+    }
+
+    fn worker(&self, failpoint: Option<&str>) -> WorkerProcess {
+        WorkerProcess::start(&self.database_url, &self.s3.endpoint(), failpoint, &self.log())
+    }
+
+    /// Expected identities per bucket for the events accepted so far.
+    fn expected(accepted: &BTreeSet<Identity>) -> (BTreeSet<Identity>, BTreeSet<Identity>) {
+        let member: BTreeSet<Identity> = accepted.iter().filter(|(a, _)| a == MEMBER_A).cloned().collect();
+        (accepted.clone(), member)
+    }
+}
+
+fn batch_of_events(batch: usize, size: usize) -> Vec<String> {
+    let accounts = [MEMBER_A, MEMBER_B, MANAGEMENT];
+    let regions = ["us-east-1", "eu-west-1"];
+    (0..size)
+        .map(|i| {
+            let n = batch * size + i;
+            event(accounts[n % 3], regions[(n / 3) % 2], "ec2.amazonaws.com", "RunInstances", &format!("ev-{n}"))
+        })
+        .collect()
+}
+
+async fn send(admin: &mut orgtrail::cli::client::Clients, records: &[String], accepted: &mut BTreeSet<Identity>) {
+    let response = put(admin, records).await;
+    assert!(response.failed.is_empty(), "{:?}", response.failed);
+    for record in records {
+        let value: serde_json::Value = serde_json::from_str(record).unwrap();
+        accepted.insert((value["recipientAccountId"].as_str().unwrap().into(), value["eventID"].as_str().unwrap().into()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_sigkills_while_events_flow_lose_and_duplicate_nothing() {
+    let mut f = fixture().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261124);
+    let mut worker = Some(f.worker(None));
+    let mut accepted = BTreeSet::new();
+    let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
+    let kills = 24;
+    for round in 0..kills {
+        send(&mut f.admin, &batch_of_events(round, 60), &mut accepted).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1400))).await;
+        let hit = phase(&f.pool, &f.s3_client).await;
+        worker.take().unwrap().kill9();
+        eprintln!("kill {round:2}: {hit}");
+        *phases.entry(hit).or_default() += 1;
+        worker = Some(f.worker(None));
+    }
+    eprintln!("kills by phase: {phases:?}");
+    let (all, member) = Fixture::expected(&accepted);
+    assert_exactly_once(&f.pool, &f.s3_client, "central-bucket", &all).await;
+    assert_exactly_once(&f.pool, &f.s3_client, "member-bucket", &member).await;
+    drop(worker);
+    f.s3.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_seal_and_put_or_put_and_commit_repeats_the_same_object() {
+    let mut f = fixture().await;
+    let mut accepted = BTreeSet::new();
+    for (round, failpoint) in ["after-seal", "after-put"].into_iter().enumerate() {
+        send(&mut f.admin, &batch_of_events(round, 30), &mut accepted).await;
+        let status = f.worker(Some(failpoint)).wait_exit(Duration::from_secs(30));
+        assert!(!status.success(), "the worker aborts at {failpoint}");
+        let sealed: Vec<(String, String)> =
+            sqlx::query_as("SELECT bucket, object_key FROM sealed_batches").fetch_all(&f.pool).await.unwrap();
+        assert_eq!(sealed.len(), 1, "one batch left sealed at {failpoint}");
+        let (bucket, key) = &sealed[0];
+        let present = f.s3_client.head_object().bucket(bucket).key(key).send().await.is_ok();
+        assert_eq!(present, failpoint == "after-put", "{failpoint}: object present = {present}");
+        let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM delivered_files WHERE object_key = $1")
+            .bind(key)
+            .fetch_one(&f.pool)
+            .await
+            .unwrap();
+        assert_eq!(recorded, 0);
+        // A healthy worker finishes the very same object.
+        let worker = f.worker(None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM delivered_files WHERE object_key = $1")
+                .bind(key)
+                .fetch_one(&f.pool)
+                .await
+                .unwrap();
+            if done == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "sealed batch {key} never committed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(worker);
+    }
+    let _worker = f.worker(None);
+    let (all, member) = Fixture::expected(&accepted);
+    assert_exactly_once(&f.pool, &f.s3_client, "central-bucket", &all).await;
+    assert_exactly_once(&f.pool, &f.s3_client, "member-bucket", &member).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_worker_that_lost_its_lease_can_neither_commit_nor_overwrite() {
+    let mut f = fixture().await;
+    let mut accepted = BTreeSet::new();
+    let first = f.worker(None);
+    for round in 0..3 {
+        send(&mut f.admin, &batch_of_events(round, 40), &mut accepted).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    first.signal(libc::SIGSTOP);
+    // Past the 2-second lease: a second worker takes the shards over and keeps delivering.
+    let second = f.worker(None);
+    for round in 3..6 {
+        send(&mut f.admin, &batch_of_events(round, 40), &mut accepted).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    first.signal(libc::SIGCONT);
+    for round in 6..8 {
+        send(&mut f.admin, &batch_of_events(round, 40), &mut accepted).await;
+    }
+    let (all, member) = Fixture::expected(&accepted);
+    assert_exactly_once(&f.pool, &f.s3_client, "central-bucket", &all).await;
+    assert_exactly_once(&f.pool, &f.s3_client, "member-bucket", &member).await;
+    let generations: i64 =
+        sqlx::query_scalar("SELECT max(generation) FROM shard_leases").fetch_one(&f.pool).await.unwrap();
+    assert!(generations >= 2, "the shards changed hands");
+    drop((first, second));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_unreachable_for_a_while_loses_nothing_and_reports_the_error() {
+    let mut f = fixture().await;
+    let mut accepted = BTreeSet::new();
+    let _worker = f.worker(None);
+    send(&mut f.admin, &batch_of_events(0, 30), &mut accepted).await;
+    let (all, _) = Fixture::expected(&accepted);
+    assert_exactly_once(&f.pool, &f.s3_client, "central-bucket", &all).await;
+
+    f.s3.kill();
+    send(&mut f.admin, &batch_of_events(1, 30), &mut accepted).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = f
+            .admin
+            .trails
+            .get_trail_status(pb::GetTrailStatusRequest { name: "org-trail".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        if !status.latest_delivery_error.is_empty() {
+            eprintln!("status while S3 is down: {}", status.latest_delivery_error);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no delivery error while S3 is down");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    f.s3.restart();
+    let (all, member) = Fixture::expected(&accepted);
+    assert_exactly_once(&f.pool, &f.s3_client, "central-bucket", &all).await;
+    assert_exactly_once(&f.pool, &f.s3_client, "member-bucket", &member).await;
+    let status =
+        f.admin.trails.get_trail_status(pb::GetTrailStatusRequest { name: "org-trail".into() }).await.unwrap().into_inner();
+    assert!(status.latest_delivery_error.is_empty(), "recovery clears the error: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplicates() {
+    let f = fixture().await;
+    let port = free_port();
+    let serve = |failpoint: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .env("DATABASE_URL", &f.database_url)
+            .env("ORGTRAIL_GRPC_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(name) = failpoint {
+            command.env("ORGTRAIL_FAILPOINT", name);
+        }
+        let child = command.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    let token = f.api.token(orgtrail::store::tokens::Role::Admin, None).await;
+    let target = orgtrail::cli::client::Target { endpoint: format!("http://127.0.0.1:{port}"), token, ca_cert: None };
+    let records = batch_of_events(0, 20);
+    let request = pb::PutAuditEventsRequest {
+        audit_events: records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| pb::AuditEvent { id: format!("e{i}"), event_data: r.clone(), event_data_checksum: String::new() })
+            .collect(),
+        channel_id: String::new(),
+    };
+
+    let mut crashing = serve(Some("after-ingest-commit"));
+    let mut clients = orgtrail::cli::client::connect(&target).await.unwrap();
+    let lost_ack = clients.ingest.put_audit_events(request.clone()).await;
+    assert!(lost_ack.is_err(), "the server dies before acknowledging");
+    let _ = crashing.wait();
+
+    let mut healthy = serve(None);
+    let mut clients = orgtrail::cli::client::connect(&target).await.unwrap();
+    let retried = clients.ingest.put_audit_events(request).await.unwrap().into_inner();
+    assert!(retried.failed.is_empty());
+    assert!(retried.successful.iter().all(|s| s.duplicate), "the first attempt was durable: the retry finds duplicates");
+
+    let _worker = f.worker(None);
+    let accepted: BTreeSet<Identity> = records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(r).unwrap();
+            (v["recipientAccountId"].as_str().unwrap().into(), v["eventID"].as_str().unwrap().into())
+        })
+        .collect();
+    let (all, member) = Fixture::expected(&accepted);
+    assert_exactly_once(&f.pool, &f.s3_client, "central-bucket", &all).await;
+    assert_exactly_once(&f.pool, &f.s3_client, "member-bucket", &member).await;
+    let _ = healthy.kill();
+    let _ = healthy.wait();
+}
