@@ -29,7 +29,9 @@ async fn fresh_database() -> (PgPool, String) {
     let url = format!("{base}/{name}");
     let pool = orgtrail::store::connect(&url, 8).await.unwrap();
     orgtrail::store::migrate(&pool).await.unwrap();
-    orgtrail::store::staging::maintain_identity_partitions(&pool, chrono::Utc::now().date_naive(), 90).await.unwrap();
+    orgtrail::store::staging::maintain_identity_partitions(&pool, chrono::Utc::now().date_naive(), 90)
+        .await
+        .unwrap();
     (pool, url)
 }
 
@@ -48,7 +50,14 @@ impl S3Process {
         let child = Command::new(BIN)
             .args(["s3-server", "--dir"])
             .arg(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--access-key-id", S3_KEY, "--secret-access-key", S3_SECRET])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--access-key-id",
+                S3_KEY,
+                "--secret-access-key",
+                S3_SECRET,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -87,7 +96,13 @@ struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    fn start(database_url: &str, s3_endpoint: &str, failpoint: Option<&str>, log: &Path) -> Self {
+    fn start(
+        database_url: &str,
+        s3_endpoint: &str,
+        failpoint: Option<&str>,
+        log: &Path,
+        pause_ms: u64,
+    ) -> Self {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let mut command = Command::new(BIN);
         command
@@ -101,6 +116,7 @@ impl WorkerProcess {
             .env("ORGTRAIL_POLL_INTERVAL_MS", "50")
             .env("ORGTRAIL_DATABASE_MAX_CONNECTIONS", "4")
             .env("RUST_LOG", "info")
+            .env("ORGTRAIL_TEST_PAUSE_MS", pause_ms.to_string())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         if let Some(name) = failpoint {
@@ -143,8 +159,10 @@ type Identity = (String, String);
 
 /// What a kill interrupted, read from Postgres and the bucket at that moment.
 async fn phase(pool: &PgPool, s3: &aws_sdk_s3::Client) -> &'static str {
-    let sealed: Vec<(String, String)> =
-        sqlx::query_as("SELECT bucket, object_key FROM sealed_batches").fetch_all(pool).await.unwrap_or_default();
+    let sealed: Vec<(String, String)> = sqlx::query_as("SELECT bucket, object_key FROM sealed_batches")
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
     let Some((bucket, key)) = sealed.first() else { return "no batch in flight" };
     match s3.head_object().bucket(bucket).key(key).send().await {
         Ok(_) => "object PUT, not yet committed",
@@ -153,12 +171,18 @@ async fn phase(pool: &PgPool, s3: &aws_sdk_s3::Client) -> &'static str {
 }
 
 /// Waits until every expected identity is in `bucket`, then checks exactly-once and no orphans.
-async fn assert_exactly_once(pool: &PgPool, stack_s3: &aws_sdk_s3::Client, bucket: &str, expected: &BTreeSet<Identity>) {
+async fn assert_exactly_once(
+    pool: &PgPool,
+    stack_s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    expected: &BTreeSet<Identity>,
+) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let objects = loop {
         let objects = list_objects(stack_s3, bucket).await;
         let have: BTreeSet<Identity> = identities(&objects).into_keys().collect();
-        let sealed: i64 = sqlx::query_scalar("SELECT count(*) FROM sealed_batches").fetch_one(pool).await.unwrap();
+        let sealed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sealed_batches").fetch_one(pool).await.unwrap();
         if expected.is_subset(&have) && sealed == 0 {
             break objects;
         }
@@ -172,16 +196,21 @@ async fn assert_exactly_once(pool: &PgPool, stack_s3: &aws_sdk_s3::Client, bucke
     };
     let counts = identities(&objects);
     let duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicated.is_empty(), "{bucket}: delivered more than once: {:?}", &duplicated[..duplicated.len().min(5)]);
+    assert!(
+        duplicated.is_empty(),
+        "{bucket}: delivered more than once: {:?}",
+        &duplicated[..duplicated.len().min(5)]
+    );
     let unexpected: Vec<_> = counts.keys().filter(|k| !expected.contains(*k)).collect();
     assert!(unexpected.is_empty(), "{bucket}: never accepted: {:?}", &unexpected[..unexpected.len().min(5)]);
-    let recorded: BTreeSet<String> = sqlx::query_scalar("SELECT object_key FROM delivered_files WHERE bucket = $1")
-        .bind(bucket)
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let recorded: BTreeSet<String> =
+        sqlx::query_scalar("SELECT object_key FROM delivered_files WHERE bucket = $1")
+            .bind(bucket)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
     let in_bucket: BTreeSet<String> = objects.iter().map(|o| o.key.clone()).collect();
     let orphans: Vec<_> = in_bucket.difference(&recorded).collect();
     assert!(orphans.is_empty(), "{bucket}: objects Postgres does not record: {orphans:?}");
@@ -212,7 +241,10 @@ async fn list_objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<LogObject> {
 fn identities(objects: &[LogObject]) -> BTreeMap<Identity, usize> {
     let mut counts = BTreeMap::new();
     for record in objects.iter().flat_map(|o| o.records.iter()) {
-        let identity = (record["recipientAccountId"].as_str().unwrap().to_owned(), record["eventID"].as_str().unwrap().to_owned());
+        let identity = (
+            record["recipientAccountId"].as_str().unwrap().to_owned(),
+            record["eventID"].as_str().unwrap().to_owned(),
+        );
         *counts.entry(identity).or_insert(0) += 1;
     }
     counts
@@ -251,7 +283,12 @@ impl Fixture {
     }
 
     fn worker(&self, failpoint: Option<&str>) -> WorkerProcess {
-        WorkerProcess::start(&self.database_url, &self.s3.endpoint(), failpoint, &self.log())
+        WorkerProcess::start(&self.database_url, &self.s3.endpoint(), failpoint, &self.log(), 0)
+    }
+
+    /// A worker whose seal→PUT→commit steps each take 150 ms more, so random kills land inside.
+    fn slow_worker(&self) -> WorkerProcess {
+        WorkerProcess::start(&self.database_url, &self.s3.endpoint(), None, &self.log(), 150)
     }
 
     /// Expected identities per bucket for the events accepted so far.
@@ -267,17 +304,30 @@ fn batch_of_events(batch: usize, size: usize) -> Vec<String> {
     (0..size)
         .map(|i| {
             let n = batch * size + i;
-            event(accounts[n % 3], regions[(n / 3) % 2], "ec2.amazonaws.com", "RunInstances", &format!("ev-{n}"))
+            event(
+                accounts[n % 3],
+                regions[(n / 3) % 2],
+                "ec2.amazonaws.com",
+                "RunInstances",
+                &format!("ev-{n}"),
+            )
         })
         .collect()
 }
 
-async fn send(admin: &mut orgtrail::cli::client::Clients, records: &[String], accepted: &mut BTreeSet<Identity>) {
+async fn send(
+    admin: &mut orgtrail::cli::client::Clients,
+    records: &[String],
+    accepted: &mut BTreeSet<Identity>,
+) {
     let response = put(admin, records).await;
     assert!(response.failed.is_empty(), "{:?}", response.failed);
     for record in records {
         let value: serde_json::Value = serde_json::from_str(record).unwrap();
-        accepted.insert((value["recipientAccountId"].as_str().unwrap().into(), value["eventID"].as_str().unwrap().into()));
+        accepted.insert((
+            value["recipientAccountId"].as_str().unwrap().into(),
+            value["eventID"].as_str().unwrap().into(),
+        ));
     }
 }
 
@@ -285,7 +335,7 @@ async fn send(admin: &mut orgtrail::cli::client::Clients, records: &[String], ac
 async fn twenty_sigkills_while_events_flow_lose_and_duplicate_nothing() {
     let mut f = fixture().await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261124);
-    let mut worker = Some(f.worker(None));
+    let mut worker = Some(f.slow_worker());
     let mut accepted = BTreeSet::new();
     let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
     let kills = 24;
@@ -296,7 +346,7 @@ async fn twenty_sigkills_while_events_flow_lose_and_duplicate_nothing() {
         worker.take().unwrap().kill9();
         eprintln!("kill {round:2}: {hit}");
         *phases.entry(hit).or_default() += 1;
-        worker = Some(f.worker(None));
+        worker = Some(f.slow_worker());
     }
     eprintln!("kills by phase: {phases:?}");
     let (all, member) = Fixture::expected(&accepted);
@@ -409,8 +459,13 @@ async fn s3_unreachable_for_a_while_loses_nothing_and_reports_the_error() {
     let (all, member) = Fixture::expected(&accepted);
     assert_exactly_once(&f.pool, &f.s3_client, "central-bucket", &all).await;
     assert_exactly_once(&f.pool, &f.s3_client, "member-bucket", &member).await;
-    let status =
-        f.admin.trails.get_trail_status(pb::GetTrailStatusRequest { name: "org-trail".into() }).await.unwrap().into_inner();
+    let status = f
+        .admin
+        .trails
+        .get_trail_status(pb::GetTrailStatusRequest { name: "org-trail".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(status.latest_delivery_error.is_empty(), "recovery clears the error: {status:?}");
 }
 
@@ -438,13 +493,18 @@ async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplica
         child
     };
     let token = f.api.token(orgtrail::store::tokens::Role::Admin, None).await;
-    let target = orgtrail::cli::client::Target { endpoint: format!("http://127.0.0.1:{port}"), token, ca_cert: None };
+    let target =
+        orgtrail::cli::client::Target { endpoint: format!("http://127.0.0.1:{port}"), token, ca_cert: None };
     let records = batch_of_events(0, 20);
     let request = pb::PutAuditEventsRequest {
         audit_events: records
             .iter()
             .enumerate()
-            .map(|(i, r)| pb::AuditEvent { id: format!("e{i}"), event_data: r.clone(), event_data_checksum: String::new() })
+            .map(|(i, r)| pb::AuditEvent {
+                id: format!("e{i}"),
+                event_data: r.clone(),
+                event_data_checksum: String::new(),
+            })
             .collect(),
         channel_id: String::new(),
     };
@@ -459,7 +519,10 @@ async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplica
     let mut clients = orgtrail::cli::client::connect(&target).await.unwrap();
     let retried = clients.ingest.put_audit_events(request).await.unwrap().into_inner();
     assert!(retried.failed.is_empty());
-    assert!(retried.successful.iter().all(|s| s.duplicate), "the first attempt was durable: the retry finds duplicates");
+    assert!(
+        retried.successful.iter().all(|s| s.duplicate),
+        "the first attempt was durable: the retry finds duplicates"
+    );
 
     let _worker = f.worker(None);
     let accepted: BTreeSet<Identity> = records

@@ -27,19 +27,51 @@ fn shared_records() -> Vec<(Value, RecordView)> {
 const DATA_TYPES: &[(&str, &str, &str)] = &[
     ("AWS::S3::Object", "s3.amazonaws.com", "arn:aws:s3:::bucket-a/path/file.txt"),
     ("AWS::S3::Object", "s3.amazonaws.com", "arn:aws:s3:::bucket-b/other.txt"),
-    ("AWS::Lambda::Function", "lambda.amazonaws.com", "arn:aws:lambda:us-east-1:111122223333:function:helloworld"),
-    ("AWS::DynamoDB::Table", "dynamodb.amazonaws.com", "arn:aws:dynamodb:us-east-1:111122223333:table/orders"),
-    ("AWS::DynamoDB::Stream", "dynamodb.amazonaws.com", "arn:aws:dynamodb:us-east-1:111122223333:table/orders/stream/x"),
-    ("AWS::S3Outposts::Object", "s3-outposts.amazonaws.com", "arn:aws:s3-outposts:us-east-1:111122223333:outpost/op/object/k"),
+    (
+        "AWS::Lambda::Function",
+        "lambda.amazonaws.com",
+        "arn:aws:lambda:us-east-1:111122223333:function:helloworld",
+    ),
+    (
+        "AWS::DynamoDB::Table",
+        "dynamodb.amazonaws.com",
+        "arn:aws:dynamodb:us-east-1:111122223333:table/orders",
+    ),
+    (
+        "AWS::DynamoDB::Stream",
+        "dynamodb.amazonaws.com",
+        "arn:aws:dynamodb:us-east-1:111122223333:table/orders/stream/x",
+    ),
+    (
+        "AWS::S3Outposts::Object",
+        "s3-outposts.amazonaws.com",
+        "arn:aws:s3-outposts:us-east-1:111122223333:outpost/op/object/k",
+    ),
     ("AWS::S3::AccessPoint", "s3.amazonaws.com", "arn:aws:s3:us-east-1:111122223333:accesspoint/ap/object/k"),
-    ("AWS::S3ObjectLambda::AccessPoint", "s3-object-lambda.amazonaws.com", "arn:aws:s3-object-lambda:us-east-1:111122223333:accesspoint/olap"),
+    (
+        "AWS::S3ObjectLambda::AccessPoint",
+        "s3-object-lambda.amazonaws.com",
+        "arn:aws:s3-object-lambda:us-east-1:111122223333:accesspoint/olap",
+    ),
     ("AWS::EC2::Snapshot", "ebs.amazonaws.com", "arn:aws:ec2:us-east-1::snapshot/snap-1"),
     ("AWS::SNS::Topic", "sns.amazonaws.com", "arn:aws:sns:us-east-1:111122223333:alerts"),
     ("AWS::SQS::Queue", "sqs.amazonaws.com", "arn:aws:sqs:us-east-1:111122223333:jobs"),
-    ("AWS::SecretsManager::Secret", "secretsmanager.amazonaws.com", "arn:aws:secretsmanager:us-east-1:111122223333:secret:db"),
+    (
+        "AWS::SecretsManager::Secret",
+        "secretsmanager.amazonaws.com",
+        "arn:aws:secretsmanager:us-east-1:111122223333:secret:db",
+    ),
     ("AWS::Glue::Table", "glue.amazonaws.com", "arn:aws:glue:us-east-1:111122223333:table/db/t"),
-    ("AWS::ManagedBlockchain::Node", "managedblockchain.amazonaws.com", "arn:aws:managedblockchain:us-east-1:111122223333:nodes/n"),
-    ("AWS::CloudTrail::Channel", "cloudtrail-data.amazonaws.com", "arn:aws:cloudtrail:us-east-1:111122223333:channel/c"),
+    (
+        "AWS::ManagedBlockchain::Node",
+        "managedblockchain.amazonaws.com",
+        "arn:aws:managedblockchain:us-east-1:111122223333:nodes/n",
+    ),
+    (
+        "AWS::CloudTrail::Channel",
+        "cloudtrail-data.amazonaws.com",
+        "arn:aws:cloudtrail:us-east-1:111122223333:channel/c",
+    ),
 ];
 
 fn data_event(resource_type: &str, source: &str, arn: &str, read_only: bool) -> (Value, RecordView) {
@@ -61,16 +93,15 @@ fn data_event(resource_type: &str, source: &str, arn: &str, read_only: bool) -> 
 }
 
 fn synthetic_data_events() -> Vec<(Value, RecordView)> {
-    DATA_TYPES
-        .iter()
-        .flat_map(|(t, s, a)| [data_event(t, s, a, true), data_event(t, s, a, false)])
-        .collect()
+    DATA_TYPES.iter().flat_map(|(t, s, a)| [data_event(t, s, a, true), data_event(t, s, a, false)]).collect()
 }
 
 fn is_management(r: &Value) -> bool {
     match r.get("eventCategory").and_then(Value::as_str) {
         Some(category) => category == "Management",
-        None => r.get("managementEvent") != Some(&Value::Bool(false)) && r["eventType"] != "AwsCloudTrailInsight",
+        None => {
+            r.get("managementEvent") != Some(&Value::Bool(false)) && r["eventType"] != "AwsCloudTrailInsight"
+        }
     }
 }
 
@@ -104,11 +135,17 @@ fn cases() -> Vec<(&'static str, EventSelectors, Expectation)> {
         (
             "basic WriteOnly without KMS",
             basic(r#"[{"ReadWriteType":"WriteOnly","ExcludeManagementEventSources":["kms.amazonaws.com"]}]"#),
-            Box::new(|r| is_management(r) && r["readOnly"] != Value::Bool(true) && r["eventSource"] != "kms.amazonaws.com"),
+            Box::new(|r| {
+                is_management(r)
+                    && r["readOnly"] != Value::Bool(true)
+                    && r["eventSource"] != "kms.amazonaws.com"
+            }),
         ),
         (
             "basic data only: every S3 object",
-            basic(r#"[{"IncludeManagementEvents":false,"DataResources":[{"Type":"AWS::S3::Object","Values":["arn:aws:s3"]}]}]"#),
+            basic(
+                r#"[{"IncludeManagementEvents":false,"DataResources":[{"Type":"AWS::S3::Object","Values":["arn:aws:s3"]}]}]"#,
+            ),
             Box::new(|r| !is_management(r) && resource_types(r).iter().any(|t| t == "AWS::S3::Object")),
         ),
         (
@@ -147,7 +184,11 @@ fn cases() -> Vec<(&'static str, EventSelectors, Expectation)> {
             advanced(
                 r#"[{"FieldSelectors":[{"Field":"eventCategory","Equals":["Data"]},{"Field":"resources.type","Equals":["AWS::DynamoDB::Table"]},{"Field":"readOnly","Equals":["false"]}]}]"#,
             ),
-            Box::new(|r| resource_types(r).iter().any(|t| t == "AWS::DynamoDB::Table") && r["readOnly"] == Value::Bool(false) && !is_management(r)),
+            Box::new(|r| {
+                resource_types(r).iter().any(|t| t == "AWS::DynamoDB::Table")
+                    && r["readOnly"] == Value::Bool(false)
+                    && !is_management(r)
+            }),
         ),
         (
             "advanced: S3 objects outside one bucket, names ending in Object",
@@ -158,7 +199,11 @@ fn cases() -> Vec<(&'static str, EventSelectors, Expectation)> {
             Box::new(|r| {
                 !is_management(r)
                     && resource_types(r).iter().any(|t| t == "AWS::S3::Object")
-                    && !r["resources"].as_array().unwrap().iter().any(|x| x["ARN"].as_str().unwrap_or("").starts_with("arn:aws:s3:::bucket-a/"))
+                    && !r["resources"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|x| x["ARN"].as_str().unwrap_or("").starts_with("arn:aws:s3:::bucket-a/"))
                     && r["eventName"].as_str().unwrap_or("").ends_with("Object")
             }),
         ),
@@ -179,9 +224,17 @@ fn selectors_match_cloudtrail_semantics_on_real_and_synthetic_records() {
                 mismatches.push(format!("{name}: {} {} -> {got}", json["eventID"], json["eventName"]));
             }
         }
-        assert!(selected > 0 || name.contains("not a prefix"), "{name} selects nothing: the case proves nothing");
+        assert!(
+            selected > 0 || name.contains("not a prefix"),
+            "{name} selects nothing: the case proves nothing"
+        );
     }
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches[..mismatches.len().min(20)].join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches[..mismatches.len().min(20)].join("\n")
+    );
 }
 
 #[test]

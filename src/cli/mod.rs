@@ -207,8 +207,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::S3Server(args) => {
             init_tracing(LogFormat::Text);
-            let server =
-                crate::dev::s3::S3Server::start(&args.dir, args.listen, &args.access_key_id, &args.secret_access_key).await?;
+            let server = crate::dev::s3::S3Server::start(
+                &args.dir,
+                args.listen,
+                &args.access_key_id,
+                &args.secret_access_key,
+            )
+            .await?;
             println!("{}", server.endpoint());
             shutdown_signal().await;
             Ok(())

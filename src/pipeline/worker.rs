@@ -57,6 +57,18 @@ pub fn failpoint(name: &str) {
     }
 }
 
+/// Test hook: `ORGTRAIL_TEST_PAUSE_MS=<n>` widens the seal→PUT→commit window by n ms per step, so
+/// that crash tests' random kills land inside it.
+async fn test_pause() {
+    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var("ORGTRAIL_TEST_PAUSE_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
+    });
+    if let Some(pause) = pause {
+        tokio::time::sleep(*pause).await;
+    }
+}
+
 struct Staged {
     seq: i64,
     received_at: DateTime<Utc>,
@@ -380,6 +392,7 @@ impl Worker {
         };
         delivery::seal(&self.pool, &self.id, state.lease, &batch).await?;
         failpoint("after-seal");
+        test_pause().await;
         self.deliver(state, trail, batch).await
     }
 
@@ -419,6 +432,7 @@ impl Worker {
             }
         }
         failpoint("after-put");
+        test_pause().await;
         delivery::commit(
             &self.pool,
             &self.id,
