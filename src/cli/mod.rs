@@ -84,6 +84,10 @@ pub struct DevArgs {
     /// Port of the embedded Postgres; 0 picks a free port.
     #[arg(long, default_value_t = 0)]
     pub postgres_port: u16,
+    /// Enroll three demo member accounts and an organization trail (demo-org-trail, 5-second
+    /// delivery) and send synthetic API activity continuously.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -179,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 grpc_listen: args.grpc_listen,
                 s3_listen: args.s3_listen,
                 postgres_port: args.postgres_port,
+                demo: args.demo,
             })
             .await
         }

@@ -2,6 +2,7 @@
 //! an in-process S3-compatible store, the control plane and a worker. State lives in the data
 //! directory and survives restarts; `DIR/dev.json` tells scripts and the CLI where things are.
 
+pub mod demo;
 pub mod postgres;
 pub mod s3;
 
@@ -31,6 +32,8 @@ pub struct DevOptions {
     pub s3_listen: SocketAddr,
     /// Postgres port; 0 picks a free one.
     pub postgres_port: u16,
+    /// Enroll demo accounts and a trail, and generate synthetic traffic.
+    pub demo: bool,
 }
 
 /// What `dev` writes to `DIR/dev.json` for scripts and other tools.
@@ -187,6 +190,14 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let server = tokio::spawn(api::serve(ctx, listener, None, wait_stop(stop_rx.clone())));
     let maintenance =
         tokio::spawn(crate::store::maintenance::run(pool.clone(), 90, wait_stop(stop_rx.clone())));
+    let demo = options.demo.then(|| {
+        let target = crate::cli::client::Target {
+            endpoint: info.grpc_endpoint.clone(),
+            token: info.admin_token.clone(),
+            ca_cert: None,
+        };
+        tokio::spawn(demo::run(target, DEV_BUCKET.to_owned(), wait_stop(stop_rx.clone())))
+    });
     let worker = tokio::spawn(worker.run(wait_stop(stop_rx)));
 
     print_banner(&info, &data_dir);
@@ -200,6 +211,11 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         tracing::warn!(%error, "worker stopped with an error");
     }
     let _ = maintenance.await;
+    if let Some(demo) = demo
+        && let Ok(Err(error)) = demo.await
+    {
+        tracing::warn!(%error, "demo traffic stopped with an error");
+    }
     pool.close().await;
     drop(s3);
     tokio::task::spawn_blocking(move || pg.stop()).await?;
