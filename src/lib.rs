@@ -4,6 +4,7 @@
 //! ([`api`]) keeps organizations, accounts, trails and tokens in Postgres ([`store`]).
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dev;

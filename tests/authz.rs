@@ -370,6 +370,56 @@ fn cases() -> Vec<Case> {
             }),
         },
         Case {
+            rpc: "PutAuditEvents",
+            what: "an event of the member's account",
+            expect: [Allow, DENIED, Allow],
+            call: call(|_, c| async move { put_one(c, MEMBER_A).await }),
+        },
+        Case {
+            rpc: "PutAuditEvents",
+            what: "an event of another account (refused per event)",
+            expect: [Allow, DENIED, DENIED],
+            call: call(|_, c| async move { put_one(c, MEMBER_B).await }),
+        },
+        Case {
+            rpc: "CreateChannel",
+            what: "a channel of the member's account",
+            expect: [Allow, DENIED, Allow],
+            call: call(|_, mut c| async move {
+                c.ingest
+                    .create_channel(pb::CreateChannelRequest {
+                        name: unique("ch"),
+                        account_id: MEMBER_A.into(),
+                        region: "us-east-1".into(),
+                    })
+                    .await
+                    .map(drop)
+            }),
+        },
+        Case {
+            rpc: "CreateChannel",
+            what: "a channel of another account",
+            expect: [Allow, DENIED, DENIED],
+            call: call(|_, mut c| async move {
+                c.ingest
+                    .create_channel(pb::CreateChannelRequest {
+                        name: unique("ch"),
+                        account_id: MEMBER_B.into(),
+                        region: "us-east-1".into(),
+                    })
+                    .await
+                    .map(drop)
+            }),
+        },
+        Case {
+            rpc: "ListChannels",
+            what: "visible channels",
+            expect: [Allow, Allow, Allow],
+            call: call(|_, mut c| async move {
+                c.ingest.list_channels(pb::ListChannelsRequest {}).await.map(drop)
+            }),
+        },
+        Case {
             rpc: "WhoAmI",
             what: "own token",
             expect: [Allow, Allow, Allow],
@@ -377,6 +427,27 @@ fn cases() -> Vec<Case> {
         },
     ]);
     cases
+}
+
+/// Sends one event of `account`; a per-event refusal counts as PermissionDenied here.
+async fn put_one(mut c: Clients, account: &str) -> Result<(), Status> {
+    let record = event(account, "us-east-1", "ec2.amazonaws.com", "RunInstances", &unique("authz"));
+    let response = c
+        .ingest
+        .put_audit_events(pb::PutAuditEventsRequest {
+            audit_events: vec![pb::AuditEvent {
+                id: "a".into(),
+                event_data: record,
+                event_data_checksum: String::new(),
+            }],
+            channel_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    match response.failed.first() {
+        None => Ok(()),
+        Some(failed) => Err(Status::permission_denied(failed.error_message.clone())),
+    }
 }
 
 async fn trail_rpc(rpc: &str, mut c: Clients, target: &str) -> Result<(), Status> {

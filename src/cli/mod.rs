@@ -49,6 +49,9 @@ pub enum Command {
     Worker(ServerArgs),
     /// Apply database migrations and exit.
     Migrate(ServerArgs),
+    /// Benchmarks (print figures; no pass/fail).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Serve a directory over the S3 protocol (the store `dev` embeds), for development and tests.
     S3Server(S3ServerArgs),
     /// Create an admin token directly in the database (first token of a new deployment).
@@ -95,6 +98,12 @@ pub struct ServerArgs {
     /// TOML config file; environment variables (ORGTRAIL_*, DATABASE_URL) override it.
     #[arg(long, short = 'c', env = "ORGTRAIL_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Replay the shared real records through ingest → worker → S3 with every part in its own process.
+    Pipeline(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -209,6 +218,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::store::migrate(&pool).await?;
             println!("migrations applied");
             Ok(())
+        }
+        Command::Bench(BenchCommand::Pipeline(args)) => {
+            init_tracing(LogFormat::Text);
+            crate::bench::pipeline(args).await
         }
         Command::S3Server(args) => {
             init_tracing(LogFormat::Text);

@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod postgres;
 pub mod s3;
+pub mod s3_store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

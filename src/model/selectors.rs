@@ -644,7 +644,7 @@ pub mod matching {
         match record.category {
             Category::Management | Category::ActivityAuditLog => {
                 selector.include_management_events
-                    && !selector.exclude_management_event_sources.iter().any(|s| *s == record.event_source)
+                    && !selector.exclude_management_event_sources.contains(&record.event_source)
             }
             Category::Data => selector.data_resources.iter().any(|resource| {
                 record.resources.iter().any(|(resource_type, arn)| {

@@ -1,0 +1,458 @@
+//! `orgtrail bench pipeline`: replays the shared real CloudTrail records (repeated, fresh eventIDs)
+//! through gRPC ingest into the in-process S3 store and prints throughput, CPU per process, latency
+//! and memory. Every server-side part runs as its own process so its CPU can be read from /proc:
+//! Postgres (durable settings), `orgtrail serve`, `orgtrail worker`, `orgtrail s3-server`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+use crate::cli::client::{Target, connect};
+use crate::dev::postgres::{Durability, EmbeddedPostgres, free_port};
+use crate::model::record::{Category, RecordView};
+use crate::proto::v1 as pb;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Events to deliver.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Ingest calls in flight at once (100 events each).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// The trail's delivery interval in seconds.
+    #[arg(long, default_value_t = 1)]
+    pub interval: i32,
+    /// gzip level of log files.
+    #[arg(long, default_value_t = 6)]
+    pub gzip_level: u32,
+    /// The shared records (JSON lines, gzipped).
+    #[arg(long, default_value = "../shared/data/cloudtrail/records.jsonl.gz")]
+    pub records: PathBuf,
+    /// Where the benchmark keeps its data (default: a fresh temporary directory under /var/tmp).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// CPU seconds (user + system) of one process and its waited-for children.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Some(after_name) = stat.rsplit_once(')').map(|(_, rest)| rest) else { return 0.0 };
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields after the name start at field 3 (state): utime is field 14, so index 11 here.
+    let value = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (value(11) + value(12) + value(13) + value(14)) / clock_ticks()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    fields.get(1)?.parse().ok()
+}
+
+/// The process and its direct children (Postgres: postmaster and backends).
+fn process_tree(root: u32) -> Vec<u32> {
+    let mut pids = vec![root];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+                && parent_of(pid) == Some(root)
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+struct Part {
+    name: &'static str,
+    pid: u32,
+    tree: bool,
+}
+
+impl Part {
+    fn cpu(&self) -> f64 {
+        if self.tree {
+            process_tree(self.pid).into_iter().map(cpu_seconds).sum()
+        } else {
+            cpu_seconds(self.pid)
+        }
+    }
+    fn peak_rss(&self) -> f64 {
+        if self.tree {
+            process_tree(self.pid).into_iter().map(peak_rss_mib).fold(0.0, f64::max)
+        } else {
+            peak_rss_mib(self.pid)
+        }
+    }
+}
+
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            // SAFETY: signalling our own children.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        for child in &mut self.0 {
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            anyhow::bail!("{what} did not start on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn load_records(path: &Path) -> anyhow::Result<Vec<String>> {
+    let file = std::fs::File::open(path).with_context(|| format!("--records {}", path.display()))?;
+    let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
+    let mut records = Vec::new();
+    for line in reader.lines() {
+        let line = line?;
+        if let Ok(view) = RecordView::parse(&line)
+            && view.category == Category::Management
+        {
+            records.push(line);
+        }
+    }
+    anyhow::ensure!(!records.is_empty(), "no management records in {}", path.display());
+    Ok(records)
+}
+
+/// The record with a fresh eventID, otherwise byte for byte.
+fn with_event_id(record: &str, event_id: &str) -> anyhow::Result<String> {
+    let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(record)?;
+    object.insert("eventID".into(), event_id.into());
+    Ok(serde_json::to_string(&object)?)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
+    let base = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("orgtrail-bench-{}", uuid::Uuid::new_v4().simple())),
+    };
+    std::fs::create_dir_all(&base)?;
+    // The embedded Postgres runs as the postgres user when we are root: let it in.
+    let _ = std::process::Command::new("chmod").arg("755").arg(&base).status();
+    let exe = std::env::current_exe()?;
+    let records = load_records(&args.records)?;
+    let bytes_per_round: usize = records.iter().map(String::len).sum();
+    eprintln!(
+        "bench: {} management records from the shared data ({} bytes), {} events to deliver",
+        records.len(),
+        bytes_per_round,
+        args.events
+    );
+
+    // Postgres with its durable defaults (fsync on, synchronous_commit on).
+    let password = "bench";
+    let pg_dir = base.join("postgres");
+    let pg = tokio::task::spawn_blocking(move || {
+        EmbeddedPostgres::start(&pg_dir, 0, password, Durability::Durable)
+    })
+    .await??;
+    crate::dev::postgres::ensure_database(&pg.url("postgres"), "orgtrail").await?;
+    let database_url = pg.url("orgtrail");
+    let pool = crate::store::connect(&database_url, 4).await?;
+    crate::store::migrate(&pool).await?;
+    let postmaster_pid: u32 = std::fs::read_to_string(base.join("postgres/postmaster.pid"))?
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .context("postmaster.pid")?;
+
+    let (s3_port, grpc_port) = (free_port()?, free_port()?);
+    let (s3_key, s3_secret) = ("benchkey", "benchsecret");
+    std::fs::create_dir_all(base.join("s3/bench-bucket"))?;
+    let env = |command: &mut Command| {
+        command
+            .env("DATABASE_URL", &database_url)
+            .env("ORGTRAIL_S3_ENDPOINT", format!("http://127.0.0.1:{s3_port}"))
+            .env("ORGTRAIL_S3_ACCESS_KEY_ID", s3_key)
+            .env("ORGTRAIL_S3_SECRET_ACCESS_KEY", s3_secret)
+            .env("ORGTRAIL_S3_FORCE_PATH_STYLE", "true")
+            .env("ORGTRAIL_GRPC_LISTEN", format!("127.0.0.1:{grpc_port}"))
+            .env("ORGTRAIL_GZIP_LEVEL", args.gzip_level.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+    };
+    let mut s3 = Command::new(&exe);
+    s3.args(["s3-server", "--dir"]).arg(base.join("s3")).args([
+        "--listen",
+        &format!("127.0.0.1:{s3_port}"),
+        "--access-key-id",
+        s3_key,
+        "--secret-access-key",
+        s3_secret,
+    ]);
+    env(&mut s3);
+    let mut serve = Command::new(&exe);
+    serve.arg("serve");
+    env(&mut serve);
+    let mut worker = Command::new(&exe);
+    worker.arg("worker");
+    env(&mut worker);
+    let children = Children(vec![s3.spawn()?, serve.spawn()?, worker.spawn()?]);
+    wait_port(s3_port, "s3-server")?;
+    wait_port(grpc_port, "serve")?;
+
+    let admin =
+        crate::api::token::issue(&pool, None, "bench", crate::store::tokens::Role::Admin, None, 0, false)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let target =
+        Target { endpoint: format!("http://127.0.0.1:{grpc_port}"), token: admin.secret, ca_cert: None };
+    let mut clients = connect(&target).await?;
+    clients
+        .organizations
+        .create_organization(pb::CreateOrganizationRequest {
+            id: String::new(),
+            management_account_id: "123456789012".into(),
+            regions: vec![],
+        })
+        .await?;
+    let accounts: BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| RecordView::parse(r).ok())
+        .map(|v| v.recipient_account_id.to_string())
+        .collect();
+    for account_id in &accounts {
+        if account_id == "123456789012" {
+            continue;
+        }
+        clients
+            .accounts
+            .register_account(pb::RegisterAccountRequest {
+                account_id: account_id.clone(),
+                name: "bench".into(),
+                email: String::new(),
+            })
+            .await?;
+    }
+    clients
+        .trails
+        .create_trail(pb::CreateTrailRequest {
+            name: "bench-trail".into(),
+            s3_bucket_name: "bench-bucket".into(),
+            is_organization_trail: true,
+            delivery_interval_seconds: Some(args.interval),
+            ..Default::default()
+        })
+        .await?;
+    clients.trails.start_logging(pb::StartLoggingRequest { name: "bench-trail".into() }).await?;
+
+    // Prepare every call up front so the client does no JSON work while measuring.
+    let mut calls: Vec<Vec<pb::AuditEvent>> = Vec::new();
+    let mut payload_bytes = 0usize;
+    let mut current = Vec::new();
+    for n in 0..args.events {
+        let record = with_event_id(&records[n % records.len()], &format!("bench-{n}"))?;
+        payload_bytes += record.len();
+        current.push(pb::AuditEvent {
+            id: format!("e{}", current.len()),
+            event_data: record,
+            event_data_checksum: String::new(),
+        });
+        if current.len() == 100 {
+            calls.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        calls.push(current);
+    }
+    let all_bytes: Vec<u8> = calls.iter().flat_map(|c| c.iter()).flat_map(|e| e.event_data.bytes()).collect();
+
+    let parts = [
+        Part { name: "postgres", pid: postmaster_pid, tree: true },
+        Part { name: "orgtrail serve", pid: children.0[1].id(), tree: false },
+        Part { name: "orgtrail worker", pid: children.0[2].id(), tree: false },
+        Part { name: "orgtrail s3-server", pid: children.0[0].id(), tree: false },
+    ];
+    let cpu_before: Vec<f64> = parts.iter().map(Part::cpu).collect();
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let acks: Arc<std::sync::Mutex<HashMap<String, DateTime<Utc>>>> = Arc::default();
+    let mut stream = futures::stream::iter(calls.into_iter().map(|events| {
+        let mut client = clients.ingest.clone();
+        let acks = acks.clone();
+        async move {
+            let response = client
+                .put_audit_events(pb::PutAuditEventsRequest {
+                    audit_events: events,
+                    channel_id: String::new(),
+                })
+                .await;
+            let acked = Utc::now();
+            if let Ok(response) = &response
+                && let Some(ok) = response.get_ref().successful.first()
+                && let Ok(mut acks) = acks.lock()
+            {
+                acks.insert(ok.event_id.clone(), acked);
+            }
+            response.map(|r| r.into_inner())
+        }
+    }))
+    .buffer_unordered(args.concurrency.max(1));
+    let mut rejected = 0usize;
+    while let Some(response) = stream.next().await {
+        rejected += response?.failed.len();
+    }
+    let ingest_seconds = started.elapsed().as_secs_f64();
+    let expected = (args.events - rejected) as i64;
+    loop {
+        let delivered: i64 =
+            sqlx::query_scalar("SELECT COALESCE(sum(record_count), 0)::bigint FROM delivered_files")
+                .fetch_one(&pool)
+                .await?;
+        if delivered >= expected {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            anyhow::bail!("only {delivered} of {expected} events delivered after an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total_seconds = started.elapsed().as_secs_f64();
+    let cpu_after: Vec<f64> = parts.iter().map(Part::cpu).collect();
+    let peaks: Vec<f64> = parts.iter().map(Part::peak_rss).collect();
+
+    // Latency: the first event of every call, from its ack to the commit of the file holding it
+    // (the commit follows the PUT, so the object is listed by then).
+    let files: Vec<(String, DateTime<Utc>)> =
+        sqlx::query_as("SELECT object_key, delivered_at FROM delivered_files").fetch_all(&pool).await?;
+    let s3 =
+        crate::dev::s3_client(&format!("http://127.0.0.1:{s3_port}"), s3_key, s3_secret, "us-east-1").await;
+    let acks = acks.lock().map(|a| a.clone()).unwrap_or_default();
+    let mut latencies = Vec::new();
+    for (key, delivered_at) in &files {
+        let object = s3.get_object().bucket("bench-bucket").key(key).send().await?;
+        let body = object.body.collect().await?.into_bytes();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)?;
+        let value: serde_json::Value = serde_json::from_str(&text)?;
+        for record in value["Records"].as_array().into_iter().flatten() {
+            if let Some(acked) = record["eventID"].as_str().and_then(|id| acks.get(id)) {
+                latencies.push((*delivered_at - *acked).num_milliseconds() as f64 / 1000.0);
+            }
+        }
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+
+    let settings: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method')",
+    )
+    .fetch_all(&pool)
+    .await?;
+
+    // The physical reference: one core compressing the same bytes at the same level.
+    let gzip_started = Instant::now();
+    let compressed =
+        crate::pipeline::batcher::build(std::iter::once(std::str::from_utf8(&all_bytes)?), args.gzip_level);
+    let gzip_seconds = gzip_started.elapsed().as_secs_f64();
+
+    let events = expected as f64;
+    println!(
+        "orgtrail bench pipeline ({} events, {} calls in flight, interval {} s, gzip {})",
+        expected, args.concurrency, args.interval, args.gzip_level
+    );
+    println!("  started                {started_at}");
+    println!("  ingest (all acked)     {:.2} s  ({:.0} events/s)", ingest_seconds, events / ingest_seconds);
+    println!(
+        "  end to end (delivered) {:.2} s  ({:.0} events/s, {:.1} MB/s of records)",
+        total_seconds,
+        events / total_seconds,
+        payload_bytes as f64 / 1e6 / total_seconds
+    );
+    println!(
+        "  log files              {} ({:.1} records each)",
+        files.len(),
+        events / files.len().max(1) as f64
+    );
+    println!(
+        "  latency ack->listed    p50 {:.2} s, p99 {:.2} s, max {:.2} s ({} probes)",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN),
+        latencies.len()
+    );
+    println!("  CPU seconds per 100k events, per process (client excluded):");
+    let mut total_cpu = 0.0;
+    for (i, part) in parts.iter().enumerate() {
+        let used = cpu_after[i] - cpu_before[i];
+        total_cpu += used;
+        println!(
+            "    {:<20} {:>7.2} s   ({:>5.1} µs/event, peak RSS {:.0} MiB)",
+            part.name,
+            used / events * 100_000.0,
+            used / events * 1e6,
+            peaks[i]
+        );
+    }
+    println!(
+        "    {:<20} {:>7.2} s   ({:>5.1} µs/event)",
+        "all server-side",
+        total_cpu / events * 100_000.0,
+        total_cpu / events * 1e6
+    );
+    println!(
+        "  postgres settings      {}",
+        settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    );
+    println!(
+        "  gzip-{} reference      {:.1} MB/s on one core ({:.1} µs/event; {} -> {} bytes)",
+        args.gzip_level,
+        all_bytes.len() as f64 / 1e6 / gzip_seconds,
+        gzip_seconds / events * 1e6,
+        compressed.uncompressed_len,
+        compressed.body.len()
+    );
+    drop(children);
+    pool.close().await;
+    drop(pg);
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    Ok(())
+}
