@@ -3,7 +3,7 @@ DROP TABLE sealed_batches;
 DROP TABLE trail_cursors;
 DROP TABLE ingest_counters;
 DROP TABLE event_identities;
-DROP TABLE staged_events;
+DROP TABLE staged_chunks;
 DROP TABLE shard_leases;
 DROP TABLE shards;
 DROP TABLE channels;

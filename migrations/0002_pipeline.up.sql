@@ -36,14 +36,19 @@ CREATE TABLE shard_leases (
 CREATE INDEX shard_leases_by_expiry ON shard_leases (expires_at);
 CREATE INDEX shard_leases_by_owner ON shard_leases (owner);
 
--- Accepted, not yet released events, exactly as received.
-CREATE TABLE staged_events (
+-- Accepted, not yet released events, exactly as received: one row per ingest call and shard
+-- (events first_seq..=last_seq), the records lz4-compressed and length-prefixed. A row per call
+-- instead of per event keeps Postgres' per-row and WAL costs off the per-event path.
+CREATE TABLE staged_chunks (
     shard_id     BIGINT NOT NULL REFERENCES shards (id),
-    seq          BIGINT NOT NULL,
+    first_seq    BIGINT NOT NULL,
+    last_seq     BIGINT NOT NULL,
     received_at  TIMESTAMPTZ NOT NULL,
-    record       TEXT NOT NULL,
-    PRIMARY KEY (shard_id, seq)
+    records      BYTEA NOT NULL,
+    PRIMARY KEY (shard_id, last_seq)
 );
+-- Already compressed: keep Postgres from trying again.
+ALTER TABLE staged_chunks ALTER COLUMN records SET STORAGE EXTERNAL;
 
 -- Event identities seen, for dedupe: weekly partitions by first sighting, so that expiry after the
 -- dedupe horizon drops a partition instead of deleting rows.

@@ -348,7 +348,7 @@ async fn a_request_with_repeated_entry_ids_is_rejected_whole(pool: PgPool) {
         .unwrap_err();
     assert_eq!(error.code(), tonic::Code::InvalidArgument);
     let staged: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM staged_events").fetch_one(&stack.api.pool).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM staged_chunks").fetch_one(&stack.api.pool).await.unwrap();
     assert_eq!(staged, 0, "nothing of a rejected request is kept");
 }
 

@@ -280,7 +280,7 @@ pub async fn delivered_files(pool: &PgPool) -> Result<Vec<DeliveredFile>, StoreE
 
 /// Drops staged events older than the retention even if some trail never delivered them.
 pub async fn expire_staged(pool: &PgPool, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
-    let done = sqlx::query("DELETE FROM staged_events WHERE received_at < $1")
+    let done = sqlx::query("DELETE FROM staged_chunks WHERE received_at < $1")
         .bind(older_than)
         .execute(pool)
         .await?;

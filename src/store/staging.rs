@@ -44,7 +44,7 @@ pub enum StageOutcome {
 }
 
 /// A staged event as the worker reads it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct StagedEvent {
     pub seq: i64,
     pub received_at: DateTime<Utc>,
@@ -167,15 +167,15 @@ impl Staging for PgStaging {
             .bind(count)
             .fetch_one(&mut *tx)
             .await?;
-            let seqs: Vec<i64> = (first_seq..first_seq + count).collect();
             let records: Vec<&str> = shard_events.iter().map(|e| e.record.as_str()).collect();
             sqlx::query(
-                "INSERT INTO staged_events (shard_id, seq, received_at, record)
-                 SELECT $1, seq, now(), record FROM unnest($2::bigint[], $3::text[]) AS i(seq, record)",
+                "INSERT INTO staged_chunks (shard_id, first_seq, last_seq, received_at, records)
+                 VALUES ($1, $2, $3, now(), $4)",
             )
             .bind(shard_id)
-            .bind(&seqs)
-            .bind(&records)
+            .bind(first_seq)
+            .bind(first_seq + count - 1)
+            .bind(pack(&records))
             .execute(&mut *tx)
             .await?;
         }
@@ -209,15 +209,36 @@ impl Staging for PgStaging {
     }
 
     async fn read(&self, shard_id: i64, after_seq: i64, limit: i64) -> Result<Vec<StagedEvent>, StoreError> {
-        let events = sqlx::query_as::<_, StagedEvent>(
-            "SELECT seq, received_at, record FROM staged_events WHERE shard_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        let chunks: Vec<(i64, i64, DateTime<Utc>, Vec<u8>)> = sqlx::query_as(
+            "SELECT first_seq, last_seq, received_at, records FROM staged_chunks
+             WHERE shard_id = $1 AND last_seq > $2 ORDER BY last_seq LIMIT $3",
         )
         .bind(shard_id)
         .bind(after_seq)
-        .bind(limit)
+        .bind(limit / 100 + 1)
         .fetch_all(&self.pool)
         .await?;
-        Ok(events)
+        // Decompression is CPU work: off the async runtime.
+        tokio::task::spawn_blocking(move || {
+            let mut events = Vec::new();
+            for (first_seq, last_seq, received_at, packed) in chunks {
+                let records = unpack(&packed)?;
+                if records.len() as i64 != last_seq - first_seq + 1 {
+                    return Err(StoreError::Corrupt(format!(
+                        "chunk {first_seq}..={last_seq} of shard {shard_id} holds {} records",
+                        records.len()
+                    )));
+                }
+                for (seq, record) in (first_seq..=last_seq).zip(records) {
+                    if seq > after_seq {
+                        events.push(StagedEvent { seq, received_at, record });
+                    }
+                }
+            }
+            Ok(events)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("unpacking panicked: {e}")))?
     }
 
     async fn release(
@@ -227,7 +248,8 @@ impl Staging for PgStaging {
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let done =
-            sqlx::query("DELETE FROM staged_events WHERE shard_id = $1 AND seq <= $2 AND received_at < $3")
+            // A chunk goes once every event in it is released.
+            sqlx::query("DELETE FROM staged_chunks WHERE shard_id = $1 AND last_seq <= $2 AND received_at < $3")
                 .bind(shard_id)
                 .bind(through_seq)
                 .bind(before)
@@ -235,6 +257,31 @@ impl Staging for PgStaging {
                 .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Records as one value: each a little-endian u32 length and its bytes, then lz4.
+fn pack(records: &[&str]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(records.iter().map(|r| r.len() + 4).sum());
+    for record in records {
+        raw.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        raw.extend_from_slice(record.as_bytes());
+    }
+    lz4_flex::compress_prepend_size(&raw)
+}
+
+fn unpack(packed: &[u8]) -> Result<Vec<String>, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("staged chunk: {what}"));
+    let raw = lz4_flex::decompress_size_prepended(packed).map_err(|e| corrupt(&e.to_string()))?;
+    let mut records = Vec::new();
+    let mut rest = raw.as_slice();
+    while !rest.is_empty() {
+        let (length, tail) = rest.split_at_checked(4).ok_or_else(|| corrupt("truncated length"))?;
+        let length = u32::from_le_bytes([length[0], length[1], length[2], length[3]]) as usize;
+        let (record, tail) = tail.split_at_checked(length).ok_or_else(|| corrupt("truncated record"))?;
+        records.push(String::from_utf8(record.to_vec()).map_err(|_| corrupt("not UTF-8"))?);
+        rest = tail;
+    }
+    Ok(records)
 }
 
 async fn shard_id(
@@ -264,6 +311,18 @@ async fn shard_id(
     .await?;
     sqlx::query("INSERT INTO shard_leases (shard_id) VALUES ($1)").bind(id).execute(&mut *tx).await?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_records_round_trip() {
+        let records = ["{\"a\":1}", "", "{\n \"multi\": \"line\"\n}"];
+        assert_eq!(unpack(&pack(&records)).unwrap(), records);
+        assert!(unpack(b"garbage").is_err());
+    }
 }
 
 /// Monday of the week holding `day`: dedupe partitions are weekly.
