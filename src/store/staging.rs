@@ -313,18 +313,6 @@ async fn shard_id(
     Ok(id)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn packed_records_round_trip() {
-        let records = ["{\"a\":1}", "", "{\n \"multi\": \"line\"\n}"];
-        assert_eq!(unpack(&pack(&records)).unwrap(), records);
-        assert!(unpack(b"garbage").is_err());
-    }
-}
-
 /// Monday of the week holding `day`: dedupe partitions are weekly.
 fn week_start(day: NaiveDate) -> NaiveDate {
     day - Duration::days(i64::from(day.weekday().num_days_from_monday()))
@@ -388,4 +376,16 @@ pub async fn shards(pool: &PgPool) -> Result<Vec<Shard>, StoreError> {
     Ok(sqlx::query_as::<_, Shard>("SELECT id, account_id, region, source FROM shards ORDER BY id")
         .fetch_all(pool)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_records_round_trip() {
+        let records = ["{\"a\":1}", "", "{\n \"multi\": \"line\"\n}"];
+        assert_eq!(unpack(&pack(&records)).unwrap(), records);
+        assert!(unpack(b"garbage").is_err());
+    }
 }
