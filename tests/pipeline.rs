@@ -384,6 +384,13 @@ async fn duplicates_are_dropped_and_the_first_copy_wins(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(counters, (1, 2, 0), "accepted, duplicates, rejected");
+    let account = admin
+        .accounts
+        .describe_account(pb::DescribeAccountRequest { account_id: MEMBER_A.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((account.events_accepted, account.events_duplicate, account.events_rejected), (1, 2, 0));
 }
 
 #[sqlx::test(migrations = "./migrations")]

@@ -51,6 +51,24 @@ fn status_filter(value: i32) -> Result<Option<AccountStatus>, ApiError> {
 }
 
 impl AccountApi {
+    /// Account messages with their ingest counters.
+    async fn with_counters(&self, found: &[accounts::Account]) -> Result<Vec<pb::Account>, ApiError> {
+        let ids: Vec<&str> = found.iter().map(|a| a.account_id.as_str()).collect();
+        let counters = crate::store::staging::ingest_counters_for(&self.ctx.pool, &ids).await?;
+        Ok(found
+            .iter()
+            .map(|account| {
+                let mut message = convert::account(account);
+                if let Some((accepted, duplicate, rejected)) = counters.get(account.account_id.as_str()) {
+                    message.events_accepted = *accepted;
+                    message.events_duplicate = *duplicate;
+                    message.events_rejected = *rejected;
+                }
+                message
+            })
+            .collect())
+    }
+
     /// The management account must stay ACTIVE: it owns every organization trail.
     async fn refuse_management_account(&self, account_id: &AccountId, what: &str) -> Result<(), ApiError> {
         let org = organizations::get(&self.ctx.pool).await?;
@@ -91,7 +109,8 @@ impl pb::account_service_server::AccountService for AccountApi {
         let account = accounts::get(&self.ctx.pool, &account_id).await?;
         let account =
             account.ok_or_else(|| ApiError::NotFound(format!("account {account_id} is not registered")))?;
-        Ok(Response::new(convert::account(&account)))
+        let mut messages = self.with_counters(std::slice::from_ref(&account)).await?;
+        Ok(Response::new(messages.remove(0)))
     }
 
     async fn list_accounts(
@@ -114,7 +133,7 @@ impl pb::account_service_server::AccountService for AccountApi {
             String::new()
         };
         Ok(Response::new(pb::ListAccountsResponse {
-            accounts: found.iter().map(convert::account).collect(),
+            accounts: self.with_counters(&found).await?,
             next_token,
         }))
     }

@@ -52,6 +52,9 @@ pub fn account(account: &Account) -> pb::Account {
         joined_time: Some(timestamp(account.joined_time)),
         registration_source: source.into(),
         updated_time: Some(timestamp(account.updated_time)),
+        events_accepted: 0,
+        events_duplicate: 0,
+        events_rejected: 0,
     }
 }
 

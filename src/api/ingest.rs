@@ -55,6 +55,44 @@ fn complete_channel_event(data: &str, channel: &Channel) -> Result<String, Recor
     serde_json::to_string(&object).map_err(|e| RecordError::new("InvalidJson", e.to_string()))
 }
 
+/// Checks one event: checksum, channel defaults, required fields, and whose it may be.
+fn check_event(
+    event: &pb::AuditEvent,
+    channel: Option<&Channel>,
+    own_account: Option<&AccountId>,
+) -> Result<(RecordView, String), RecordError> {
+    if !event.event_data_checksum.is_empty()
+        && !checksum_matches(&event.event_data, &event.event_data_checksum)
+    {
+        return Err(RecordError::new(
+            "InvalidChecksum",
+            "event_data_checksum is not the SHA-256 of event_data",
+        ));
+    }
+    let data = match channel {
+        Some(channel) => complete_channel_event(&event.event_data, channel)?,
+        None => event.event_data.clone(),
+    };
+    let view = RecordView::parse(&data)?;
+    if let Some(channel) = channel
+        && view.recipient_account_id.as_str() != channel.account_id
+    {
+        return Err(RecordError::new(
+            "WrongAccount",
+            format!(
+                "recipientAccountId {} is not the channel's account {}",
+                view.recipient_account_id, channel.account_id
+            ),
+        ));
+    }
+    if let Some(own) = own_account
+        && &view.recipient_account_id != own
+    {
+        return Err(crate::model::record::account_mismatch(own, &view.recipient_account_id));
+    }
+    Ok((view, data))
+}
+
 fn checksum_matches(data: &str, expected: &str) -> bool {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data.as_bytes());
     hex::encode(digest.as_ref()).eq_ignore_ascii_case(expected)
@@ -78,7 +116,7 @@ impl pb::ingest_service_server::IngestService for IngestApi {
     ) -> ApiResult<pb::PutAuditEventsResponse> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Ingest)?;
-        let input = request.into_inner();
+        let mut input = request.into_inner();
         if input.audit_events.is_empty() {
             return Err(ApiError::invalid("audit_events", "at least one event is required").into());
         }
@@ -131,43 +169,22 @@ impl pb::ingest_service_server::IngestService for IngestApi {
             Some(channel)
         };
 
-        // Parse and check each event on its own: a bad one never spoils the rest.
-        let mut parsed: Vec<(usize, Result<(RecordView, String), RecordError>)> = Vec::new();
-        for (i, event) in input.audit_events.iter().enumerate() {
-            let result = (|| {
-                if !event.event_data_checksum.is_empty()
-                    && !checksum_matches(&event.event_data, &event.event_data_checksum)
-                {
-                    return Err(RecordError::new(
-                        "InvalidChecksum",
-                        "event_data_checksum is not the SHA-256 of event_data",
-                    ));
-                }
-                let data = match &channel {
-                    Some(channel) => complete_channel_event(&event.event_data, channel)?,
-                    None => event.event_data.clone(),
-                };
-                let view = RecordView::parse(&data)?;
-                if let Some(channel) = &channel
-                    && view.recipient_account_id.as_str() != channel.account_id
-                {
-                    return Err(RecordError::new(
-                        "WrongAccount",
-                        format!(
-                            "recipientAccountId {} is not the channel's account {}",
-                            view.recipient_account_id, channel.account_id
-                        ),
-                    ));
-                }
-                if let Some(own) = caller.member_account()
-                    && &view.recipient_account_id != own
-                {
-                    return Err(crate::model::record::account_mismatch(own, &view.recipient_account_id));
-                }
-                Ok((view, data))
-            })();
-            parsed.push((i, result));
-        }
+        // Parse and check each event on its own (a bad one never spoils the rest), off the async
+        // runtime: a full call is a megabyte of JSON.
+        let own_account = caller.member_account().cloned();
+        let checked_channel = channel.clone();
+        let events = std::mem::take(&mut input.audit_events);
+        let (events, parsed) = tokio::task::spawn_blocking(move || {
+            let parsed: Vec<(usize, Result<(RecordView, String), RecordError>)> = events
+                .iter()
+                .enumerate()
+                .map(|(i, event)| (i, check_event(event, checked_channel.as_ref(), own_account.as_ref())))
+                .collect();
+            (events, parsed)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("event parsing panicked: {e}")))?;
+        input.audit_events = events;
 
         let accounts_needed: Vec<AccountId> = {
             let set: HashSet<&AccountId> = parsed

@@ -172,10 +172,11 @@ fn print_accounts(accounts: &[pb::Account], format: Output) -> anyhow::Result<()
                 status_name(a.status),
                 source,
                 output::time(&a.joined_time),
+                format!("{}/{}/{}", a.events_accepted, a.events_duplicate, a.events_rejected),
             ]
         })
         .collect();
-    output::table(&["ACCOUNT_ID", "NAME", "EMAIL", "STATUS", "SOURCE", "JOINED"], &rows);
+    output::table(&["ACCOUNT_ID", "NAME", "EMAIL", "STATUS", "SOURCE", "JOINED", "EVENTS_OK/DUP/REJ"], &rows);
     Ok(())
 }
 

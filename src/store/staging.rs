@@ -372,6 +372,20 @@ pub async fn ingest_counters(pool: &PgPool, account: &AccountId) -> Result<(i64,
     Ok(row.unwrap_or_default())
 }
 
+/// Accepted/duplicate/rejected counts of several accounts (absent: no events yet).
+pub async fn ingest_counters_for(
+    pool: &PgPool,
+    accounts: &[&str],
+) -> Result<std::collections::HashMap<String, (i64, i64, i64)>, StoreError> {
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT account_id, accepted, duplicates, rejected FROM ingest_counters WHERE account_id = ANY($1)",
+    )
+    .bind(accounts)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(a, x, y, z)| (a, (x, y, z))).collect())
+}
+
 pub async fn shards(pool: &PgPool) -> Result<Vec<Shard>, StoreError> {
     Ok(sqlx::query_as::<_, Shard>("SELECT id, account_id, region, source FROM shards ORDER BY id")
         .fetch_all(pool)
