@@ -52,11 +52,13 @@ ALTER TABLE staged_chunks ALTER COLUMN records SET STORAGE EXTERNAL;
 
 -- Event identities seen, for dedupe: weekly partitions by first sighting, so that expiry after the
 -- dedupe horizon drops a partition instead of deleting rows.
+-- event_key is the first 16 bytes of SHA-256(eventID): a compact fixed-size key (collisions are
+-- as unlikely as for random UUIDs).
 CREATE TABLE event_identities (
     recipient_account_id TEXT NOT NULL,
-    event_id             TEXT NOT NULL,
+    event_key            UUID NOT NULL,
     first_seen           DATE NOT NULL,
-    PRIMARY KEY (recipient_account_id, event_id, first_seen)
+    PRIMARY KEY (recipient_account_id, event_key, first_seen)
 ) PARTITION BY RANGE (first_seen);
 CREATE TABLE event_identities_default PARTITION OF event_identities DEFAULT;
 

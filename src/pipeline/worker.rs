@@ -92,6 +92,9 @@ struct ShardState {
     retry_at: HashMap<i64, (Instant, Duration)>,
 }
 
+/// Shards one worker processes at once.
+const SHARDS_IN_PARALLEL: usize = 8;
+
 /// How often a worker looks for shards nobody holds (new shards, dead workers' shards).
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 
@@ -154,13 +157,28 @@ impl Worker {
             }
             match self.snapshot().await {
                 Ok(snapshot) => {
+                    // Shards are independent: several at once keep every core busy.
+                    let entries: Vec<(i64, &mut ShardState)> =
+                        shards.iter_mut().map(|(id, state)| (*id, state)).collect();
+                    let mut outcomes = Vec::with_capacity(entries.len());
+                    let mut entries = entries.into_iter();
+                    loop {
+                        let batch: Vec<(i64, &mut ShardState)> =
+                            entries.by_ref().take(SHARDS_IN_PARALLEL).collect();
+                        if batch.is_empty() {
+                            break;
+                        }
+                        let running =
+                            batch.into_iter().map(|(id, state)| self.process_shard(id, state, &snapshot));
+                        outcomes.extend(futures::future::join_all(running).await);
+                    }
                     let mut lost = Vec::new();
-                    for (shard_id, state) in shards.iter_mut() {
-                        match self.process(state, &snapshot).await {
+                    for (shard_id, outcome) in outcomes {
+                        match outcome {
                             Ok(()) => {}
                             Err(StoreError::Fenced(why)) => {
                                 tracing::warn!(shard = shard_id, %why, "lease lost; shard dropped");
-                                lost.push(*shard_id);
+                                lost.push(shard_id);
                             }
                             Err(error) => tracing::warn!(shard = shard_id, %error, "shard processing failed"),
                         }
@@ -231,6 +249,15 @@ impl Worker {
         let organization_id = organizations::get(&self.pool).await?.map(|o| o.id.to_string());
         let account_status = accounts::statuses(&self.pool).await?.into_iter().collect();
         Ok(Snapshot { trails, organization_id, account_status, loaded_at })
+    }
+
+    async fn process_shard(
+        &self,
+        shard_id: i64,
+        state: &mut ShardState,
+        snapshot: &Snapshot,
+    ) -> (i64, Result<(), StoreError>) {
+        (shard_id, self.process(state, snapshot).await)
     }
 
     async fn process(&self, state: &mut ShardState, snapshot: &Snapshot) -> Result<(), StoreError> {

@@ -113,21 +113,21 @@ impl Staging for PgStaging {
         }
 
         let event_accounts: Vec<&str> = events.iter().map(|e| e.account_id.as_str()).collect();
-        let event_ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-        let seen: Vec<(String, String)> = sqlx::query_as(
-            "SELECT DISTINCT i.account, i.event_id FROM unnest($1::text[], $2::text[]) AS i(account, event_id)
-             JOIN event_identities e ON e.recipient_account_id = i.account AND e.event_id = i.event_id",
+        let event_keys: Vec<uuid::Uuid> = events.iter().map(|e| event_key(&e.event_id)).collect();
+        let seen: Vec<(String, uuid::Uuid)> = sqlx::query_as(
+            "SELECT DISTINCT i.account, i.event_key FROM unnest($1::text[], $2::uuid[]) AS i(account, event_key)
+             JOIN event_identities e ON e.recipient_account_id = i.account AND e.event_key = i.event_key",
         )
         .bind(&event_accounts)
-        .bind(&event_ids)
+        .bind(&event_keys)
         .fetch_all(&mut *tx)
         .await?;
-        let mut known: HashSet<(String, String)> = seen.into_iter().collect();
+        let mut known: HashSet<(String, uuid::Uuid)> = seen.into_iter().collect();
 
         let mut outcomes = Vec::with_capacity(events.len());
         let mut fresh: Vec<&Incoming> = Vec::new();
         for event in &events {
-            let identity = (event.account_id.to_string(), event.event_id.clone());
+            let identity = (event.account_id.to_string(), event_key(&event.event_id));
             if known.insert(identity) {
                 outcomes.push(StageOutcome::Accepted);
                 fresh.push(event);
@@ -138,14 +138,14 @@ impl Staging for PgStaging {
 
         if !fresh.is_empty() {
             let accounts: Vec<&str> = fresh.iter().map(|e| e.account_id.as_str()).collect();
-            let ids: Vec<&str> = fresh.iter().map(|e| e.event_id.as_str()).collect();
+            let keys: Vec<uuid::Uuid> = fresh.iter().map(|e| event_key(&e.event_id)).collect();
             sqlx::query(
-                "INSERT INTO event_identities (recipient_account_id, event_id, first_seen)
-                 SELECT account, event_id, current_date FROM unnest($1::text[], $2::text[]) AS i(account, event_id)
+                "INSERT INTO event_identities (recipient_account_id, event_key, first_seen)
+                 SELECT account, event_key, current_date FROM unnest($1::text[], $2::uuid[]) AS i(account, event_key)
                  ON CONFLICT DO NOTHING",
             )
             .bind(&accounts)
-            .bind(&ids)
+            .bind(&keys)
             .execute(&mut *tx)
             .await?;
         }
@@ -257,6 +257,14 @@ impl Staging for PgStaging {
                 .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// The dedupe key of an eventID: its SHA-256, truncated to 128 bits.
+fn event_key(event_id: &str) -> uuid::Uuid {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, event_id.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    uuid::Uuid::from_bytes(bytes)
 }
 
 /// Records as one value: each a little-endian u32 length and its bytes, then lz4.
