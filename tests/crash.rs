@@ -373,11 +373,12 @@ async fn a_crash_between_seal_and_put_or_put_and_commit_repeats_the_same_object(
         for (bucket, key) in &sealed {
             let found = f.s3_client.head_object().bucket(bucket).key(key).send().await.is_ok();
             present += usize::from(found);
-            let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM delivered_files WHERE object_key = $1")
-                .bind(key)
-                .fetch_one(&f.pool)
-                .await
-                .unwrap();
+            let recorded: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM delivered_files WHERE object_key = $1")
+                    .bind(key)
+                    .fetch_one(&f.pool)
+                    .await
+                    .unwrap();
             assert_eq!(recorded, 0, "{key} is sealed, not committed");
         }
         match failpoint {
@@ -389,11 +390,12 @@ async fn a_crash_between_seal_and_put_or_put_and_commit_repeats_the_same_object(
         let deadline = Instant::now() + Duration::from_secs(30);
         for (_, key) in &sealed {
             loop {
-                let done: i64 = sqlx::query_scalar("SELECT count(*) FROM delivered_files WHERE object_key = $1")
-                    .bind(key)
-                    .fetch_one(&f.pool)
-                    .await
-                    .unwrap();
+                let done: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM delivered_files WHERE object_key = $1")
+                        .bind(key)
+                        .fetch_one(&f.pool)
+                        .await
+                        .unwrap();
                 if done == 1 {
                     break;
                 }

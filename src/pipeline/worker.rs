@@ -41,7 +41,7 @@ impl Default for WorkerSettings {
             lease_ttl: Duration::from_secs(15),
             poll_interval: Duration::from_millis(200),
             max_batch_bytes: 10 * 1024 * 1024,
-            read_limit: 20_000,
+            read_limit: 50_000,
             gzip_level: 6,
             staged_retention: Duration::from_secs(30 * 24 * 3600),
             claim_limit: 10_000,
@@ -72,7 +72,7 @@ async fn test_pause() {
 struct Staged {
     seq: i64,
     received_at: DateTime<Utc>,
-    record: String,
+    record: Arc<str>,
     /// None: the staged record no longer parses (cannot happen for records ingest accepted).
     view: Option<RecordView>,
 }
@@ -86,11 +86,19 @@ struct ShardState {
     buffer: VecDeque<Staged>,
     /// Highest seq loaded into the buffer.
     loaded_through: i64,
+    /// Events the buffer may hold; a full buffer cuts batches early so a busy shard keeps moving.
+    capacity: i64,
     /// Trails whose outstanding sealed batch was looked for since the lease was taken.
     checked_sealed: std::collections::HashSet<i64>,
     /// Per trail: no attempt before this instant (backoff after failures).
     retry_at: HashMap<i64, (Instant, Duration)>,
 }
+
+/// Events a shard may buffer however many shards the worker holds.
+const MIN_READ_PER_SHARD: i64 = 2_000;
+
+/// Rounds a busy shard may take within one pass.
+const BUSY_SHARD_ROUNDS: usize = 16;
 
 /// Shards one worker processes at once.
 const SHARDS_IN_PARALLEL: usize = 8;
@@ -108,6 +116,8 @@ pub struct Worker {
     sink: S3Sink,
     id: String,
     settings: WorkerSettings,
+    /// Shards currently held, for the memory budget.
+    shard_count: std::sync::atomic::AtomicI64,
 }
 
 impl Worker {
@@ -118,7 +128,7 @@ impl Worker {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        Self { pool, staging, sink, id, settings }
+        Self { pool, staging, sink, id, settings, shard_count: std::sync::atomic::AtomicI64::new(0) }
     }
 
     pub fn id(&self) -> &str {
@@ -158,6 +168,7 @@ impl Worker {
             match self.snapshot().await {
                 Ok(snapshot) => {
                     // Shards are independent: several at once keep every core busy.
+                    self.shard_count.store(shards.len() as i64, std::sync::atomic::Ordering::Relaxed);
                     let entries: Vec<(i64, &mut ShardState)> =
                         shards.iter_mut().map(|(id, state)| (*id, state)).collect();
                     let mut outcomes = Vec::with_capacity(entries.len());
@@ -235,6 +246,7 @@ impl Worker {
                     cursors,
                     buffer: VecDeque::new(),
                     loaded_through: 0,
+                    capacity: MIN_READ_PER_SHARD,
                     checked_sealed: Default::default(),
                     retry_at: HashMap::new(),
                 },
@@ -257,10 +269,20 @@ impl Worker {
         state: &mut ShardState,
         snapshot: &Snapshot,
     ) -> (i64, Result<(), StoreError>) {
-        (shard_id, self.process(state, snapshot).await)
+        // A busy shard goes round again while its buffer keeps filling up, instead of waiting for
+        // the next pass over every shard.
+        for _ in 0..BUSY_SHARD_ROUNDS {
+            match self.process(state, snapshot).await {
+                Ok(true) => continue,
+                Ok(false) => return (shard_id, Ok(())),
+                Err(error) => return (shard_id, Err(error)),
+            }
+        }
+        (shard_id, Ok(()))
     }
 
-    async fn process(&self, state: &mut ShardState, snapshot: &Snapshot) -> Result<(), StoreError> {
+    /// One round over a shard; true when the buffer was full (more is waiting).
+    async fn process(&self, state: &mut ShardState, snapshot: &Snapshot) -> Result<bool, StoreError> {
         let account = state.account.clone();
         let covering: Vec<&Trail> = snapshot.trails_covering(&account).collect();
         // Finish batches a previous owner (or a crash) left sealed before anything else.
@@ -281,11 +303,22 @@ impl Worker {
             state.buffer.pop_front();
         }
         let read_from = state.loaded_through.max(min_cursor.unwrap_or(state.loaded_through));
-        if (state.buffer.len() as i64) < self.settings.read_limit {
-            let fresh = self.staging.read(state.info.id, read_from, self.settings.read_limit).await?;
-            for event in fresh {
+        // Buffered events across all shards stay near `read_limit`: memory is bounded however
+        // many shards a worker holds.
+        let per_shard = (self.settings.read_limit
+            / self.shard_count.load(std::sync::atomic::Ordering::Relaxed).max(1))
+        .clamp(MIN_READ_PER_SHARD, self.settings.read_limit);
+        state.capacity = per_shard;
+        if (state.buffer.len() as i64) < per_shard {
+            let fresh = self.staging.read(state.info.id, read_from, per_shard).await?;
+            // Parsing thousands of records is CPU work: off the async runtime.
+            let fresh = tokio::task::spawn_blocking(move || {
+                fresh.into_iter().map(|e| (RecordView::parse(&e.record).ok(), e)).collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("parsing panicked: {e}")))?;
+            for (view, event) in fresh {
                 state.loaded_through = state.loaded_through.max(event.seq);
-                let view = RecordView::parse(&event.record).ok();
                 if view.is_none() {
                     tracing::error!(
                         shard = state.info.id,
@@ -297,7 +330,7 @@ impl Worker {
                     state.buffer.push_back(Staged {
                         seq: event.seq,
                         received_at: event.received_at,
-                        record: event.record,
+                        record: Arc::from(event.record),
                         view,
                     });
                 }
@@ -312,9 +345,12 @@ impl Worker {
                 self.staging.release(state.info.id, last, snapshot.loaded_at).await?;
                 state.buffer.retain(|e| e.seq > last);
             }
-            return Ok(());
+            return Ok(false);
         }
 
+        let was_full = state.buffer.len() as i64 >= state.capacity;
+        let cursors_before: i64 =
+            covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).sum();
         for trail in &covering {
             if in_backoff(state, trail.id) {
                 continue;
@@ -332,7 +368,9 @@ impl Worker {
         if released_through > 0 {
             self.staging.release(state.info.id, released_through, snapshot.loaded_at).await?;
         }
-        Ok(())
+        let cursors_after: i64 =
+            covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).sum();
+        Ok(was_full && cursors_after > cursors_before)
     }
 
     /// Routes the buffered events after the trail's cursor and flushes a batch when due.
@@ -377,20 +415,20 @@ impl Worker {
         }
         let oldest_arrival = selected.iter().map(|e| e.received_at).min().unwrap_or(snapshot.loaded_at);
         let due = full
+            || state.buffer.len() as i64 >= state.capacity
             || selected_bytes >= self.settings.max_batch_bytes
             || (Utc::now() - oldest_arrival).to_std().unwrap_or_default() >= interval;
         if !due {
             return Ok(());
         }
 
-        let records: Vec<String> = selected.iter().map(|e| e.record.clone()).collect();
+        let records: Vec<Arc<str>> = selected.iter().map(|e| e.record.clone()).collect();
         let times: Vec<DateTime<Utc>> =
             selected.iter().filter_map(|e| e.view.as_ref().map(|v| v.event_time)).collect();
         let level = self.settings.gzip_level;
-        let file =
-            tokio::task::spawn_blocking(move || batcher::build(records.iter().map(String::as_str), level))
-                .await
-                .map_err(|e| StoreError::Corrupt(format!("batch builder panicked: {e}")))?;
+        let file = tokio::task::spawn_blocking(move || batcher::build(records.iter().map(|r| &**r), level))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("batch builder panicked: {e}")))?;
         let delivered_at = Utc::now();
         let unique = s3::unique_part(&format!("{}:{}:{}", trail.id, state.info.id, cursor));
         let organization =
