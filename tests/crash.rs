@@ -218,26 +218,6 @@ async fn assert_exactly_once(
     assert!(missing.is_empty(), "{bucket}: recorded but absent: {missing:?}");
 }
 
-async fn list_objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<LogObject> {
-    let mut objects = Vec::new();
-    let mut token = None;
-    loop {
-        let Ok(page) = s3.list_objects_v2().bucket(bucket).set_continuation_token(token).send().await else {
-            return objects;
-        };
-        for item in page.contents() {
-            let key = item.key().unwrap_or_default().to_owned();
-            let body = s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
-            objects.push(check_object(&key, &body.body.collect().await.unwrap().into_bytes()));
-        }
-        if page.is_truncated() == Some(true) {
-            token = page.next_continuation_token().map(str::to_owned);
-        } else {
-            return objects;
-        }
-    }
-}
-
 fn identities(objects: &[LogObject]) -> BTreeMap<Identity, usize> {
     let mut counts = BTreeMap::new();
     for record in objects.iter().flat_map(|o| o.records.iter()) {
@@ -508,18 +488,7 @@ async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplica
     let target =
         orgtrail::cli::client::Target { endpoint: format!("http://127.0.0.1:{port}"), token, ca_cert: None };
     let records = batch_of_events(0, 20);
-    let request = pb::PutAuditEventsRequest {
-        audit_events: records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| pb::AuditEvent {
-                id: format!("e{i}"),
-                event_data: r.clone(),
-                event_data_checksum: String::new(),
-            })
-            .collect(),
-        channel_id: String::new(),
-    };
+    let request = audit_request(&records);
 
     let mut crashing = serve(Some("after-ingest-commit"));
     let mut clients = orgtrail::cli::client::connect(&target).await.unwrap();

@@ -252,29 +252,7 @@ impl Stack {
 
     /// Every object in the bucket, checked.
     pub async fn objects(&self, bucket: &str) -> Vec<LogObject> {
-        let mut objects = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .s3_client
-                .list_objects_v2()
-                .bucket(bucket)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .unwrap();
-            for item in page.contents() {
-                let key = item.key().unwrap_or_default().to_owned();
-                let body = self.s3_client.get_object().bucket(bucket).key(&key).send().await.unwrap();
-                let bytes = body.body.collect().await.unwrap().into_bytes();
-                objects.push(check_object(&key, &bytes));
-            }
-            if page.is_truncated() == Some(true) {
-                token = page.next_continuation_token().map(str::to_owned);
-            } else {
-                return objects;
-            }
-        }
+        list_objects(&self.s3_client, bucket).await
     }
 
     /// Waits until the bucket holds at least `count` records; returns the objects.
@@ -316,8 +294,8 @@ pub fn event(account: &str, region: &str, source: &str, name: &str, event_id: &s
     .to_string()
 }
 
-/// Sends records as one PutAuditEvents call; returns the response.
-pub async fn put(clients: &mut Clients, records: &[String]) -> pb::PutAuditEventsResponse {
+/// One PutAuditEvents request carrying `records` (entry ids e0, e1, ...).
+pub fn audit_request(records: &[String]) -> pb::PutAuditEventsRequest {
     let audit_events = records
         .iter()
         .enumerate()
@@ -327,12 +305,33 @@ pub async fn put(clients: &mut Clients, records: &[String]) -> pb::PutAuditEvent
             event_data_checksum: String::new(),
         })
         .collect();
-    clients
-        .ingest
-        .put_audit_events(pb::PutAuditEventsRequest { audit_events, channel_id: String::new() })
-        .await
-        .unwrap()
-        .into_inner()
+    pb::PutAuditEventsRequest { audit_events, channel_id: String::new() }
+}
+
+/// Sends records as one PutAuditEvents call; returns the response.
+pub async fn put(clients: &mut Clients, records: &[String]) -> pb::PutAuditEventsResponse {
+    clients.ingest.put_audit_events(audit_request(records)).await.unwrap().into_inner()
+}
+
+/// Every object in the bucket, checked (none when the bucket is unreachable).
+pub async fn list_objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<LogObject> {
+    let mut objects = Vec::new();
+    let mut token = None;
+    loop {
+        let Ok(page) = s3.list_objects_v2().bucket(bucket).set_continuation_token(token).send().await else {
+            return objects;
+        };
+        for item in page.contents() {
+            let key = item.key().unwrap_or_default().to_owned();
+            let body = s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
+            objects.push(check_object(&key, &body.body.collect().await.unwrap().into_bytes()));
+        }
+        if page.is_truncated() == Some(true) {
+            token = page.next_continuation_token().map(str::to_owned);
+        } else {
+            return objects;
+        }
+    }
 }
 
 /// A logging trail with a 1-second delivery interval.
