@@ -44,6 +44,12 @@ pub struct TlsFiles {
     pub key_pem: Vec<u8>,
 }
 
+/// Selects aws-lc-rs as the process's TLS crypto provider. Both rustls providers are compiled in
+/// (the AWS SDK pulls in ring), so rustls cannot pick one itself; calling this more than once is fine.
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Serves the control plane on `listener` until `shutdown` resolves, then drains in-flight calls.
 pub async fn serve(
     ctx: Ctx,
@@ -71,6 +77,7 @@ pub async fn serve(
     let auth = Arc::new(auth::Authenticator::new(ctx.pool.clone()));
     let mut builder = Server::builder();
     if let Some(tls) = tls {
+        ensure_crypto_provider();
         builder = builder
             .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(tls.cert_pem, tls.key_pem)))?;
     }

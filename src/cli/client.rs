@@ -75,6 +75,7 @@ pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
         .with_context(|| format!("invalid endpoint {:?}", target.endpoint))?
         .connect_timeout(std::time::Duration::from_secs(10));
     if target.endpoint.starts_with("https://") {
+        crate::api::ensure_crypto_provider();
         let mut tls = ClientTlsConfig::new().with_native_roots();
         if let Some(path) = &target.ca_cert {
             let pem = std::fs::read(path)
