@@ -462,3 +462,24 @@ async fn checksums_are_verified(pool: PgPool) {
     assert_eq!(response.successful.len(), 1);
     assert_eq!(response.failed[0].error_code, "InvalidChecksum");
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_trail_with_a_kms_key_writes_objects_with_sse_kms(pool: PgPool) {
+    let stack = stack(pool).await;
+    let mut admin = stack.api.admin().await;
+    org_with_members(&mut admin).await;
+    stack.create_bucket("central-bucket").await;
+    let mut trail = org_trail("org-trail");
+    trail.kms_key_id = "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab".into();
+    logging_trail(&mut admin, trail).await;
+    put(&mut admin, &[event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", "RunInstances", "kms-1")]).await;
+    let objects = stack.wait_for_records("central-bucket", 1).await;
+    let head =
+        stack.s3_client.head_object().bucket("central-bucket").key(&objects[0].key).send().await.unwrap();
+    assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"));
+    assert_eq!(
+        head.ssekms_key_id(),
+        Some("arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    );
+    assert_eq!(head.content_encoding(), Some("gzip"));
+}

@@ -24,6 +24,11 @@ struct Attributes {
     content_type: Option<String>,
     content_encoding: Option<String>,
     metadata: HashMap<String, String>,
+    /// Recorded and reported back (HeadObject/GetObject); nothing is encrypted here.
+    #[serde(default)]
+    server_side_encryption: Option<String>,
+    #[serde(default)]
+    ssekms_key_id: Option<String>,
 }
 
 fn internal(error: impl std::fmt::Display) -> S3Error {
@@ -209,6 +214,8 @@ impl S3 for FsStore {
             content_type: input.content_type.map(|c| c.to_string()),
             content_encoding: input.content_encoding,
             metadata: input.metadata.unwrap_or_default().into_iter().collect(),
+            server_side_encryption: input.server_side_encryption.map(|s| s.as_str().to_owned()),
+            ssekms_key_id: input.ssekms_key_id,
         };
         // Attributes first: an object is never visible without them.
         let meta = serde_json::to_vec(&attributes).map_err(internal)?;
@@ -260,6 +267,8 @@ impl S3 for FsStore {
         let metadata = tokio::fs::metadata(&path).await.map_err(|_| s3_error!(NoSuchKey))?;
         let attributes = self.read_attributes(&input.bucket, &input.key).await?;
         Ok(S3Response::new(HeadObjectOutput {
+            server_side_encryption: attributes.server_side_encryption.map(ServerSideEncryption::from),
+            ssekms_key_id: attributes.ssekms_key_id,
             content_length: Some(metadata.len() as i64),
             last_modified: timestamp(&metadata),
             e_tag: Some(ETag::Strong(attributes.e_tag)),
