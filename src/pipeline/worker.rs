@@ -86,6 +86,8 @@ struct ShardState {
     buffer: VecDeque<Staged>,
     /// Highest seq loaded into the buffer.
     loaded_through: i64,
+    /// Released up to here (no need to ask Postgres again).
+    released_through: i64,
     /// Events the buffer may hold; a full buffer cuts batches early so a busy shard keeps moving.
     capacity: i64,
     /// Trails whose outstanding sealed batch was looked for since the lease was taken.
@@ -169,8 +171,27 @@ impl Worker {
                 Ok(snapshot) => {
                     // Shards are independent: several at once keep every core busy.
                     self.shard_count.store(shards.len() as i64, std::sync::atomic::Ordering::Relaxed);
-                    let entries: Vec<(i64, &mut ShardState)> =
-                        shards.iter_mut().map(|(id, state)| (*id, state)).collect();
+                    // Only shards with something to do: new events, buffered events, or trails whose
+                    // leftover sealed batches were not looked for yet. One query tells which.
+                    let ids: Vec<i64> = shards.keys().copied().collect();
+                    let heads = match delivery::shard_heads(&self.pool, &ids).await {
+                        Ok(heads) => heads,
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot read shard heads");
+                            HashMap::new()
+                        }
+                    };
+                    let entries: Vec<(i64, &mut ShardState)> = shards
+                        .iter_mut()
+                        .filter(|(id, state)| {
+                            heads.get(*id).is_none_or(|head| *head > state.loaded_through)
+                                || !state.buffer.is_empty()
+                                || snapshot
+                                    .trails_covering(&state.account)
+                                    .any(|t| !state.checked_sealed.contains(&t.id))
+                        })
+                        .map(|(id, state)| (*id, state))
+                        .collect();
                     let mut outcomes = Vec::with_capacity(entries.len());
                     let mut entries = entries.into_iter();
                     loop {
@@ -247,6 +268,7 @@ impl Worker {
                     buffer: VecDeque::new(),
                     loaded_through: 0,
                     capacity: MIN_READ_PER_SHARD,
+                    released_through: 0,
                     checked_sealed: Default::default(),
                     retry_at: HashMap::new(),
                 },
@@ -365,8 +387,9 @@ impl Worker {
 
         let released_through =
             covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).min().unwrap_or(0);
-        if released_through > 0 {
+        if released_through > state.released_through {
             self.staging.release(state.info.id, released_through, snapshot.loaded_at).await?;
+            state.released_through = released_through;
         }
         let cursors_after: i64 =
             covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).sum();

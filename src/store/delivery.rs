@@ -92,6 +92,18 @@ pub async fn shard_infos(pool: &PgPool, ids: &[i64]) -> Result<Vec<ShardInfo>, S
         .await?)
 }
 
+/// The last sequence number handed out in each shard (0: none yet).
+pub async fn shard_heads(
+    pool: &PgPool,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, i64>, StoreError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as("SELECT id, next_seq - 1 FROM shards WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Cursors of every trail over one shard: (trail id, delivered seq).
 pub async fn cursors(pool: &PgPool, shard_id: i64) -> Result<Vec<(i64, i64)>, StoreError> {
     Ok(sqlx::query_as("SELECT trail_id, delivered_seq FROM trail_cursors WHERE shard_id = $1")
