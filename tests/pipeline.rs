@@ -220,11 +220,6 @@ async fn selectors_decide_what_is_delivered(pool: PgPool) {
     org_with_members(&mut admin).await;
     stack.create_bucket("central-bucket").await;
     logging_trail(&mut admin, org_trail("org-trail")).await;
-    let field = |name: &str, equals: &[&str]| pb::AdvancedFieldSelector {
-        field: name.into(),
-        equals: equals.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
     admin
         .trails
         .put_event_selectors(pb::PutEventSelectorsRequest {

@@ -268,14 +268,6 @@ async fn list_trails_paginates(pool: PgPool) {
     assert_eq!(code(too_big), Code::InvalidArgument);
 }
 
-fn field(name: &str, equals: &[&str]) -> pb::AdvancedFieldSelector {
-    pb::AdvancedFieldSelector {
-        field: name.into(),
-        equals: equals.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
 #[sqlx::test(migrations = "./migrations")]
 async fn default_selectors_are_all_management_events(pool: PgPool) {
     let api = start(pool).await;

@@ -341,3 +341,12 @@ pub async fn logging_trail(admin: &mut Clients, mut request: pb::CreateTrailRequ
     admin.trails.start_logging(pb::StartLoggingRequest { name: trail.trail_arn.clone() }).await.unwrap();
     trail
 }
+
+/// An advanced field selector with `equals` values.
+pub fn field(name: &str, equals: &[&str]) -> pb::AdvancedFieldSelector {
+    pb::AdvancedFieldSelector {
+        field: name.into(),
+        equals: equals.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
