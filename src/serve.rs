@@ -36,6 +36,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         staging,
     };
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    crate::store::maintenance::prepare(&pool, config.dedupe_horizon_days).await?;
     let maintenance =
         tokio::spawn(crate::store::maintenance::run(pool, config.dedupe_horizon_days, async move {
             let _ = stop_rx.wait_for(|s| *s).await;

@@ -48,3 +48,34 @@ async fn migrations_are_reversible(pool: PgPool) {
     store::migrate(&pool).await.unwrap();
     assert_eq!(table_count(&pool).await, 4);
 }
+
+async fn dedupe_partitions(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'event_identities' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn dedupe_partitions_are_made_ahead_and_dropped_after_the_horizon(pool: PgPool) {
+    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    orgtrail::store::staging::maintain_identity_partitions(&pool, day("2026-01-07"), 90).await.unwrap();
+    assert_eq!(
+        dedupe_partitions(&pool).await,
+        vec![
+            "event_identities_default",
+            "event_identities_w20260105",
+            "event_identities_w20260112",
+            "event_identities_w20260119"
+        ]
+    );
+    // 100 days later, with a 90-day horizon, January's weeks are gone; the coming weeks exist.
+    orgtrail::store::staging::maintain_identity_partitions(&pool, day("2026-04-17"), 90).await.unwrap();
+    let partitions = dedupe_partitions(&pool).await;
+    assert!(!partitions.contains(&"event_identities_w20260105".to_owned()), "{partitions:?}");
+    assert!(partitions.contains(&"event_identities_w20260413".to_owned()), "{partitions:?}");
+    assert!(partitions.contains(&"event_identities_w20260427".to_owned()), "{partitions:?}");
+}

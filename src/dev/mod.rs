@@ -189,6 +189,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let server = tokio::spawn(api::serve(ctx, listener, None, wait_stop(stop_rx.clone())));
+    crate::store::maintenance::prepare(&pool, 90).await?;
     let maintenance =
         tokio::spawn(crate::store::maintenance::run(pool.clone(), 90, wait_stop(stop_rx.clone())));
     let demo = options.demo.then(|| {

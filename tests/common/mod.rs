@@ -171,9 +171,7 @@ pub async fn stack(pool: PgPool) -> Stack {
             .await
             .unwrap();
     let s3_client = orgtrail::dev::s3_client(&s3.endpoint(), S3_KEY, S3_SECRET, "us-east-1").await;
-    orgtrail::store::staging::maintain_identity_partitions(&pool, chrono::Utc::now().date_naive(), 90)
-        .await
-        .unwrap();
+    orgtrail::store::maintenance::prepare(&pool, 90).await.unwrap();
     let (stop_worker, mut stopped) = watch::channel(false);
     let worker = test_worker(pool, &s3_client);
     tokio::spawn(worker.run(async move {
