@@ -81,7 +81,10 @@ CREATE TABLE trail_cursors (
 -- A batch sealed before its PUT: key and bytes are fixed here, so a retry after any crash
 -- uploads the same object. At most one outstanding batch per (trail, shard).
 CREATE TABLE sealed_batches (
-    trail_id           BIGINT NOT NULL REFERENCES trails (id) ON DELETE CASCADE,
+    -- No foreign key: a batch sealed for a trail deleted meanwhile must still be finished, so
+    -- that no object exists in the bucket without its delivered_files row.
+    trail_id           BIGINT NOT NULL,
+    trail_arn          TEXT NOT NULL,
     shard_id           BIGINT NOT NULL REFERENCES shards (id),
     from_seq           BIGINT NOT NULL,
     to_seq             BIGINT NOT NULL,

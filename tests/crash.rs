@@ -517,3 +517,58 @@ async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplica
     let _ = healthy.kill();
     let _ = healthy.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_a_trail_deleted_mid_delivery_is_still_recorded() {
+    let mut f = fixture().await;
+    let mut accepted = BTreeSet::new();
+    send(&mut f.admin, &batch_of_events(0, 30), &mut accepted).await;
+    let status = f.worker(Some("after-put")).wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let sealed: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT trail_id, bucket, object_key FROM sealed_batches")
+            .fetch_all(&f.pool)
+            .await
+            .unwrap();
+    assert!(!sealed.is_empty());
+    // Delete every trail that has a batch in flight.
+    let arns: BTreeSet<String> = sqlx::query_scalar("SELECT trail_arn FROM sealed_batches")
+        .fetch_all(&f.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    for arn in &arns {
+        f.admin.trails.delete_trail(pb::DeleteTrailRequest { name: arn.clone() }).await.unwrap();
+    }
+    let _worker = f.worker(None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sealed_batches").fetch_one(&f.pool).await.unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} batches of deleted trails never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for bucket in ["central-bucket", "member-bucket"] {
+        let in_bucket: BTreeSet<String> =
+            list_objects(&f.s3_client, bucket).await.into_iter().map(|o| o.key).collect();
+        let recorded: BTreeSet<String> =
+            sqlx::query_scalar("SELECT object_key FROM delivered_files WHERE bucket = $1")
+                .bind(bucket)
+                .fetch_all(&f.pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+        assert_eq!(in_bucket, recorded, "{bucket}: every object is recorded");
+    }
+    for (_, bucket, key) in &sealed {
+        assert!(
+            f.s3_client.head_object().bucket(bucket).key(key).send().await.is_ok(),
+            "{key} was delivered"
+        );
+    }
+}

@@ -86,6 +86,8 @@ struct ShardState {
     buffer: VecDeque<Staged>,
     /// Highest seq loaded into the buffer.
     loaded_through: i64,
+    /// Whether batches of deleted trails were looked for since the lease was taken.
+    orphans_checked: bool,
     /// Released up to here (no need to ask Postgres again).
     released_through: i64,
     /// Events the buffer may hold; a full buffer cuts batches early so a busy shard keeps moving.
@@ -269,6 +271,7 @@ impl Worker {
                     loaded_through: 0,
                     capacity: MIN_READ_PER_SHARD,
                     released_through: 0,
+                    orphans_checked: false,
                     checked_sealed: Default::default(),
                     retry_at: HashMap::new(),
                 },
@@ -307,7 +310,20 @@ impl Worker {
     async fn process(&self, state: &mut ShardState, snapshot: &Snapshot) -> Result<bool, StoreError> {
         let account = state.account.clone();
         let covering: Vec<&Trail> = snapshot.trails_covering(&account).collect();
-        // Finish batches a previous owner (or a crash) left sealed before anything else.
+        // Finish batches a previous owner (or a crash) left sealed before anything else, including
+        // those of trails deleted since: every object in a bucket must end up recorded.
+        let trail_vanished = state.cursors.keys().any(|id| !snapshot.trails.iter().any(|t| t.id == *id));
+        if trail_vanished {
+            state.cursors.retain(|id, _| snapshot.trails.iter().any(|t| t.id == *id));
+            state.orphans_checked = false;
+        }
+        if !state.orphans_checked {
+            state.orphans_checked = true;
+            for batch in delivery::orphaned_sealed(&self.pool, state.info.id).await? {
+                tracing::info!(trail = %batch.trail_arn, key = %batch.object_key, "finishing a batch of a deleted trail");
+                self.deliver(state, batch).await?;
+            }
+        }
         for trail in &covering {
             if in_backoff(state, trail.id) {
                 continue;
@@ -315,7 +331,7 @@ impl Worker {
             if state.checked_sealed.insert(trail.id)
                 && let Some(batch) = delivery::sealed(&self.pool, trail.id, state.info.id).await?
             {
-                self.deliver(state, trail, batch).await?;
+                self.deliver(state, batch).await?;
             }
         }
 
@@ -466,6 +482,7 @@ impl Worker {
         );
         let batch = SealedBatch {
             trail_id: trail.id,
+            trail_arn: trail.arn.to_string(),
             shard_id: state.info.id,
             from_seq: cursor,
             to_seq: judged_through,
@@ -481,16 +498,13 @@ impl Worker {
         delivery::seal(&self.pool, &self.id, state.lease, &batch).await?;
         failpoint("after-seal");
         test_pause().await;
-        self.deliver(state, trail, batch).await
+        self.deliver(state, batch).await
     }
 
     /// Steps (b) and (c) for a sealed batch.
-    async fn deliver(
-        &self,
-        state: &mut ShardState,
-        trail: &Trail,
-        batch: SealedBatch,
-    ) -> Result<(), StoreError> {
+    /// Steps (b) and (c) for a sealed batch (its trail may have been deleted since).
+    async fn deliver(&self, state: &mut ShardState, batch: SealedBatch) -> Result<(), StoreError> {
+        let trail_id = batch.trail_id;
         let put = self
             .sink
             .put_log_file(&batch.bucket, &batch.object_key, &batch.body, &batch.sha256, &batch.kms_key_id)
@@ -504,18 +518,19 @@ impl Worker {
             Err(error) => {
                 let message = error.to_string();
                 if matches!(error, SinkError::Conflict { .. }) {
-                    tracing::error!(trail = %trail.arn, %message, "delivery conflict");
+                    tracing::error!(trail = %batch.trail_arn, %message, "delivery conflict");
                 }
                 let backoff = state
                     .retry_at
-                    .get(&trail.id)
+                    .get(&trail_id)
                     .map(|(_, last)| (*last * 2).min(Duration::from_secs(30)))
                     .unwrap_or(Duration::from_secs(1));
-                state.retry_at.insert(trail.id, (Instant::now() + backoff, backoff));
+                state.retry_at.insert(trail_id, (Instant::now() + backoff, backoff));
                 // The batch stays sealed: the retry re-sends the same key and bytes.
-                state.checked_sealed.remove(&trail.id);
-                delivery::record_failure(&self.pool, trail.id, &message).await?;
-                tracing::warn!(trail = %trail.arn, error = %message, retry_in = ?backoff, "delivery failed");
+                state.checked_sealed.remove(&trail_id);
+                state.orphans_checked = false;
+                delivery::record_failure(&self.pool, trail_id, &message).await?;
+                tracing::warn!(trail = %batch.trail_arn, error = %message, retry_in = ?backoff, "delivery failed");
                 return Ok(());
             }
         }
@@ -526,14 +541,13 @@ impl Worker {
             &self.id,
             state.lease,
             &batch,
-            &trail.arn.to_string(),
             &state.info.account_id,
             &state.info.region,
         )
         .await?;
-        state.retry_at.remove(&trail.id);
-        state.cursors.insert(trail.id, batch.to_seq);
-        tracing::debug!(trail = %trail.arn, key = %batch.object_key, records = batch.record_count, "log file delivered");
+        state.retry_at.remove(&trail_id);
+        state.cursors.insert(trail_id, batch.to_seq);
+        tracing::debug!(trail = %batch.trail_arn, key = %batch.object_key, records = batch.record_count, "log file delivered");
         Ok(())
     }
 }

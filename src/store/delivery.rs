@@ -134,7 +134,8 @@ async fn upsert_cursor(
     seq: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO trail_cursors (trail_id, shard_id, delivered_seq) VALUES ($1, $2, $3)
+        "INSERT INTO trail_cursors (trail_id, shard_id, delivered_seq)
+         SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM trails WHERE id = $1)
          ON CONFLICT (trail_id, shard_id) DO UPDATE SET delivered_seq = GREATEST(trail_cursors.delivered_seq, $3)",
     )
     .bind(trail_id)
@@ -149,6 +150,7 @@ async fn upsert_cursor(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SealedBatch {
     pub trail_id: i64,
+    pub trail_arn: String,
     pub shard_id: i64,
     pub from_seq: i64,
     pub to_seq: i64,
@@ -167,9 +169,9 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
     let mut tx = pool.begin().await?;
     check_fence(&mut tx, owner, lease).await?;
     sqlx::query(
-        "INSERT INTO sealed_batches (trail_id, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id, sha256,
-                                     body, record_count, oldest_event_time, newest_event_time)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "INSERT INTO sealed_batches (trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
+                                     sha256, body, record_count, oldest_event_time, newest_event_time)
+         VALUES ($1, $13, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(batch.trail_id)
     .bind(batch.shard_id)
@@ -183,19 +185,33 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
     .bind(batch.record_count)
     .bind(batch.oldest_event_time)
     .bind(batch.newest_event_time)
+    .bind(&batch.trail_arn)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(())
 }
 
+const SEALED_COLUMNS: &str =
+    "trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
+    sha256, body, record_count, oldest_event_time, newest_event_time";
+
+/// Sealed batches of a shard whose trail was deleted since: still to be finished.
+pub async fn orphaned_sealed(pool: &PgPool, shard_id: i64) -> Result<Vec<SealedBatch>, StoreError> {
+    Ok(sqlx::query_as::<_, SealedBatch>(&format!(
+        "SELECT {SEALED_COLUMNS} FROM sealed_batches s
+         WHERE shard_id = $1 AND NOT EXISTS (SELECT 1 FROM trails t WHERE t.id = s.trail_id)"
+    ))
+    .bind(shard_id)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// The outstanding sealed batch of (trail, shard), if a previous attempt did not finish.
 pub async fn sealed(pool: &PgPool, trail_id: i64, shard_id: i64) -> Result<Option<SealedBatch>, StoreError> {
-    Ok(sqlx::query_as::<_, SealedBatch>(
-        "SELECT trail_id, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id, sha256, body, record_count,
-                oldest_event_time, newest_event_time
-         FROM sealed_batches WHERE trail_id = $1 AND shard_id = $2",
-    )
+    Ok(sqlx::query_as::<_, SealedBatch>(&format!(
+        "SELECT {SEALED_COLUMNS} FROM sealed_batches WHERE trail_id = $1 AND shard_id = $2"
+    ))
     .bind(trail_id)
     .bind(shard_id)
     .fetch_optional(pool)
@@ -209,7 +225,6 @@ pub async fn commit(
     owner: &str,
     lease: Lease,
     batch: &SealedBatch,
-    trail_arn: &str,
     account_id: &str,
     region: &str,
 ) -> Result<(), StoreError> {
@@ -222,7 +237,7 @@ pub async fn commit(
          ON CONFLICT (bucket, object_key) DO NOTHING",
     )
     .bind(batch.trail_id)
-    .bind(trail_arn)
+    .bind(&batch.trail_arn)
     .bind(batch.shard_id)
     .bind(account_id)
     .bind(region)
@@ -245,7 +260,7 @@ pub async fn commit(
         .await?;
     sqlx::query(
         "INSERT INTO trail_delivery_status (trail_id, latest_delivery_time, latest_delivery_attempt_time)
-         VALUES ($1, now(), now())
+         SELECT $1, now(), now() WHERE EXISTS (SELECT 1 FROM trails WHERE id = $1)
          ON CONFLICT (trail_id) DO UPDATE SET latest_delivery_time = now(), latest_delivery_attempt_time = now(),
                                               latest_delivery_error = ''",
     )
@@ -260,7 +275,7 @@ pub async fn commit(
 pub async fn record_failure(pool: &PgPool, trail_id: i64, error: &str) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO trail_delivery_status (trail_id, latest_delivery_attempt_time, latest_delivery_error)
-         VALUES ($1, now(), $2)
+         SELECT $1, now(), $2 WHERE EXISTS (SELECT 1 FROM trails WHERE id = $1)
          ON CONFLICT (trail_id) DO UPDATE SET latest_delivery_attempt_time = now(), latest_delivery_error = $2",
     )
     .bind(trail_id)
