@@ -99,6 +99,9 @@ CREATE TABLE sealed_batches (
     sealed_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (trail_id, shard_id)
 );
+-- The body is gzip already: keep Postgres from trying to compress it again.
+ALTER TABLE sealed_batches ALTER COLUMN body SET STORAGE EXTERNAL;
+
 
 -- Every object orgtrail put in a bucket. Kept after the trail is deleted (digests, audits).
 CREATE TABLE delivered_files (
