@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod integrity;
 pub mod model;
 pub mod pipeline;
 pub mod proto;
