@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "proto/orgtrail/v1/trail.proto",
     "proto/orgtrail/v1/token.proto",
     "proto/orgtrail/v1/ingest.proto",
+    "proto/orgtrail/v1/key.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

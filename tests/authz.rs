@@ -420,6 +420,25 @@ fn cases() -> Vec<Case> {
             }),
         },
         Case {
+            rpc: "ListPublicKeys",
+            what: "the current key",
+            expect: [Allow, Allow, Allow],
+            call: call(|_, mut c| async move {
+                c.keys.list_public_keys(pb::ListPublicKeysRequest::default()).await.map(drop)
+            }),
+        },
+        Case {
+            rpc: "RotateSigningKey",
+            what: "a region's key",
+            expect: [Allow, DENIED, DENIED],
+            call: call(|_, mut c| async move {
+                c.keys
+                    .rotate_signing_key(pb::RotateSigningKeyRequest { region: "eu-west-1".into() })
+                    .await
+                    .map(drop)
+            }),
+        },
+        Case {
             rpc: "WhoAmI",
             what: "own token",
             expect: [Allow, Allow, Allow],

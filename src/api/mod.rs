@@ -5,6 +5,7 @@ pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod ingest;
+pub mod key;
 pub mod organization;
 pub mod token;
 pub mod trail;
@@ -20,6 +21,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use crate::model::Region;
 use crate::proto::v1::account_service_server::AccountServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
+use crate::proto::v1::key_service_server::KeyServiceServer;
 use crate::proto::v1::organization_service_server::OrganizationServiceServer;
 use crate::proto::v1::token_service_server::TokenServiceServer;
 use crate::proto::v1::trail_service_server::TrailServiceServer;
@@ -63,6 +65,7 @@ pub async fn serve(
     health_reporter.set_serving::<OrganizationServiceServer<organization::OrganizationApi>>().await;
     health_reporter.set_serving::<TokenServiceServer<token::TokenApi>>().await;
     health_reporter.set_serving::<IngestServiceServer<ingest::IngestApi>>().await;
+    health_reporter.set_serving::<KeyServiceServer<key::KeyApi>>().await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -90,7 +93,8 @@ pub async fn serve(
         .add_service(AccountServiceServer::new(account::AccountApi::new(ctx.clone())))
         .add_service(TrailServiceServer::new(trail::TrailApi::new(ctx.clone())))
         .add_service(TokenServiceServer::new(token::TokenApi::new(ctx.clone())))
-        .add_service(IngestServiceServer::new(ingest::IngestApi::new(ctx)))
+        .add_service(IngestServiceServer::new(ingest::IngestApi::new(ctx.clone())))
+        .add_service(KeyServiceServer::new(key::KeyApi::new(ctx)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

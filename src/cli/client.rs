@@ -12,6 +12,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use crate::dev::DevInfo;
 use crate::proto::v1::account_service_client::AccountServiceClient;
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
+use crate::proto::v1::key_service_client::KeyServiceClient;
 use crate::proto::v1::organization_service_client::OrganizationServiceClient;
 use crate::proto::v1::token_service_client::TokenServiceClient;
 use crate::proto::v1::trail_service_client::TrailServiceClient;
@@ -39,6 +40,7 @@ pub struct Clients {
     pub trails: TrailServiceClient<Authed>,
     pub tokens: TokenServiceClient<Authed>,
     pub ingest: IngestServiceClient<Authed>,
+    pub keys: KeyServiceClient<Authed>,
 }
 
 pub struct Target {
@@ -97,7 +99,8 @@ pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
         accounts: AccountServiceClient::with_interceptor(channel.clone(), auth.clone()),
         trails: TrailServiceClient::with_interceptor(channel.clone(), auth.clone()),
         tokens: TokenServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        ingest: IngestServiceClient::with_interceptor(channel, auth),
+        ingest: IngestServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        keys: KeyServiceClient::with_interceptor(channel, auth),
     })
 }
 

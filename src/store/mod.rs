@@ -6,6 +6,7 @@ pub mod channels;
 pub mod delivery;
 pub mod maintenance;
 pub mod organizations;
+pub mod signing_keys;
 pub mod staging;
 pub mod tokens;
 pub mod trails;
