@@ -55,16 +55,7 @@ pub fn digest_key(
     home_region: &str,
     end: DateTime<Utc>,
 ) -> String {
-    let mut key = String::new();
-    if !prefix.is_empty() {
-        key.push_str(prefix);
-        key.push('/');
-    }
-    key.push_str("AWSLogs/");
-    if let Some(org) = organization_id {
-        key.push_str(org);
-        key.push('/');
-    }
+    let mut key = crate::sinks::s3::awslogs_root(prefix, organization_id);
     key.push_str(&format!(
         "{account}/CloudTrail-Digest/{region}/{}/{account}_CloudTrail-Digest_{region}_{trail_name}_{home_region}_{}.json.gz",
         end.format("%Y/%m/%d"),

@@ -5,16 +5,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use chrono::{DateTime, Utc};
 
-/// `[prefix/]AWSLogs/[o-ORGID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/ACCOUNT_CloudTrail_REGION_YYYYMMDDTHHmmZ_UNIQUE.json.gz`
-pub fn log_file_key(
-    prefix: &str,
-    organization_id: Option<&str>,
-    account: &str,
-    region: &str,
-    delivered_at: DateTime<Utc>,
-    unique: &str,
-) -> String {
-    let mut key = String::with_capacity(160);
+/// `[prefix/]AWSLogs/[o-ORGID/]`: where every CloudTrail key of a trail starts.
+pub fn awslogs_root(prefix: &str, organization_id: Option<&str>) -> String {
+    let mut key = String::with_capacity(200);
     if !prefix.is_empty() {
         key.push_str(prefix);
         key.push('/');
@@ -24,6 +17,19 @@ pub fn log_file_key(
         key.push_str(org);
         key.push('/');
     }
+    key
+}
+
+/// `[prefix/]AWSLogs/[o-ORGID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/ACCOUNT_CloudTrail_REGION_YYYYMMDDTHHmmZ_UNIQUE.json.gz`
+pub fn log_file_key(
+    prefix: &str,
+    organization_id: Option<&str>,
+    account: &str,
+    region: &str,
+    delivered_at: DateTime<Utc>,
+    unique: &str,
+) -> String {
+    let mut key = awslogs_root(prefix, organization_id);
     key.push_str(&format!(
         "{account}/CloudTrail/{region}/{}/{account}_CloudTrail_{region}_{}_{unique}.json.gz",
         delivered_at.format("%Y/%m/%d"),
