@@ -49,7 +49,7 @@ pub struct Target {
     pub ca_cert: Option<PathBuf>,
 }
 
-fn read_dev_json(path: &Path) -> Option<DevInfo> {
+pub fn read_dev_json(path: &Path) -> Option<DevInfo> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
 }

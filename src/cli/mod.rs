@@ -6,6 +6,7 @@ pub mod client;
 pub mod events;
 pub mod output;
 pub mod trails;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +72,10 @@ pub enum Command {
     /// Send events.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Prove that no delivered log file was modified, deleted or forged: walk the trail's signed
+    /// digest chains (as `aws cloudtrail validate-logs` does) and look for deleted digests and
+    /// unlisted log files. Exit code 1 when anything is INVALID.
+    Validate(validate::ValidateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,6 +179,12 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The report's lines already said what is invalid.
+        Err(error) if error.is::<validate::ValidationFailed>() => ExitCode::from(1),
+        Err(error) if error.is::<UsageError>() => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("error: {}", format!("{error:#}").replace('\n', " "));
             ExitCode::FAILURE
@@ -183,7 +194,9 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { endpoint, token, ca_cert, output, command } = cli;
-    let connect = || async { client::connect(&client::resolve_target(endpoint, token, ca_cert)?).await };
+    let connect = || async {
+        client::connect(&client::resolve_target(endpoint.clone(), token.clone(), ca_cert.clone())?).await
+    };
     match command {
         Command::Dev(args) => {
             init_tracing(LogFormat::Text);
@@ -257,8 +270,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let clients = connect().await?;
             admin::tokens(clients, command, output).await
         }
+        Command::Validate(args) => validate::run(args, endpoint, token, ca_cert, output).await,
     }
 }
+
+/// A bad combination of arguments that clap cannot see: one line, exit code 2 like clap's own.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// Turns a failed call into a one-line error.
 pub fn call_error(status: tonic::Status) -> anyhow::Error {

@@ -2,7 +2,8 @@
 //! digest file, its key layout, and the exact string CloudTrail signs. Pure functions; the digest
 //! writer, key storage and `orgtrail validate` build on them.
 //!
-//! Status: foundation for the integrity issue; not yet wired into the worker or the API.
+//! `validate` walks digest chains in a bucket (`orgtrail validate`).
 
 pub mod digest;
 pub mod keys;
+pub mod validate;
