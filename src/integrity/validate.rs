@@ -236,6 +236,7 @@ impl<'a> Walk<'a> {
         while let Some(step) = next {
             next = self.visit(step).await?;
         }
+        self.check_unreached().await?;
         if self.entries.is_empty() {
             return Ok(None);
         }
@@ -345,7 +346,7 @@ impl<'a> Walk<'a> {
         let period = link.as_ref().map(|l| l.period).or(self.period).unwrap_or(MAX_PERIOD);
         let problem = match self.load(&bucket, &key).await? {
             Ok(verified) if link.as_ref().is_none_or(|l| l.matches(&verified)) => {
-                return Ok(self.accept_valid(verified, position).await?);
+                return self.accept_valid(verified, position).await;
             }
             Ok(_) => Problem::NotThePrevious,
             Err(problem) => problem,
@@ -463,6 +464,27 @@ impl<'a> Walk<'a> {
             .collect()
     }
 
+    /// Digest keys in range that the walk never reached: every digest of a contiguous chain is
+    /// pointed to by the next one, and a restart is reached through the listing, so a key skipped
+    /// over is not a digest the writer chained (a planted or copied object). Reported with what is
+    /// wrong with it, or as not part of the chain when it checks out on its own.
+    async fn check_unreached(&mut self) -> Result<(), SourceError> {
+        let bucket = self.bucket().to_owned();
+        let unreached: Vec<String> = self
+            .listing
+            .in_range
+            .values()
+            .rev()
+            .filter(|key| !self.visited.contains(&(bucket.clone(), (*key).clone())))
+            .cloned()
+            .collect();
+        for key in unreached {
+            let problem = self.load(&bucket, &key).await?.err().unwrap_or(Problem::NotOnChain);
+            self.push_digest(&bucket, &key, Outcome::Invalid(problem), false);
+        }
+        Ok(())
+    }
+
     /// Log files in the account and region folders for the requested days that no valid digest
     /// lists: INVALID when their delivery lies inside a covered window with a period to spare (a
     /// file delivered late in a window may be listed by the next digest); otherwise reported as
@@ -479,7 +501,8 @@ impl<'a> Walk<'a> {
             )
             .await?;
         let period = self.period.unwrap_or(MAX_PERIOD);
-        let newest_covered = self.coverage.iter().map(|(_, end)| *end).max();
+        let spans = merge(std::mem::take(&mut self.coverage));
+        let newest_covered = spans.last().map(|(_, end)| *end);
         let mut uncovered = Vec::new();
         for key in keys {
             let bucket = self.bucket().to_owned();
@@ -499,7 +522,7 @@ impl<'a> Walk<'a> {
             }
             // The key names the minute; the file may have landed up to a minute later.
             let latest = delivered + Duration::minutes(1);
-            if self.coverage.iter().any(|(start, end)| delivered >= *start && latest + period <= *end) {
+            if spans.iter().any(|(start, end)| delivered >= *start && latest + period <= *end) {
                 self.entries.push(Entry::LogFile {
                     bucket,
                     key,
@@ -516,6 +539,21 @@ impl<'a> Walk<'a> {
         }
         Ok(uncovered)
     }
+}
+
+/// Windows merged into the spans they cover without a break, oldest first. The one-period
+/// allowance for late listing applies at the end of a span, not of each window: a late file is
+/// listed by the next digest of the same span.
+fn merge(mut windows: Vec<(DateTime<Utc>, DateTime<Utc>)>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    windows.sort();
+    let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for (start, end) in windows {
+        match spans.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => spans.push((start, end)),
+        }
+    }
+    spans
 }
 
 async fn list_digests(

@@ -20,6 +20,8 @@ pub enum Problem {
     /// The digest verifies on its own but is not the one the next digest's signed
     /// `previousDigestHashValue` / `previousDigestSignature` name (a substituted digest).
     NotThePrevious,
+    /// A digest key in range the chain never reaches: no newer digest points to it.
+    NotOnChain,
     HashMismatch,
     TrailingData,
     /// A log file in the trail's folders that no validly signed digest lists (forged, or its
@@ -40,6 +42,7 @@ impl std::fmt::Display for Problem {
             Problem::NotThePrevious => f.write_str(
                 "does not match the previous digest hash and signature recorded in the next digest",
             ),
+            Problem::NotOnChain => f.write_str("is not part of the digest chain"),
             Problem::HashMismatch => f.write_str("hash value doesn't match"),
             Problem::TrailingData => f.write_str("unexpected data after end of compressed stream"),
             Problem::NotListed => f.write_str("not listed in any digest"),
