@@ -63,6 +63,9 @@ pub struct Config {
     /// 3600 (CloudTrail's hourly digests) by default; at least 60. Only 3600 matches CloudTrail
     /// exactly; shorter periods are for demos and tests.
     pub digest_period_seconds: u64,
+    /// Days after which a region's digest signing key is replaced by a new one (old public keys stay
+    /// listed). 0: only on demand (`KeyService.RotateSigningKey`).
+    pub signing_key_rotation_days: u64,
     /// Log line format: `text` or `json`.
     pub log_format: LogFormat,
 }
@@ -88,6 +91,7 @@ impl Default for Config {
             lease_ttl_seconds: 15,
             poll_interval_ms: 200,
             digest_period_seconds: 3600,
+            signing_key_rotation_days: 30,
             log_format: LogFormat::Text,
         }
     }
@@ -112,6 +116,7 @@ const FIELDS: &[&str] = &[
     "lease_ttl_seconds",
     "poll_interval_ms",
     "digest_period_seconds",
+    "signing_key_rotation_days",
     "log_format",
 ];
 
@@ -150,6 +155,9 @@ impl Config {
             .map(std::sync::Arc::new);
         Ok(crate::pipeline::worker::WorkerSettings {
             digest_period: digest_period(self.digest_period_seconds)?,
+            signing_key_rotation: (self.signing_key_rotation_days > 0).then(|| {
+                std::time::Duration::from_secs(self.signing_key_rotation_days.saturating_mul(86_400))
+            }),
             master_key,
             lease_ttl: std::time::Duration::from_secs(self.lease_ttl_seconds),
             poll_interval: std::time::Duration::from_millis(self.poll_interval_ms.max(10)),

@@ -466,3 +466,40 @@ async fn a_file_committed_after_its_window_was_sealed_goes_into_the_next_digest(
     assert!(position >= sealed_before.saturating_sub(1) && position > 0, "listed by a later digest");
     assert!(time(&chain[position].digest.digest_start_time) > started, "not its own window's digest");
 }
+
+#[sqlx::test]
+async fn keys_rotate_on_schedule_and_chains_validate_across(pool: PgPool) {
+    let stack = stack_with_settings(pool.clone(), |settings| {
+        settings.digest_period = PERIOD;
+        settings.signing_key_rotation = Some(Duration::from_secs(3));
+    })
+    .await;
+    stack.create_bucket("member-bucket").await;
+    let mut admin = stack.api.admin().await;
+    org_with_members(&mut admin).await;
+    let mut request = account_trail("scheduled", MEMBER_A);
+    request.log_file_validation_enabled = true;
+    request.is_multi_region_trail = Some(false);
+    logging_trail(&mut admin, request).await;
+    let s3 = stack.s3_client.clone();
+    let chain = |s3: aws_sdk_s3::Client| async move {
+        chains(&stored_digests(&s3, "member-bucket").await)
+            .remove(&(MEMBER_A.to_owned(), "us-east-1".to_owned()))
+            .unwrap_or_default()
+    };
+    wait_until("digests under three keys", Duration::from_secs(40), || {
+        let s3 = s3.clone();
+        async move {
+            let chain = chain(s3).await;
+            chain
+                .iter()
+                .map(|d| d.digest.digest_public_key_fingerprint.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                >= 3
+        }
+    })
+    .await;
+    let keys = public_keys(&mut admin, "us-east-1").await;
+    check_chain(&chain(s3).await, &keys, "member-bucket");
+}

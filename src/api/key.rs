@@ -94,7 +94,11 @@ impl pb::key_service_server::KeyService for KeyApi {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Administer)?;
         let region = self.region(&request.get_ref().region)?;
-        let key = self.keyring().install_new(&region, false).await.map_err(ApiError::from)?;
+        let key = self
+            .keyring()
+            .install_new(&region, signing_keys::Replace::Always)
+            .await
+            .map_err(ApiError::from)?;
         tracing::info!(region = %region, fingerprint = %key.fingerprint, "signing key rotated");
         Ok(Response::new(public_key(&key)))
     }

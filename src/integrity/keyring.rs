@@ -11,7 +11,7 @@ use super::keys::SigningKey;
 use crate::model::Region;
 use crate::secrets::MasterKey;
 use crate::store::StoreError;
-use crate::store::signing_keys::{self, StoredKey};
+use crate::store::signing_keys::{self, Replace, StoredKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
@@ -34,13 +34,21 @@ pub struct Signer {
 pub struct Keyring {
     pool: PgPool,
     master: Option<Arc<MasterKey>>,
+    /// Keys older than this are replaced when next used for signing; None: only on demand.
+    rotate_after: Option<chrono::Duration>,
     /// Decrypted keys by fingerprint (RSA key parsing and AES-GCM are not free per digest).
     cache: Arc<Mutex<HashMap<String, Signer>>>,
 }
 
 impl Keyring {
     pub fn new(pool: PgPool, master: Option<Arc<MasterKey>>) -> Self {
-        Self { pool, master, cache: Arc::default() }
+        Self { pool, master, rotate_after: None, cache: Arc::default() }
+    }
+
+    /// Rotates each region's key when it is older than `age` (CloudTrail's keys last about 30 days).
+    pub fn rotating_after(mut self, age: Option<std::time::Duration>) -> Self {
+        self.rotate_after = age.and_then(|a| chrono::Duration::from_std(a).ok());
+        self
     }
 
     fn master(&self) -> Result<Arc<MasterKey>, KeyringError> {
@@ -51,13 +59,20 @@ impl Keyring {
     pub async fn current(&self, region: &Region) -> Result<StoredKey, KeyringError> {
         match signing_keys::current(&self.pool, region).await? {
             Some(key) => Ok(key),
-            None => self.install_new(region, true).await,
+            None => self.install_new(region, Replace::IfNone).await,
         }
     }
 
-    /// The region's current key, ready to sign.
+    /// The region's current key, ready to sign (rotated first when it is due).
     pub async fn signer(&self, region: &Region) -> Result<Signer, KeyringError> {
-        let stored = self.current(region).await?;
+        let mut stored = self.current(region).await?;
+        if let Some(age) = self.rotate_after {
+            let due = chrono::Utc::now() - age;
+            if stored.valid_from < due {
+                stored = self.install_new(region, Replace::IfOlderThan(due)).await?;
+                tracing::info!(region = %region, fingerprint = %stored.fingerprint, "signing key rotated on schedule");
+            }
+        }
         if let Some(signer) = self.cache.lock().ok().and_then(|c| c.get(&stored.fingerprint).cloned()) {
             return Ok(signer);
         }
@@ -83,9 +98,9 @@ impl Keyring {
         Ok(signer)
     }
 
-    /// Generates a key and makes it current; with `only_if_none`, keeps an existing current key
-    /// (two processes racing at first use end up with one key).
-    pub async fn install_new(&self, region: &Region, only_if_none: bool) -> Result<StoredKey, KeyringError> {
+    /// Generates a key and makes it current unless `replace` keeps the current one (so processes
+    /// racing at first use or at a scheduled rotation end up with one key).
+    pub async fn install_new(&self, region: &Region, replace: Replace) -> Result<StoredKey, KeyringError> {
         let master = self.master()?;
         let (public, fingerprint, sealed) = tokio::task::spawn_blocking(move || {
             let key = SigningKey::generate().map_err(|e| KeyringError::Key(e.to_string()))?;
@@ -95,6 +110,6 @@ impl Keyring {
         })
         .await
         .map_err(|e| KeyringError::Key(format!("key generation panicked: {e}")))??;
-        Ok(signing_keys::install(&self.pool, region, &public, &fingerprint, &sealed, only_if_none).await?)
+        Ok(signing_keys::install(&self.pool, region, &public, &fingerprint, &sealed, replace).await?)
     }
 }

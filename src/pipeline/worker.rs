@@ -37,6 +37,8 @@ pub struct WorkerSettings {
     pub digest_period: Duration,
     /// Decrypts the digest signing keys; without it, trails with validation report an error.
     pub master_key: Option<Arc<crate::secrets::MasterKey>>,
+    /// A region's signing key is replaced when older than this; None: only on demand.
+    pub signing_key_rotation: Option<Duration>,
 }
 
 impl Default for WorkerSettings {
@@ -51,6 +53,7 @@ impl Default for WorkerSettings {
             claim_limit: 10_000,
             digest_period: super::digests::DEFAULT_PERIOD,
             master_key: None,
+            signing_key_rotation: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }
@@ -156,7 +159,8 @@ impl Worker {
         let mut digest_writer = super::digests::DigestWriter::new(
             self.pool.clone(),
             self.sink.clone(),
-            crate::integrity::keyring::Keyring::new(self.pool.clone(), self.settings.master_key.clone()),
+            crate::integrity::keyring::Keyring::new(self.pool.clone(), self.settings.master_key.clone())
+                .rotating_after(self.settings.signing_key_rotation),
             self.settings.digest_period,
         );
         loop {

@@ -170,6 +170,14 @@ pub async fn stack(pool: PgPool) -> Stack {
 /// A stack whose worker writes digests every `period` (whole seconds; tests go below the
 /// configurable minute so that chains grow in seconds).
 pub async fn stack_with_digest_period(pool: PgPool, period: std::time::Duration) -> Stack {
+    stack_with_settings(pool, |settings| settings.digest_period = period).await
+}
+
+/// A stack whose worker settings `adjust` changes (the worker gets the API's master key).
+pub async fn stack_with_settings(
+    pool: PgPool,
+    adjust: impl FnOnce(&mut orgtrail::pipeline::worker::WorkerSettings),
+) -> Stack {
     let api = start(pool.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let s3 =
@@ -180,8 +188,8 @@ pub async fn stack_with_digest_period(pool: PgPool, period: std::time::Duration)
     orgtrail::store::maintenance::prepare(&pool, 90).await.unwrap();
     let (stop_worker, mut stopped) = watch::channel(false);
     let mut worker_settings = test_worker_settings();
-    worker_settings.digest_period = period;
     worker_settings.master_key = Some(api.master_key.clone());
+    adjust(&mut worker_settings);
     let worker = worker_with(pool, &s3_client, worker_settings);
     tokio::spawn(worker.run(async move {
         let _ = stopped.wait_for(|s| *s).await;
