@@ -78,7 +78,7 @@ async fn install_key(api: &TestApi) -> SigningKey {
         &key.public_key_pkcs1(),
         &key.fingerprint(),
         &sealed,
-        false,
+        orgtrail::store::signing_keys::Replace::Always,
     )
     .await
     .unwrap();
@@ -236,16 +236,21 @@ struct CliRun {
 
 /// The real binary, with S3 reached through the standard AWS environment.
 async fn run_cli(fixture: &Fixture, extra: &[&str]) -> CliRun {
+    let trail = ["--trail", fixture.trail.trail_arn.as_str()];
+    let args: Vec<&str> = trail.iter().chain(extra).copied().collect();
+    run_binary(&fixture.api, &fixture.admin_token, &fixture.s3, &args).await
+}
+
+async fn run_binary(api: &TestApi, token: &str, s3: &orgtrail::dev::s3::S3Server, args: &[&str]) -> CliRun {
     let dir = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_orgtrail"))
         .current_dir(dir.path())
-        .args(["validate", "--endpoint", &fixture.api.endpoint(), "--token", &fixture.admin_token])
-        .args(["--trail", &fixture.trail.trail_arn])
-        .args(extra)
+        .args(["validate", "--endpoint", &api.endpoint(), "--token", token])
+        .args(args)
         .env("AWS_ACCESS_KEY_ID", S3_KEY)
         .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
         .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL_S3", fixture.s3.endpoint())
+        .env("AWS_ENDPOINT_URL_S3", s3.endpoint())
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_PROFILE")
         .env_remove("ORGTRAIL_ENDPOINT")
@@ -720,4 +725,95 @@ async fn bad_arguments_are_one_line_errors(pool: PgPool) {
     assert_eq!(no_such_bucket.code, 1);
     assert_eq!(no_such_bucket.stderr.lines().count(), 1, "{}", no_such_bucket.stderr);
     assert!(no_such_bucket.stderr.contains("NoSuchBucket"), "{}", no_such_bucket.stderr);
+}
+
+/// The real pipeline end to end: the worker writes log files and digest chains (2-second period)
+/// for an organization trail, `orgtrail validate` proves them, then catches tampering.
+#[sqlx::test(migrations = "./migrations")]
+async fn chains_the_pipeline_writes_validate_and_tampering_is_caught(pool: PgPool) {
+    let period = std::time::Duration::from_secs(2);
+    let stack = stack_with_digest_period(pool, period).await;
+    stack.create_bucket(BUCKET).await;
+    let token = stack.api.token(orgtrail::store::tokens::Role::Admin, None).await;
+    let mut admin = stack.api.clients(&token).await;
+    org_with_members(&mut admin).await;
+    let mut request = org_trail("org-trail");
+    request.log_file_validation_enabled = true;
+    let trail = logging_trail(&mut admin, request).await;
+    let start = time_arg(Utc::now() - Duration::minutes(1));
+    let mut member = stack.api.member(MEMBER_A).await;
+    for round in 0..3 {
+        let records: Vec<String> = (0..4)
+            .map(|i| {
+                event(
+                    MEMBER_A,
+                    SOURCE_REGION,
+                    "ec2.amazonaws.com",
+                    "RunInstances",
+                    &format!("e2e-{round}-{i}"),
+                )
+            })
+            .collect();
+        put(&mut member, &records).await;
+        tokio::time::sleep(period).await;
+    }
+    let logs: Vec<String> = stack.wait_for_records(BUCKET, 12).await.into_iter().map(|o| o.key).collect();
+
+    // Until digests list every delivered file and three more windows have passed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let chain = loop {
+        let mut chain: Vec<(String, Vec<String>)> = Vec::new();
+        let keys = stack.s3_client.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+        for key in keys.contents().iter().filter_map(|o| o.key()) {
+            if key.contains(&format!("/{MEMBER_A}/CloudTrail-Digest/{SOURCE_REGION}/")) {
+                let body = stack.s3_client.get_object().bucket(BUCKET).key(key).send().await.unwrap();
+                let bytes = body.body.collect().await.unwrap().into_bytes();
+                let mut plain = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut plain)
+                    .unwrap();
+                let digest: Digest = serde_json::from_slice(&plain).unwrap();
+                chain.push((key.to_owned(), digest.log_files.into_iter().map(|f| f.s3_object).collect()));
+            }
+        }
+        chain.sort();
+        let listed_by = |log: &String| chain.iter().position(|(_, files)| files.contains(log));
+        let last_listing =
+            logs.iter().map(listed_by).collect::<Option<Vec<usize>>>().and_then(|at| at.into_iter().max());
+        if last_listing.is_some_and(|at| chain.len() >= at + 4) {
+            break chain;
+        }
+        assert!(std::time::Instant::now() < deadline, "the worker did not list every file in a digest");
+        tokio::time::sleep(period).await;
+    };
+
+    let run =
+        run_binary(&stack.api, &token, &stack.s3, &["--trail", &trail.trail_arn, "--start-time", &start])
+            .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains(&format!("{0}/{0} log files valid", logs.len())), "{}", run.stdout);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+
+    // Tampering: a log file rewritten, two consecutive digests deleted from the middle of a chain.
+    stack
+        .s3_client
+        .put_object()
+        .bucket(BUCKET)
+        .key(&logs[0])
+        .body(gzip(b"{\"Records\":[]}").into())
+        .send()
+        .await
+        .unwrap();
+    // Newer than every digest listing a file, older than the newest: the chain points through them.
+    let deleted: Vec<&String> = chain[chain.len() - 3..chain.len() - 1].iter().map(|(key, _)| key).collect();
+    for key in &deleted {
+        stack.s3_client.delete_object().bucket(BUCKET).key(*key).send().await.unwrap();
+    }
+    let run =
+        run_binary(&stack.api, &token, &stack.s3, &["--trail", &trail.trail_arn, "--start-time", &start])
+            .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains(&line("Log file", &logs[0], Problem::HashMismatch)), "{}", run.stderr);
+    for key in deleted {
+        assert!(run.stderr.contains(&line("Digest file", key, Problem::NotFound)), "{}", run.stderr);
+    }
 }

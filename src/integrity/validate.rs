@@ -43,8 +43,11 @@ use layout::{after_day, day_marker};
 /// validate-logs lists digests ending up to this long after the requested end: a log file
 /// delivered just before the end is listed by a digest written after it.
 const LOOK_AHEAD: Duration = Duration::hours(1);
-/// The longest digest period (CloudTrail's hour), and the period assumed when a chain shows none.
-const MAX_PERIOD: Duration = Duration::hours(1);
+/// The period assumed when a chain shows none (only starting digests): CloudTrail's hour.
+const DEFAULT_PERIOD: Duration = Duration::hours(1);
+/// The longest digest period a writer may use (`digest_period_seconds` ≤ 86400): the successor of
+/// the newest digest in range ends at most this long after it.
+const MAX_PERIOD: Duration = Duration::days(1);
 /// Log files fetched at once per digest.
 const LOG_FILE_CONCURRENCY: usize = 8;
 
@@ -343,7 +346,7 @@ impl<'a> Walk<'a> {
         let key_time = self.chain.digest_time(&key).filter(|_| bucket == self.bucket());
         // Where this digest sits among the listed ones: "next older" is relative to it.
         let position = key_time.or(link.as_ref().map(|l| l.newer_start)).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let period = link.as_ref().map(|l| l.period).or(self.period).unwrap_or(MAX_PERIOD);
+        let period = link.as_ref().map(|l| l.period).or(self.period).unwrap_or(DEFAULT_PERIOD);
         let problem = match self.load(&bucket, &key).await? {
             Ok(verified) if link.as_ref().is_none_or(|l| l.matches(&verified)) => {
                 return self.accept_valid(verified, position).await;
@@ -500,7 +503,7 @@ impl<'a> Walk<'a> {
                 Some(&after_day(&folder, self.request.end)),
             )
             .await?;
-        let period = self.period.unwrap_or(MAX_PERIOD);
+        let period = self.period.unwrap_or(DEFAULT_PERIOD);
         let spans = merge(std::mem::take(&mut self.coverage));
         let newest_covered = spans.last().map(|(_, end)| *end);
         let mut uncovered = Vec::new();
