@@ -2,6 +2,7 @@
 //! walking the trail's signed digest chains ([`crate::integrity::validate`]). Prints
 //! validate-logs' lines (or the report as JSON); exits 1 when anything is INVALID.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
@@ -160,10 +161,7 @@ pub async fn run(
     let request = Request { trail, start, end, accounts, regions };
     let s3 = S3Source::new(s3_client(args.s3_endpoint_url.as_deref(), &target.endpoint).await);
     let report = validate::validate(&s3, &GrpcKeys(clients.keys.clone()), &request).await?;
-    match output {
-        Output::Json => super::output::json(&report)?,
-        Output::Table => print(&report, args.verbose),
-    }
+    print_report(&report, output, args.verbose)?;
     if report.valid { Ok(()) } else { Err(ValidationFailed.into()) }
 }
 
@@ -236,68 +234,96 @@ async fn s3_client(endpoint_flag: Option<&str>, control_plane: &str) -> aws_sdk_
     )
 }
 
+/// Prints the report; a closed stdout (`| head`) ends printing quietly instead of panicking.
+fn print_report(report: &Report, output: Output, verbose: bool) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let printed = match output {
+        Output::Json => serde_json::to_writer_pretty(&mut stdout, report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(stdout)),
+        Output::Table => print_lines(report, verbose, &mut stdout, &mut std::io::stderr().lock()),
+    };
+    match printed {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
+}
+
 /// validate-logs' output: the header and summary on stdout, INVALID and gap lines on stderr,
 /// valid lines only with --verbose.
-fn print(report: &Report, verbose: bool) {
+fn print_lines(
+    report: &Report,
+    verbose: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> std::io::Result<()> {
     let (start, end) = (digest_time(report.start_time), digest_time(report.end_time));
-    println!("Validating log files for trail {} between {start} and {end}\n", report.trail_arn);
+    writeln!(out, "Validating log files for trail {} between {start} and {end}\n", report.trail_arn)?;
     for chain in &report.chains {
         for entry in &chain.entries {
             match entry {
                 Entry::Digest { bucket, key, outcome, .. } => {
-                    line("Digest file", bucket, key, outcome, verbose)
+                    line("Digest file", bucket, key, outcome, verbose, out, err)?
                 }
-                Entry::LogFile { bucket, key, outcome } => line("Log file", bucket, key, outcome, verbose),
-                Entry::Gap { from, to } => eprintln!(
+                Entry::LogFile { bucket, key, outcome } => {
+                    line("Log file", bucket, key, outcome, verbose, out, err)?
+                }
+                Entry::Gap { from, to } => writeln!(
+                    err,
                     "No log files were delivered by CloudTrail between {} and {}",
                     digest_time(*from),
                     digest_time(*to)
-                ),
+                )?,
             }
         }
         if verbose {
             for file in &chain.uncovered_log_files {
-                println!("Log file\ts3://{}/{}\t{}", file.bucket, file.key, file.reason);
+                writeln!(out, "Log file\ts3://{}/{}\t{}", file.bucket, file.key, file.reason)?;
             }
         }
     }
-    println!("\nResults requested for {start} to {end}");
-    let summary = &report.summary;
+    writeln!(out, "\nResults requested for {start} to {end}")?;
     if report.chains.is_empty() {
-        println!("No digests found");
-        return;
+        return writeln!(out, "No digests found");
     }
     match report.found() {
         Some((found_start, found_end)) => {
-            println!("Results found for {} to {}:", digest_time(found_start), digest_time(found_end))
+            writeln!(out, "Results found for {} to {}:", digest_time(found_start), digest_time(found_end))?
         }
-        None => println!("No valid digests found in range"),
+        None => writeln!(out, "No valid digests found in range")?,
     }
-    println!();
-    ratio(summary.valid_digests, summary.invalid_digests, "digest");
-    ratio(summary.valid_log_files, summary.invalid_log_files, "log");
+    writeln!(out)?;
+    let summary = &report.summary;
+    ratio(out, summary.valid_digests, summary.invalid_digests, "digest")?;
+    ratio(out, summary.valid_log_files, summary.invalid_log_files, "log")?;
     if summary.uncovered_log_files > 0 {
-        println!("{} log files not yet covered by a digest", summary.uncovered_log_files);
+        writeln!(out, "{} log files not yet covered by a digest", summary.uncovered_log_files)?;
     }
+    Ok(())
 }
 
-fn line(kind: &str, bucket: &str, key: &str, outcome: &Outcome, verbose: bool) {
+fn line(
+    kind: &str,
+    bucket: &str,
+    key: &str,
+    outcome: &Outcome,
+    verbose: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> std::io::Result<()> {
     match outcome {
-        Outcome::Valid if verbose => println!("{kind}\ts3://{bucket}/{key}\tvalid"),
-        Outcome::Valid => {}
-        Outcome::Invalid(problem) => eprintln!("{kind}\ts3://{bucket}/{key}\tINVALID: {problem}"),
+        Outcome::Valid if verbose => writeln!(out, "{kind}\ts3://{bucket}/{key}\tvalid"),
+        Outcome::Valid => Ok(()),
+        Outcome::Invalid(problem) => writeln!(err, "{kind}\ts3://{bucket}/{key}\tINVALID: {problem}"),
     }
 }
 
-fn ratio(valid: usize, invalid: usize, name: &str) {
+fn ratio(out: &mut impl Write, valid: usize, invalid: usize, name: &str) -> std::io::Result<()> {
     let total = valid + invalid;
-    if total == 0 {
-        return;
-    }
-    if invalid > 0 {
-        println!("{valid}/{total} {name} files valid, {invalid}/{total} {name} files INVALID");
-    } else {
-        println!("{valid}/{total} {name} files valid");
+    match (total, invalid) {
+        (0, _) => Ok(()),
+        (_, 0) => writeln!(out, "{valid}/{total} {name} files valid"),
+        _ => writeln!(out, "{valid}/{total} {name} files valid, {invalid}/{total} {name} files INVALID"),
     }
 }
 
