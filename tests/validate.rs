@@ -98,6 +98,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Writes a chain the way the digest writer does (contract in the brief of `orgtrail validate`).
 struct ChainWriter<'a> {
     fixture: &'a Fixture,
+    /// Where the digests go: the fixture's chain unless another trail's is wanted.
+    chain: ChainLocation,
     /// (hash, signature) of the last digest written: the next one chains to it.
     previous: Option<(String, String, String)>,
     files_written: usize,
@@ -105,13 +107,13 @@ struct ChainWriter<'a> {
 
 impl<'a> ChainWriter<'a> {
     fn new(fixture: &'a Fixture) -> Self {
-        Self { fixture, previous: None, files_written: 0 }
+        Self { fixture, chain: fixture.chain.clone(), previous: None, files_written: 0 }
     }
 
     /// A one-record log file delivered at `delivered`, as the pipeline writes it.
     async fn log_file(&mut self, delivered: DateTime<Utc>) -> DigestLogFile {
         self.files_written += 1;
-        let chain = &self.fixture.chain;
+        let chain = &self.chain;
         let unique = format!("U{:015}", self.files_written);
         let key = orgtrail::sinks::s3::log_file_key(
             &chain.trail.prefix,
@@ -146,11 +148,11 @@ impl<'a> ChainWriter<'a> {
             None => (None, None, None),
         };
         Digest {
-            aws_account_id: self.fixture.chain.account.clone(),
+            aws_account_id: self.chain.account.clone(),
             digest_start_time: digest::digest_time(start),
             digest_end_time: digest::digest_time(end),
             digest_s3_bucket: BUCKET.into(),
-            digest_s3_object: self.fixture.chain.digest_key(end),
+            digest_s3_object: self.chain.digest_key(end),
             digest_public_key_fingerprint: key.fingerprint(),
             digest_signature_algorithm: "SHA256withRSA".into(),
             newest_event_time: files.first().map(|f| f.newest_event_time.clone()),
@@ -816,4 +818,42 @@ async fn chains_the_pipeline_writes_validate_and_tampering_is_caught(pool: PgPoo
     for key in deleted {
         assert!(run.stderr.contains(&line("Digest file", key, Problem::NotFound)), "{}", run.stderr);
     }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn files_of_another_trail_in_the_same_folders_are_not_strays(pool: PgPool) {
+    let fixture = fixture(pool).await;
+    let key = install_key(&fixture.api).await;
+    let (start, _, _) = clean_chain(&fixture, &key, 4).await;
+    let last_end = Utc::now().duration_trunc(PERIOD).unwrap();
+    let mut other = ChainWriter::new(&fixture);
+    other.chain.trail.trail_name = "other-trail".into();
+    other.files_written = 200;
+    let theirs = other.log_file(last_end - PERIOD * 3 + Duration::minutes(1)).await;
+    let their_key = theirs.s3_object.clone();
+    other.digest(last_end - PERIOD * 3, last_end - PERIOD * 2, &key, vec![theirs]).await;
+    // Listed only by a digest whose signature does not hold: still a stray.
+    let forged = other.log_file(last_end - PERIOD * 3 + Duration::minutes(2)).await;
+    let forged_key = forged.s3_object.clone();
+    let digest = other.digest_for(last_end - PERIOD * 2, last_end - PERIOD, &key, vec![forged]);
+    other.put(&digest.digest_s3_object, gzip(&serde_json::to_vec(&digest).unwrap()), Some("00")).await;
+
+    let report = run_library(&fixture, start).await;
+    assert_eq!(invalid(&report), vec![(forged_key, "not listed in any digest".to_owned())]);
+    assert!(report.chains[0].uncovered_log_files.iter().all(|f| f.key != their_key), "theirs is listed");
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_signed_digest_no_newer_digest_points_to_is_not_part_of_the_chain(pool: PgPool) {
+    let fixture = fixture(pool).await;
+    let key = install_key(&fixture.api).await;
+    let (start, digests, _) = clean_chain(&fixture, &key, 3).await;
+    let end = fixture.chain.digest_time(&digests[1]).unwrap() - Duration::seconds(1);
+    // Signed with the real key (a writer bug, or a stolen key), but chained to nothing.
+    let mut planter = ChainWriter::new(&fixture);
+    let planted = planter.digest(end - PERIOD, end, &key, vec![]).await;
+
+    let report = run_library(&fixture, start).await;
+    assert_eq!(invalid(&report), vec![(planted, "is not part of the digest chain".to_owned())]);
+    assert_eq!(report.summary.valid_digests, 3);
 }
