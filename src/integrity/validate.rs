@@ -296,6 +296,7 @@ impl<'a> Walk<'a> {
                 && bucket == self.bucket()
                 && let Some(time) = self.chain.digest_time(key)
                 && time >= self.request.start
+                && time <= self.request.end + LOOK_AHEAD
                 && newest.as_ref().is_none_or(|(newest_time, _)| time >= *newest_time)
             {
                 let step = Step {
@@ -345,7 +346,7 @@ impl<'a> Walk<'a> {
         }
         let key_time = self.chain.digest_time(&key).filter(|_| bucket == self.bucket());
         // Where this digest sits among the listed ones: "next older" is relative to it.
-        let position = key_time.or(link.as_ref().map(|l| l.newer_start)).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let position = key_time.or(link.as_ref().map(|l| l.newer_start));
         let period = link.as_ref().map(|l| l.period).or(self.period).unwrap_or(DEFAULT_PERIOD);
         let problem = match self.load(&bucket, &key).await? {
             Ok(verified) if link.as_ref().is_none_or(|l| l.matches(&verified)) => {
@@ -357,7 +358,7 @@ impl<'a> Walk<'a> {
         let not_found = problem == Problem::NotFound;
         self.push_digest(&bucket, &key, Outcome::Invalid(problem), false);
         self.cover_window_ending(key_time, period);
-        let older = self.next_older(position);
+        let older = position.and_then(|position| self.next_older(position));
         if not_found && let Some(link) = &link {
             let older_end = older.as_ref().map(|(time, _)| *time).or(self.listing.predecessor);
             self.name_deleted_between(older_end, link, &bucket, &key);
@@ -402,7 +403,7 @@ impl<'a> Walk<'a> {
     async fn accept_valid(
         &mut self,
         verified: VerifiedDigest,
-        position: DateTime<Utc>,
+        position: Option<DateTime<Utc>>,
     ) -> Result<Option<Step>, SourceError> {
         let bucket = verified.digest.digest_s3_bucket.clone();
         let key = verified.digest.digest_s3_object.clone();
@@ -429,8 +430,7 @@ impl<'a> Walk<'a> {
             return Ok(Some(Step { bucket, key, link: Some(Link::from(&verified)) }));
         }
         // A starting digest: validation was (re-)enabled at its start.
-        let position = if position == DateTime::<Utc>::MIN_UTC { verified.end } else { position };
-        let older = self.next_older(position);
+        let older = self.next_older(position.unwrap_or(verified.end));
         if let Some((older_end, _)) = &older {
             self.entries.push(Entry::Gap { from: *older_end, to: verified.start });
         }
