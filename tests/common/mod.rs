@@ -34,22 +34,50 @@ impl Drop for TestApi {
 
 pub async fn start(pool: PgPool) -> TestApi {
     let master_key = Arc::new(MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap());
-    let ctx = Ctx {
-        pool: pool.clone(),
-        default_region: Region::parse("region", "us-east-1").unwrap(),
-        master_key: Some(master_key.clone()),
-        staging: Arc::new(orgtrail::store::staging::PgStaging::new(pool.clone())),
-    };
     let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop, mut stopped) = watch::channel(false);
-    tokio::spawn(api::serve(ctx, listener, None, async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
-    TestApi { addr, pool, master_key, stop }
+    let (stop, _) = watch::channel(false);
+    let test_api = TestApi { addr, pool, master_key, stop };
+    tokio::spawn(api::serve(test_api.ctx(), listener, None, test_api.stopped()));
+    test_api
 }
 
 impl TestApi {
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            pool: self.pool.clone(),
+            default_region: Region::parse("region", "us-east-1").unwrap(),
+            master_key: Some(self.master_key.clone()),
+            staging: Arc::new(orgtrail::store::staging::PgStaging::new(self.pool.clone())),
+        }
+    }
+
+    /// Resolves when the test's servers stop (the TestApi is dropped).
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stop.subscribe();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Starts the CloudTrail-compatible HTTP API over the same database; returns its address.
+    pub async fn cloudtrail_api(&self) -> SocketAddr {
+        let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(orgtrail::cloudtrail_api::serve(self.ctx(), listener, None, self.stopped()));
+        addr
+    }
+
+    /// A fresh token of `role` with an access key pair; returns (access key id, secret access key).
+    pub async fn access_key(&self, role: Role, account: Option<&str>) -> (String, String) {
+        let account = account.map(|a| AccountId::parse("account_id", a).unwrap());
+        let issued =
+            api::token::issue(&self.pool, Some(&self.master_key), "test", role, account.as_ref(), 0, true)
+                .await
+                .unwrap();
+        (issued.token.access_key_id.unwrap(), issued.secret_access_key.unwrap())
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
