@@ -565,3 +565,61 @@ async fn one_credential_set_reaches_the_cloudtrail_api_and_the_s3_store(pool: Pg
     assert_eq!(objects["Contents"][0]["Key"], key);
     assert_eq!(trails["trailList"], json!([]));
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn serve_offers_the_api_over_tls_with_the_grpc_certificate(pool: PgPool) {
+    const BIN: &str = env!("CARGO_BIN_EXE_orgtrail");
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_certificates(dir.path());
+    let master_key = orgtrail::secrets::MasterKey::generate_base64().unwrap();
+    let sealing_key = orgtrail::secrets::MasterKey::from_base64(&master_key).unwrap();
+    let issued = orgtrail::api::token::issue(&pool, Some(&sealing_key), "aws", Role::Auditor, None, 0, true)
+        .await
+        .unwrap();
+    let credentials = (issued.token.access_key_id.unwrap(), issued.secret_access_key.unwrap());
+    let (grpc_port, cloudtrail_port) =
+        (orgtrail::dev::postgres::free_port().unwrap(), orgtrail::dev::postgres::free_port().unwrap());
+    let server = |master_key: Option<&str>, cloudtrail_listen: &str| {
+        let mut command = Command::new(BIN);
+        command
+            .env("DATABASE_URL", database_url(&pool))
+            .env("ORGTRAIL_GRPC_LISTEN", format!("127.0.0.1:{grpc_port}"))
+            .env("ORGTRAIL_CLOUDTRAIL_LISTEN", cloudtrail_listen)
+            .env("ORGTRAIL_TLS_CERT_PATH", &cert)
+            .env("ORGTRAIL_TLS_KEY_PATH", &key)
+            .env_remove("ORGTRAIL_MASTER_KEY")
+            .stdout(std::process::Stdio::null());
+        if let Some(master_key) = master_key {
+            command.env("ORGTRAIL_MASTER_KEY", master_key);
+        }
+        command
+    };
+
+    let off = server(None, "").arg("migrate").output().unwrap();
+    assert!(
+        off.status.success(),
+        "an empty cloudtrail_listen is off: {}",
+        String::from_utf8_lossy(&off.stderr)
+    );
+    let listen = format!("127.0.0.1:{cloudtrail_port}");
+    let refused = server(None, &listen).arg("serve").output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("master_key"),
+        "the error names what is missing"
+    );
+
+    let serve =
+        server(Some(&master_key), &listen).arg("serve").stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_for_port(cloudtrail_port);
+    let cli = AwsCli::new(credentials);
+    let endpoint = format!("https://localhost:{cloudtrail_port}");
+    let ca = ca.to_string_lossy().into_owned();
+    let described = tokio::task::spawn_blocking(move || {
+        cli.run(&[("AWS_CA_BUNDLE", &ca)], &["cloudtrail", "--endpoint-url", &endpoint, "describe-trails"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(described, json!({"trailList": []}));
+    stop_cleanly(serve);
+}
