@@ -428,66 +428,6 @@ async fn requests_that_are_not_signed_by_a_known_key_are_refused_in_aws_terms(po
     assert_eq!(good.cloudtrail("DescribeTrails", json!({})).await.error(), "UnrecognizedClientException");
 }
 
-// --- the real aws CLI ---------------------------------------------------------------------------
-
-fn aws_binary() -> String {
-    std::env::var("ORGTRAIL_TEST_AWS")
-        .expect("ORGTRAIL_TEST_AWS is not set: run the suite with scripts/test, which installs the aws CLI")
-}
-
-/// The aws CLI with its own HOME and config files and only the credentials and endpoints given.
-struct AwsCli {
-    home: tempfile::TempDir,
-    key_id: String,
-    secret: String,
-}
-
-impl AwsCli {
-    fn new((key_id, secret): (String, String)) -> Self {
-        let home = tempfile::tempdir().unwrap();
-        // Path-style S3 addressing, as S3-compatible stores on an IP need.
-        std::fs::write(home.path().join("config"), "[default]\ns3 =\n    addressing_style = path\n").unwrap();
-        std::fs::write(home.path().join("credentials"), "").unwrap();
-        Self { home, key_id, secret }
-    }
-
-    /// Runs `aws ARGS --output json` with extra environment variables; returns the parsed output.
-    fn run(&self, env: &[(&str, &str)], args: &[&str]) -> Value {
-        let mut command = Command::new(aws_binary());
-        for (name, _) in std::env::vars() {
-            if name.starts_with("AWS_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .env("HOME", self.home.path())
-            .env("AWS_CONFIG_FILE", self.home.path().join("config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.home.path().join("credentials"))
-            .env("AWS_ACCESS_KEY_ID", &self.key_id)
-            .env("AWS_SECRET_ACCESS_KEY", &self.secret)
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_MAX_ATTEMPTS", "1")
-            .env("AWS_PAGER", "")
-            .envs(env.iter().copied())
-            .args(args)
-            .args(["--output", "json"]);
-        let output = command.output().expect("the aws CLI runs");
-        assert!(
-            output.status.success(),
-            "aws {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if stdout.trim().is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("aws {args:?} printed no JSON ({e}): {stdout}"))
-    }
-}
-
 #[sqlx::test(migrations = "./migrations")]
 async fn the_aws_cli_reads_trails_keys_and_the_organization(pool: PgPool) {
     let api = start(pool).await;

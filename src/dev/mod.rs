@@ -263,7 +263,7 @@ fn print_banner(info: &DevInfo, data_dir: &Path) {
         info.s3_endpoint, info.s3_access_key_id
     );
     println!(
-        "  CloudTrail API    {}  (aws --endpoint-url; access key {}, secret in dev.json; S3 accepts it too)",
+        "  CloudTrail API    {}  (aws --endpoint-url; access key {}, which S3 accepts too)",
         info.cloudtrail_endpoint, info.cloudtrail_access_key_id
     );
     println!("  bucket            {}", info.bucket);
