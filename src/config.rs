@@ -65,6 +65,13 @@ pub struct Config {
     pub lease_ttl_seconds: u64,
     /// Milliseconds between a worker's passes over its shards.
     pub poll_interval_ms: u64,
+    /// Seconds between digest files of a trail with log file validation (per account and region).
+    /// 3600 (CloudTrail's hourly digests) by default; at least 60. Only 3600 matches CloudTrail
+    /// exactly; shorter periods are for demos and tests.
+    pub digest_period_seconds: u64,
+    /// Days after which a region's digest signing key is replaced by a new one (old public keys stay
+    /// listed). 0: only on demand (`KeyService.RotateSigningKey`).
+    pub signing_key_rotation_days: u64,
     /// Log line format: `text` or `json`.
     pub log_format: LogFormat,
 }
@@ -90,6 +97,8 @@ impl Default for Config {
             gzip_level: 6,
             lease_ttl_seconds: 15,
             poll_interval_ms: 200,
+            digest_period_seconds: 3600,
+            signing_key_rotation_days: 30,
             log_format: LogFormat::Text,
         }
     }
@@ -114,6 +123,8 @@ const FIELDS: &[&str] = &[
     "gzip_level",
     "lease_ttl_seconds",
     "poll_interval_ms",
+    "digest_period_seconds",
+    "signing_key_rotation_days",
     "log_format",
 ];
 
@@ -156,7 +167,18 @@ impl Config {
         if self.max_batch_bytes < 1024 {
             anyhow::bail!("max_batch_bytes must be at least 1024, got {}", self.max_batch_bytes);
         }
+        let master_key = self
+            .master_key
+            .as_deref()
+            .map(crate::secrets::MasterKey::from_base64)
+            .transpose()?
+            .map(std::sync::Arc::new);
         Ok(crate::pipeline::worker::WorkerSettings {
+            digest_period: digest_period(self.digest_period_seconds)?,
+            signing_key_rotation: (self.signing_key_rotation_days > 0).then(|| {
+                std::time::Duration::from_secs(self.signing_key_rotation_days.saturating_mul(86_400))
+            }),
+            master_key,
             lease_ttl: std::time::Duration::from_secs(self.lease_ttl_seconds),
             poll_interval: std::time::Duration::from_millis(self.poll_interval_ms.max(10)),
             max_batch_bytes: self.max_batch_bytes,
@@ -186,4 +208,12 @@ impl Config {
             anyhow::anyhow!("database_url is not set (set DATABASE_URL or database_url in the config file)")
         })
     }
+}
+
+/// The digest period, checked: at least a minute (CloudTrail's is an hour).
+pub fn digest_period(seconds: u64) -> anyhow::Result<std::time::Duration> {
+    if !(60..=86_400).contains(&seconds) {
+        anyhow::bail!("digest_period_seconds must be 60 to 86400, got {seconds}");
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }

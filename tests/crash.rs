@@ -18,6 +18,9 @@ use sqlx::PgPool;
 
 const BIN: &str = env!("CARGO_BIN_EXE_orgtrail");
 
+/// Workers' master key (decrypts the digest signing keys they create); any fixed 32 bytes.
+const WORKER_MASTER_KEY: &str = "b3JndHJhaWwtY3Jhc2gtdGVzdHMtbWFzdGVyLWtleSE=";
+
 /// A fresh database on the suite's Postgres, migrated.
 async fn fresh_database() -> (PgPool, String) {
     let master = std::env::var("DATABASE_URL").expect("DATABASE_URL: run with scripts/test");
@@ -115,6 +118,8 @@ impl WorkerProcess {
             .env("ORGTRAIL_DATABASE_MAX_CONNECTIONS", "4")
             .env("RUST_LOG", "info")
             .env("ORGTRAIL_TEST_PAUSE_MS", pause_ms.to_string())
+            .env("ORGTRAIL_MASTER_KEY", WORKER_MASTER_KEY)
+            .env("ORGTRAIL_DIGEST_PERIOD_SECONDS", "60")
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         if let Some(name) = failpoint {
@@ -570,5 +575,120 @@ async fn a_batch_of_a_trail_deleted_mid_delivery_is_still_recorded() {
             f.s3_client.head_object().bucket(bucket).key(key).send().await.is_ok(),
             "{key} was delivered"
         );
+    }
+}
+
+/// Digest objects in the bucket with the SHA-256 of their stored bytes.
+async fn digest_objects(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let page = s3.list_objects_v2().bucket(bucket).prefix("AWSLogs/").send().await.unwrap();
+    for key in page.contents().iter().filter_map(|o| o.key()).filter(|k| k.contains("/CloudTrail-Digest/")) {
+        let body =
+            s3.get_object().bucket(bucket).key(key).send().await.unwrap().body.collect().await.unwrap();
+        let hash =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body.into_bytes()).as_ref().to_vec();
+        out.insert(key.to_owned(), hash);
+    }
+    out
+}
+
+async fn pending_digests(pool: &PgPool) -> BTreeSet<String> {
+    sqlx::query_scalar::<_, String>("SELECT object_key FROM pending_digests")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_sealing_or_writing_a_digest_repeats_the_same_digest() {
+    let mut f = fixture().await;
+    f.admin
+        .trails
+        .update_trail(pb::UpdateTrailRequest {
+            name: format!("arn:aws:cloudtrail:us-east-1:{MEMBER_A}:trail/a-trail"),
+            log_file_validation_enabled: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut accepted = BTreeSet::new();
+    send(&mut f.admin, &batch_of_events(0, 30), &mut accepted).await;
+
+    // Aborted right after sealing the first digests (at the next minute boundary): none is in S3.
+    let status = f.worker(Some("after-digest-seal")).wait_exit(Duration::from_secs(90));
+    assert!(!status.success(), "the worker aborts after sealing a digest");
+    let sealed = pending_digests(&f.pool).await;
+    assert!(!sealed.is_empty(), "a digest is left sealed");
+    let in_bucket = digest_objects(&f.s3_client, "member-bucket").await;
+    assert!(sealed.iter().all(|k| !in_bucket.contains_key(k)), "nothing is PUT before the failpoint");
+
+    // Aborted right after the PUT: the object is there, not yet confirmed.
+    let status = f.worker(Some("after-digest-put")).wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "the worker aborts after writing a digest");
+    let written = digest_objects(&f.s3_client, "member-bucket").await;
+    assert!(sealed.iter().any(|k| written.contains_key(k)), "the digest that reached the failpoint is in S3");
+    assert!(!pending_digests(&f.pool).await.is_empty(), "not yet confirmed");
+
+    // A healthy worker confirms the same objects (identical bytes) and continues the chains.
+    let _worker = f.worker(None);
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let first_keys: BTreeSet<String> = sealed.clone();
+    loop {
+        let digests = digest_objects(&f.s3_client, "member-bucket").await;
+        let pending = pending_digests(&f.pool).await;
+        // Chained successors of the crashed digests exist and everything is confirmed.
+        let successors = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM delivered_digests WHERE delivered_at IS NOT NULL AND NOT (object_key = ANY($1))
+               AND (account_id, region) IN (SELECT account_id, region FROM delivered_digests WHERE object_key = ANY($1))",
+        )
+        .bind(first_keys.iter().cloned().collect::<Vec<_>>())
+        .fetch_one(&f.pool)
+        .await
+        .unwrap();
+        if pending.is_empty() && successors >= first_keys.len() as i64 {
+            for (key, hash) in &written {
+                assert_eq!(digests.get(key), Some(hash), "{key} was rewritten with other bytes");
+            }
+            let recorded: BTreeSet<String> = sqlx::query_scalar::<_, String>(
+                "SELECT object_key FROM delivered_digests WHERE bucket = 'member-bucket'",
+            )
+            .fetch_all(&f.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+            assert_eq!(
+                digests.keys().cloned().collect::<BTreeSet<_>>(),
+                recorded,
+                "bucket and records agree"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "digests after the crash never completed");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The first successor of each crashed digest points at it, with its hash.
+    let successors: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT ON (account_id, region) object_key FROM delivered_digests
+         WHERE NOT (object_key = ANY($1))
+           AND (account_id, region) IN (SELECT account_id, region FROM delivered_digests WHERE object_key = ANY($1))
+         ORDER BY account_id, region, id",
+    )
+    .bind(first_keys.iter().cloned().collect::<Vec<_>>())
+    .fetch_all(&f.pool)
+    .await
+    .unwrap();
+    for key in successors {
+        let body = f.s3_client.get_object().bucket("member-bucket").key(&key).send().await.unwrap();
+        let mut json = Vec::new();
+        use std::io::Read;
+        flate2::read::GzDecoder::new(&body.body.collect().await.unwrap().into_bytes()[..])
+            .read_to_end(&mut json)
+            .unwrap();
+        let digest: orgtrail::integrity::digest::Digest = serde_json::from_slice(&json).unwrap();
+        let previous = digest.previous_digest_s3_object.unwrap_or_default();
+        assert!(first_keys.contains(&previous), "{key} follows {previous}, not a crashed digest");
     }
 }

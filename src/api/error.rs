@@ -48,6 +48,17 @@ impl ApiError {
     }
 }
 
+impl From<crate::integrity::keyring::KeyringError> for ApiError {
+    fn from(error: crate::integrity::keyring::KeyringError) -> Self {
+        use crate::integrity::keyring::KeyringError;
+        match error {
+            KeyringError::NoMasterKey => Self::FailedPrecondition(error.to_string()),
+            KeyringError::Key(why) => Self::Internal(why),
+            KeyringError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {

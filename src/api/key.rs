@@ -6,7 +6,7 @@ use tonic::{Request, Response};
 use super::auth::{Action, Caller, authorize};
 use super::error::{ApiError, ApiResult};
 use super::{Ctx, convert};
-use crate::integrity::keys::SigningKey;
+use crate::integrity::keyring::Keyring;
 use crate::model::Region;
 use crate::proto::v1 as pb;
 use crate::store::signing_keys::{self, StoredKey};
@@ -28,23 +28,8 @@ impl KeyApi {
         }
     }
 
-    /// Generates a key and makes it current (RSA generation and encryption off the runtime).
-    async fn install_new(&self, region: &Region, only_if_none: bool) -> Result<StoredKey, ApiError> {
-        let master = self.ctx.master_key.clone().ok_or_else(|| {
-            ApiError::FailedPrecondition(
-                "signing keys need a master key: set master_key (ORGTRAIL_MASTER_KEY)".into(),
-            )
-        })?;
-        let (public, fingerprint, sealed) = tokio::task::spawn_blocking(move || {
-            let key = SigningKey::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
-            let private = key.to_pkcs8().map_err(|e| ApiError::Internal(e.to_string()))?;
-            let sealed = master.encrypt(&private).map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok::<_, ApiError>((key.public_key_pkcs1(), key.fingerprint(), sealed))
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("key generation panicked: {e}")))??;
-        Ok(signing_keys::install(&self.ctx.pool, region, &public, &fingerprint, &sealed, only_if_none)
-            .await?)
+    fn keyring(&self) -> Keyring {
+        Keyring::new(self.ctx.pool.clone(), self.ctx.master_key.clone())
     }
 }
 
@@ -82,11 +67,7 @@ impl pb::key_service_server::KeyService for KeyApi {
         let end = time("end_time", &input.end_time)?;
         let keys = match (start, end) {
             (None, None) => {
-                let current = match signing_keys::current(&self.ctx.pool, &region).await? {
-                    Some(key) => key,
-                    None => self.install_new(&region, true).await?,
-                };
-                vec![current]
+                vec![self.keyring().current(&region).await.map_err(ApiError::from)?]
             }
             (start, end) => {
                 let start = start.unwrap_or(DateTime::<Utc>::MIN_UTC);
@@ -113,7 +94,11 @@ impl pb::key_service_server::KeyService for KeyApi {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Administer)?;
         let region = self.region(&request.get_ref().region)?;
-        let key = self.install_new(&region, false).await?;
+        let key = self
+            .keyring()
+            .install_new(&region, signing_keys::Replace::Always)
+            .await
+            .map_err(ApiError::from)?;
         tracing::info!(region = %region, fingerprint = %key.fingerprint, "signing key rotated");
         Ok(Response::new(public_key(&key)))
     }

@@ -95,6 +95,29 @@ pub struct DevArgs {
     /// delivery) and send synthetic API activity continuously.
     #[arg(long)]
     pub demo: bool,
+    /// Period of digest files (integrity validation): `1h` (CloudTrail's, the default) down to
+    /// `1m`; also `90s`, `30m` or plain seconds. Only `1h` matches CloudTrail exactly.
+    #[arg(long, default_value = "1h", value_parser = parse_period)]
+    pub digest_period: std::time::Duration,
+}
+
+/// `90`, `90s`, `5m`, `1h` → a duration, checked like `digest_period_seconds`.
+fn parse_period(value: &str) -> Result<std::time::Duration, String> {
+    let value = value.trim();
+    let (number, unit) = match value.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => value.split_at(at),
+        None => (value, "s"),
+    };
+    let number: u64 =
+        number.parse().map_err(|_| format!("{value:?} is not a duration like 1h, 5m or 90s"))?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        other => return Err(format!("unknown unit {other:?}: use s, m or h")),
+    };
+    crate::config::digest_period(seconds)
+        .map_err(|e| e.to_string().replace("digest_period_seconds", "the period"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,6 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }),
                 postgres_port: args.postgres_port,
                 demo: args.demo,
+                digest_period: args.digest_period,
             })
             .await
         }

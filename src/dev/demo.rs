@@ -135,6 +135,7 @@ async fn setup(clients: &mut Clients, bucket: &str) -> anyhow::Result<()> {
                 s3_bucket_name: bucket.into(),
                 is_organization_trail: true,
                 delivery_interval_seconds: Some(5),
+                log_file_validation_enabled: true,
                 ..Default::default()
             })
             .await?;

@@ -37,6 +37,8 @@ pub struct DevOptions {
     pub postgres_port: u16,
     /// Enroll demo accounts and a trail, and generate synthetic traffic.
     pub demo: bool,
+    /// Period of digest files.
+    pub digest_period: std::time::Duration,
 }
 
 /// What `dev` writes to `DIR/dev.json` for scripts and other tools.
@@ -192,7 +194,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let ctx = Ctx {
         pool: pool.clone(),
         default_region: Region::parse("region", DEV_REGION)?,
-        master_key: Some(master_key),
+        master_key: Some(master_key.clone()),
         staging: staging.clone(),
     };
     let sink = crate::sinks::s3::S3Sink::new(
@@ -202,7 +204,11 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         pool.clone(),
         staging,
         sink,
-        crate::pipeline::worker::WorkerSettings::default(),
+        crate::pipeline::worker::WorkerSettings {
+            digest_period: options.digest_period,
+            master_key: Some(master_key),
+            ..Default::default()
+        },
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -6,6 +6,9 @@ use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::{self, KeyPair as _, RSA_PKCS1_SHA256, UnparsedPublicKey};
 use md5::Digest;
 
+/// The algorithm name CloudTrail writes in digests and their S3 metadata.
+pub const SIGNATURE_ALGORITHM: &str = "SHA256withRSA";
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("RSA key generation failed")]

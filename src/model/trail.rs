@@ -162,6 +162,8 @@ pub struct Trail {
     pub is_logging: bool,
     pub start_logging_time: Option<DateTime<Utc>>,
     pub stop_logging_time: Option<DateTime<Utc>>,
+    /// When log file validation was last switched on; None while it is off.
+    pub validation_enabled_time: Option<DateTime<Utc>>,
     pub created_time: DateTime<Utc>,
     pub updated_time: DateTime<Utc>,
 }
@@ -169,6 +171,17 @@ pub struct Trail {
 impl Trail {
     pub fn owner(&self) -> &AccountId {
         &self.arn.owner_account_id
+    }
+
+    /// Since when digests are written: validation on and logging, from the later switch-on.
+    /// A different value than a chain's start means a new chain (CloudTrail's starting digest).
+    pub fn digest_chain_start(&self) -> Option<DateTime<Utc>> {
+        if !self.settings.log_file_validation_enabled || !self.is_logging {
+            return None;
+        }
+        let validation = self.validation_enabled_time?;
+        let logging = self.start_logging_time?;
+        Some(validation.max(logging))
     }
 }
 

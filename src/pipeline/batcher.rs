@@ -6,10 +6,11 @@ use std::io::Write;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-/// A finished log file body and its SHA-256.
+/// A finished log file body, its SHA-256, and the SHA-256 of the uncompressed JSON (what digests list).
 pub struct LogFile {
     pub body: Vec<u8>,
     pub sha256: Vec<u8>,
+    pub content_sha256: Vec<u8>,
     pub uncompressed_len: usize,
 }
 
@@ -24,12 +25,13 @@ pub fn build<'a>(records: impl IntoIterator<Item = &'a str>, level: u32) -> LogF
         json.extend_from_slice(record.as_bytes());
     }
     json.extend_from_slice(b"]}");
+    let content_sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &json).as_ref().to_vec();
     let mut encoder = GzEncoder::new(Vec::with_capacity(json.len() / 6 + 64), Compression::new(level));
     // Writing to a Vec cannot fail.
     let _ = encoder.write_all(&json);
     let body = encoder.finish().unwrap_or_default();
     let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body).as_ref().to_vec();
-    LogFile { body, sha256, uncompressed_len: json.len() }
+    LogFile { body, sha256, content_sha256, uncompressed_len: json.len() }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The delivery pipeline, one way: staged events (source) → router (trail scope + selectors) →
-//! batcher (per trail, account, region) → sink (S3) → checkpoint (Postgres, fenced).
+//! batcher (per trail, account, region) → sink (S3) → checkpoint (Postgres, fenced); then the
+//! digest writer signs, per period, what was delivered.
 
 pub mod batcher;
+pub mod digests;
 pub mod router;
 pub mod worker;

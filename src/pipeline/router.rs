@@ -34,6 +34,8 @@ pub fn is_global_service_event(record: &RecordView) -> bool {
 pub struct Snapshot {
     pub trails: Vec<Trail>,
     pub organization_id: Option<String>,
+    /// The regions the organization declares (what "all regions" means for multi-region trails).
+    pub organization_regions: Vec<String>,
     pub account_status: HashMap<AccountId, AccountStatus>,
     /// When it was loaded: only events received before this are judged with it.
     pub loaded_at: DateTime<Utc>,

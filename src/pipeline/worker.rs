@@ -33,6 +33,12 @@ pub struct WorkerSettings {
     pub gzip_level: u32,
     pub staged_retention: Duration,
     pub claim_limit: i64,
+    /// Digest period (CloudTrail: one hour). Whole seconds.
+    pub digest_period: Duration,
+    /// Decrypts the digest signing keys; without it, trails with validation report an error.
+    pub master_key: Option<Arc<crate::secrets::MasterKey>>,
+    /// A region's signing key is replaced when older than this; None: only on demand.
+    pub signing_key_rotation: Option<Duration>,
 }
 
 impl Default for WorkerSettings {
@@ -45,6 +51,9 @@ impl Default for WorkerSettings {
             gzip_level: 6,
             staged_retention: Duration::from_secs(30 * 24 * 3600),
             claim_limit: 10_000,
+            digest_period: super::digests::DEFAULT_PERIOD,
+            master_key: None,
+            signing_key_rotation: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }
@@ -147,6 +156,13 @@ impl Worker {
         let mut last_renewal = Instant::now() - self.settings.lease_ttl;
         let mut last_claim = Instant::now() - CLAIM_EVERY;
         let mut last_expiry = Instant::now();
+        let mut digest_writer = super::digests::DigestWriter::new(
+            self.pool.clone(),
+            self.sink.clone(),
+            crate::integrity::keyring::Keyring::new(self.pool.clone(), self.settings.master_key.clone())
+                .rotating_after(self.settings.signing_key_rotation),
+            self.settings.digest_period,
+        );
         loop {
             let renew = last_renewal.elapsed() >= self.settings.lease_ttl / 3;
             if renew || last_claim.elapsed() >= CLAIM_EVERY {
@@ -220,6 +236,7 @@ impl Worker {
                     for shard_id in lost {
                         shards.remove(&shard_id);
                     }
+                    digest_writer.pass(&snapshot).await;
                 }
                 Err(error) => tracing::warn!(%error, "cannot load trails"),
             }
@@ -283,9 +300,13 @@ impl Worker {
     async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let loaded_at = Utc::now();
         let trails = trails::all(&self.pool).await?;
-        let organization_id = organizations::get(&self.pool).await?.map(|o| o.id.to_string());
+        let organization = organizations::get(&self.pool).await?;
+        let organization_id = organization.as_ref().map(|o| o.id.to_string());
+        let organization_regions = organization
+            .map(|o| o.regions.iter().map(|r| r.as_str().to_owned()).collect())
+            .unwrap_or_default();
         let account_status = accounts::statuses(&self.pool).await?.into_iter().collect();
-        Ok(Snapshot { trails, organization_id, account_status, loaded_at })
+        Ok(Snapshot { trails, organization_id, organization_regions, account_status, loaded_at })
     }
 
     async fn process_shard(
@@ -490,6 +511,7 @@ impl Worker {
             object_key: key,
             kms_key_id: trail.settings.kms_key_id.clone(),
             sha256: file.sha256,
+            content_sha256: Some(file.content_sha256),
             body: file.body,
             record_count: selected.len() as i32,
             oldest_event_time: times.iter().min().copied().unwrap_or(delivered_at),

@@ -1,6 +1,7 @@
 //! The S3 sink: CloudTrail's key layout and conditional, idempotent PUTs.
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use chrono::{DateTime, Utc};
@@ -105,18 +106,48 @@ impl S3Sink {
         sha256: &[u8],
         kms_key_id: &str,
     ) -> Result<PutOutcome, SinkError> {
-        let mut put = self
-            .client
+        let mut put = self.put_request(bucket, key, body);
+        if !kms_key_id.is_empty() {
+            put = put.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms_key_id);
+        }
+        self.put_once(put, bucket, key, sha256).await
+    }
+
+    /// Writes a digest file with its signature in S3 user metadata, where `aws cloudtrail
+    /// validate-logs` reads it (`x-amz-meta-signature`, `x-amz-meta-signature-algorithm`).
+    pub async fn put_digest(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        sha256: &[u8],
+        signature_hex: &str,
+    ) -> Result<PutOutcome, SinkError> {
+        let put = self
+            .put_request(bucket, key, body)
+            .metadata("signature", signature_hex)
+            .metadata("signature-algorithm", crate::integrity::keys::SIGNATURE_ALGORITHM);
+        self.put_once(put, bucket, key, sha256).await
+    }
+
+    fn put_request(&self, bucket: &str, key: &str, body: &[u8]) -> PutObjectFluentBuilder {
+        self.client
             .put_object()
             .bucket(bucket)
             .key(key)
             .if_none_match("*")
             .content_type("application/json")
             .content_encoding("gzip")
-            .body(ByteStream::from(body.to_vec()));
-        if !kms_key_id.is_empty() {
-            put = put.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms_key_id);
-        }
+            .body(ByteStream::from(body.to_vec()))
+    }
+
+    async fn put_once(
+        &self,
+        put: PutObjectFluentBuilder,
+        bucket: &str,
+        key: &str,
+        sha256: &[u8],
+    ) -> Result<PutOutcome, SinkError> {
         match put.send().await {
             Ok(_) => Ok(PutOutcome::Created),
             Err(error) => {

@@ -158,6 +158,8 @@ pub struct SealedBatch {
     pub object_key: String,
     pub kms_key_id: String,
     pub sha256: Vec<u8>,
+    /// SHA-256 of the uncompressed file; None only for batches sealed before digests existed.
+    pub content_sha256: Option<Vec<u8>>,
     pub body: Vec<u8>,
     pub record_count: i32,
     pub oldest_event_time: DateTime<Utc>,
@@ -170,8 +172,8 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
     check_fence(&mut tx, owner, lease).await?;
     sqlx::query(
         "INSERT INTO sealed_batches (trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
-                                     sha256, body, record_count, oldest_event_time, newest_event_time)
-         VALUES ($1, $13, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                     sha256, body, record_count, oldest_event_time, newest_event_time, content_sha256)
+         VALUES ($1, $13, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14)",
     )
     .bind(batch.trail_id)
     .bind(batch.shard_id)
@@ -186,6 +188,7 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
     .bind(batch.oldest_event_time)
     .bind(batch.newest_event_time)
     .bind(&batch.trail_arn)
+    .bind(&batch.content_sha256)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -194,7 +197,7 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
 
 const SEALED_COLUMNS: &str =
     "trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
-    sha256, body, record_count, oldest_event_time, newest_event_time";
+    sha256, content_sha256, body, record_count, oldest_event_time, newest_event_time";
 
 /// Sealed batches of a shard whose trail was deleted since: still to be finished.
 pub async fn orphaned_sealed(pool: &PgPool, shard_id: i64) -> Result<Vec<SealedBatch>, StoreError> {
@@ -232,8 +235,9 @@ pub async fn commit(
     check_fence(&mut tx, owner, lease).await?;
     sqlx::query(
         "INSERT INTO delivered_files (trail_id, trail_arn, shard_id, account_id, region, from_seq, to_seq, bucket,
-                                      object_key, sha256, size_bytes, record_count, oldest_event_time, newest_event_time)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                                      object_key, sha256, size_bytes, record_count, oldest_event_time, newest_event_time,
+                                      content_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT (bucket, object_key) DO NOTHING",
     )
     .bind(batch.trail_id)
@@ -250,6 +254,7 @@ pub async fn commit(
     .bind(batch.record_count)
     .bind(batch.oldest_event_time)
     .bind(batch.newest_event_time)
+    .bind(&batch.content_sha256)
     .execute(&mut *tx)
     .await?;
     upsert_cursor(&mut tx, batch.trail_id, batch.shard_id, batch.to_seq).await?;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod channels;
 pub mod delivery;
+pub mod digests;
 pub mod maintenance;
 pub mod organizations;
 pub mod signing_keys;

@@ -27,30 +27,48 @@ pub async fn current(pool: &PgPool, region: &Region) -> Result<Option<StoredKey>
     .await?)
 }
 
-/// Makes a new key current for the region, ending the previous one now. With `only_if_none`, does
-/// nothing when a current key exists (first use racing with another process).
+/// When a new key replaces the current one.
+#[derive(Debug, Clone, Copy)]
+pub enum Replace {
+    /// Always (rotation on demand).
+    Always,
+    /// Only when the region has no current key (first use racing with another process).
+    IfNone,
+    /// Only when the current key became valid before this instant (scheduled rotation racing with
+    /// other processes: the first one rotates, the others keep its key).
+    IfOlderThan(DateTime<Utc>),
+}
+
+/// Makes a new key current for the region, ending the previous one now, unless `replace` says to
+/// keep the current one (which is then returned).
 pub async fn install(
     pool: &PgPool,
     region: &Region,
     public_key: &[u8],
     fingerprint: &str,
     private_key_ciphertext: &[u8],
-    only_if_none: bool,
+    replace: Replace,
 ) -> Result<StoredKey, StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('signing_keys:' || $1))")
         .bind(region.as_str())
         .execute(&mut *tx)
         .await?;
-    if only_if_none
-        && let Some(existing) = sqlx::query_as::<_, StoredKey>(&format!(
-            "SELECT {COLUMNS} FROM signing_keys WHERE region = $1 AND valid_to IS NULL"
-        ))
-        .bind(region.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-    {
-        return Ok(existing);
+    let existing = sqlx::query_as::<_, StoredKey>(&format!(
+        "SELECT {COLUMNS} FROM signing_keys WHERE region = $1 AND valid_to IS NULL"
+    ))
+    .bind(region.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(existing) = existing {
+        let keep = match replace {
+            Replace::Always => false,
+            Replace::IfNone => true,
+            Replace::IfOlderThan(at) => existing.valid_from >= at,
+        };
+        if keep {
+            return Ok(existing);
+        }
     }
     sqlx::query("UPDATE signing_keys SET valid_to = now() WHERE region = $1 AND valid_to IS NULL")
         .bind(region.as_str())

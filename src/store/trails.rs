@@ -34,6 +34,7 @@ struct Row {
     is_logging: bool,
     start_logging_at: Option<DateTime<Utc>>,
     stop_logging_at: Option<DateTime<Utc>>,
+    validation_enabled_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -77,6 +78,7 @@ impl TryFrom<Row> for Trail {
             is_logging: row.is_logging,
             start_logging_time: row.start_logging_at,
             stop_logging_time: row.stop_logging_at,
+            validation_enabled_time: row.validation_enabled_at,
             created_time: row.created_at,
             updated_time: row.updated_at,
         })
@@ -87,7 +89,7 @@ const COLUMNS: &str = "id, owner_account_id, name, home_region, s3_bucket_name, 
     is_multi_region_trail, include_global_service_events, is_organization_trail,
     log_file_validation_enabled, cloud_watch_logs_log_group_arn, cloud_watch_logs_role_arn,
     kms_key_id, sns_topic_name, delivery_interval_seconds, tags, event_selectors, advanced_event_selectors, insight_selectors,
-    is_logging, start_logging_at, stop_logging_at, created_at, updated_at";
+    is_logging, start_logging_at, stop_logging_at, validation_enabled_at, created_at, updated_at";
 
 /// Counts the owner's trails present in `region` (multi-region trails are present everywhere),
 /// not counting `except`.
@@ -142,8 +144,9 @@ pub async fn create(
         "INSERT INTO trails (owner_account_id, name, home_region, s3_bucket_name, s3_key_prefix,
              is_multi_region_trail, include_global_service_events, is_organization_trail,
              log_file_validation_enabled, cloud_watch_logs_log_group_arn, cloud_watch_logs_role_arn,
-             kms_key_id, sns_topic_name, tags, delivery_interval_seconds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {COLUMNS}"
+             kms_key_id, sns_topic_name, tags, delivery_interval_seconds, validation_enabled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                 CASE WHEN $9 THEN now() END) RETURNING {COLUMNS}"
     ))
     .bind(arn.owner_account_id.as_str())
     .bind(arn.name.as_str())
@@ -255,6 +258,9 @@ pub async fn update_settings(
         "UPDATE trails SET s3_bucket_name = $2, s3_key_prefix = $3, is_multi_region_trail = $4,
              include_global_service_events = $5, is_organization_trail = $6,
              log_file_validation_enabled = $7, cloud_watch_logs_log_group_arn = $8,
+             validation_enabled_at = CASE WHEN NOT $7 THEN NULL
+                                          WHEN NOT log_file_validation_enabled THEN now()
+                                          ELSE validation_enabled_at END,
              cloud_watch_logs_role_arn = $9, kms_key_id = $10, sns_topic_name = $11,
              delivery_interval_seconds = $12, updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"

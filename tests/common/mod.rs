@@ -192,6 +192,20 @@ pub const S3_KEY: &str = "testaccesskey";
 pub const S3_SECRET: &str = "testsecretkey";
 
 pub async fn stack(pool: PgPool) -> Stack {
+    stack_with_digest_period(pool, orgtrail::pipeline::digests::DEFAULT_PERIOD).await
+}
+
+/// A stack whose worker writes digests every `period` (whole seconds; tests go below the
+/// configurable minute so that chains grow in seconds).
+pub async fn stack_with_digest_period(pool: PgPool, period: std::time::Duration) -> Stack {
+    stack_with_settings(pool, |settings| settings.digest_period = period).await
+}
+
+/// A stack whose worker settings `adjust` changes (the worker gets the API's master key).
+pub async fn stack_with_settings(
+    pool: PgPool,
+    adjust: impl FnOnce(&mut orgtrail::pipeline::worker::WorkerSettings),
+) -> Stack {
     let api = start(pool.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let s3 =
@@ -201,19 +215,33 @@ pub async fn stack(pool: PgPool) -> Stack {
     let s3_client = orgtrail::dev::s3_client(&s3.endpoint(), S3_KEY, S3_SECRET, "us-east-1").await;
     orgtrail::store::maintenance::prepare(&pool, 90).await.unwrap();
     let (stop_worker, mut stopped) = watch::channel(false);
-    let worker = test_worker(pool, &s3_client);
+    let mut worker_settings = test_worker_settings();
+    worker_settings.master_key = Some(api.master_key.clone());
+    adjust(&mut worker_settings);
+    let worker = worker_with(pool, &s3_client, worker_settings);
     tokio::spawn(worker.run(async move {
         let _ = stopped.wait_for(|s| *s).await;
     }));
     Stack { api, s3, s3_client, _s3_dir: dir, stop_worker }
 }
 
-pub fn test_worker(pool: PgPool, s3_client: &aws_sdk_s3::Client) -> orgtrail::pipeline::worker::Worker {
-    let settings = orgtrail::pipeline::worker::WorkerSettings {
+pub fn test_worker_settings() -> orgtrail::pipeline::worker::WorkerSettings {
+    orgtrail::pipeline::worker::WorkerSettings {
         lease_ttl: std::time::Duration::from_secs(3),
         poll_interval: std::time::Duration::from_millis(50),
         ..Default::default()
-    };
+    }
+}
+
+pub fn test_worker(pool: PgPool, s3_client: &aws_sdk_s3::Client) -> orgtrail::pipeline::worker::Worker {
+    worker_with(pool, s3_client, test_worker_settings())
+}
+
+pub fn worker_with(
+    pool: PgPool,
+    s3_client: &aws_sdk_s3::Client,
+    settings: orgtrail::pipeline::worker::WorkerSettings,
+) -> orgtrail::pipeline::worker::Worker {
     orgtrail::pipeline::worker::Worker::new(
         pool.clone(),
         Arc::new(orgtrail::store::staging::PgStaging::new(pool)),
@@ -349,6 +377,9 @@ pub async fn list_objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<LogObjec
         };
         for item in page.contents() {
             let key = item.key().unwrap_or_default().to_owned();
+            if key.contains("/CloudTrail-Digest/") {
+                continue;
+            }
             let body = s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
             objects.push(check_object(&key, &body.body.collect().await.unwrap().into_bytes()));
         }
