@@ -1,7 +1,7 @@
 //! `orgtrail dev`: the whole system in one process with embedded defaults — a private Postgres,
 //! an in-process S3-compatible store, the control plane (gRPC and the CloudTrail-compatible API)
-//! and a worker. State lives in the data
-//! directory and survives restarts; `DIR/dev.json` tells scripts and the CLI where things are.
+//! and a worker. State lives in the data directory and survives restarts; `DIR/dev.json` tells
+//! scripts and the CLI where things are.
 
 pub mod demo;
 pub mod postgres;

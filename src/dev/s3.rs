@@ -41,7 +41,7 @@ impl S3Server {
         let store = super::s3_store::FsStore::new(root)
             .map_err(|e| anyhow::anyhow!("s3 store at {}: {e}", root.display()))?;
         let mut builder = S3ServiceBuilder::new(store);
-        // SimpleAuth is already a map of pairs.
+        // s3s's SimpleAuth already keeps a map of pairs, so no S3Auth of our own is needed.
         let mut auth = SimpleAuth::new();
         for (access_key, secret_key) in keys {
             auth.register((*access_key).to_owned(), (*secret_key).into());
