@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -29,7 +29,13 @@ pub struct Config {
     pub database_max_connections: u32,
     /// Address the gRPC control plane listens on. Port 0 picks a free port.
     pub grpc_listen: SocketAddr,
-    /// PEM certificate chain; with `tls_key_path`, gRPC is served over TLS (rustls).
+    /// Address the CloudTrail-compatible HTTP API listens on (AWS JSON 1.1 for the aws CLI and
+    /// SDKs, signed with SigV4 by a token's access key pair; needs `master_key`). Served over TLS
+    /// with the gRPC certificate when `tls_cert_path` is set. Unset or empty: not served.
+    #[serde(deserialize_with = "optional_address")]
+    pub cloudtrail_listen: Option<SocketAddr>,
+    /// PEM certificate chain; with `tls_key_path`, gRPC (and the CloudTrail-compatible API) is
+    /// served over TLS (rustls).
     pub tls_cert_path: Option<PathBuf>,
     /// PEM private key for `tls_cert_path`.
     pub tls_key_path: Option<PathBuf>,
@@ -76,6 +82,7 @@ impl Default for Config {
             database_url: None,
             database_max_connections: 16,
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            cloudtrail_listen: None,
             tls_cert_path: None,
             tls_key_path: None,
             master_key: None,
@@ -101,6 +108,7 @@ const FIELDS: &[&str] = &[
     "database_url",
     "database_max_connections",
     "grpc_listen",
+    "cloudtrail_listen",
     "tls_cert_path",
     "tls_key_path",
     "master_key",
@@ -119,6 +127,18 @@ const FIELDS: &[&str] = &[
     "signing_key_rotation_days",
     "log_format",
 ];
+
+/// An optional address for which an empty value (`ORGTRAIL_CLOUDTRAIL_LISTEN=`) means unset.
+fn optional_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SocketAddr>, D::Error> {
+    let value = Option::<String>::deserialize(deserializer)?;
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not an address (HOST:PORT): {e}"))),
+    }
+}
 
 impl Config {
     /// Loads defaults ← file (if given) ← environment.

@@ -1,8 +1,10 @@
-//! `orgtrail serve`: the control plane in production mode.
+//! `orgtrail serve`: the control plane in production mode — gRPC, and the CloudTrail-compatible
+//! HTTP API when `cloudtrail_listen` is set.
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::sync::watch;
 
 use crate::api::{self, Ctx, TlsFiles};
 use crate::config::Config;
@@ -10,10 +12,14 @@ use crate::model::Region;
 use crate::secrets::MasterKey;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
-    crate::store::migrate(&pool).await?;
     let master_key = config.master_key.as_deref().map(MasterKey::from_base64).transpose()?.map(Arc::new);
     if master_key.is_none() {
+        if config.cloudtrail_listen.is_some() {
+            anyhow::bail!(
+                "cloudtrail_listen needs master_key: the CloudTrail-compatible API verifies signatures \
+                 with access-key secrets stored encrypted under it"
+            );
+        }
         tracing::warn!(
             "master_key is not set: tokens cannot carry access keys for the CloudTrail-compatible API"
         );
@@ -28,6 +34,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("tls_cert_path and tls_key_path must be set together"),
     };
+    let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
+    crate::store::migrate(&pool).await?;
     let staging = Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
     let ctx = Ctx {
         pool: pool.clone(),
@@ -35,17 +43,51 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         master_key,
         staging,
     };
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    // One stop for everything: a signal, or either server failing.
+    let (stop, stopped) = watch::channel(false);
+    let wait_stop = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
     crate::store::maintenance::prepare(&pool, config.dedupe_horizon_days).await?;
-    let maintenance =
-        tokio::spawn(crate::store::maintenance::run(pool, config.dedupe_horizon_days, async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        }));
+    let maintenance = tokio::spawn(crate::store::maintenance::run(
+        pool,
+        config.dedupe_horizon_days,
+        wait_stop(stopped.clone()),
+    ));
     let listener = api::bind(config.grpc_listen).await?;
     tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "control plane listening");
-    api::serve(ctx, listener, tls, crate::cli::shutdown_signal()).await?;
-    let _ = stop_tx.send(true);
+    let cloudtrail = match config.cloudtrail_listen {
+        Some(addr) => {
+            let listener = api::bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "cloudtrail-compatible api listening");
+            let served =
+                crate::cloudtrail_api::serve(ctx.clone(), listener, tls.clone(), wait_stop(stopped.clone()));
+            let stop = stop.clone();
+            Some(tokio::spawn(async move {
+                let result = served.await;
+                let _ = stop.send(true);
+                result
+            }))
+        }
+        None => None,
+    };
+    let signal = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            crate::cli::shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+    };
+    let grpc = api::serve(ctx, listener, tls, wait_stop(stopped)).await;
+    let _ = stop.send(true);
+    signal.abort();
+    let cloudtrail = match cloudtrail {
+        Some(task) => task.await.context("the cloudtrail-compatible api panicked")?,
+        None => Ok(()),
+    };
     let _ = maintenance.await;
+    grpc?;
+    cloudtrail.context("cloudtrail-compatible api")?;
     tracing::info!("control plane stopped");
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The README's run command and tour: `orgtrail dev` starts everything with no setup, the admin CLI
 //! finds it through ./.orgtrail/dev.json, bad input exits non-zero with one line, state survives
-//! a restart.
+//! a restart, and the aws CLI reaches the CloudTrail-compatible API and S3 with one key pair.
+
+mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -124,11 +126,27 @@ fn dev_stack_runs_the_readme_tour_and_keeps_state_across_restarts() {
         )
         .await;
         s3.head_bucket().bucket(&info.bucket).send().await.expect("dev bucket exists");
+        s3.put_object().bucket(&info.bucket).key("probe").body(b"{}".to_vec().into()).send().await.unwrap();
         let wrong =
             orgtrail::dev::s3_client(&info.s3_endpoint, &info.s3_access_key_id, "wrong-secret", &info.region)
                 .await;
         assert!(wrong.list_objects_v2().bucket(&info.bucket).send().await.is_err(), "S3 checks signatures");
     });
+
+    // The CloudTrail-compatible API and S3 answer the same key pair (validate-logs signs both with it).
+    assert_eq!(info.cloudtrail_access_key_id, info.admin_access_key_id);
+    let aws = common::AwsCli::new((
+        info.cloudtrail_access_key_id.clone(),
+        info.cloudtrail_secret_access_key.clone(),
+    ));
+    let trails =
+        aws.run(&[], &["cloudtrail", "--endpoint-url", &info.cloudtrail_endpoint, "describe-trails"]);
+    assert_eq!(trails["trailList"][0]["Name"], "org-trail", "{trails}");
+    let objects = aws.run(
+        &[("AWS_ENDPOINT_URL_S3", &info.s3_endpoint)],
+        &["s3api", "list-objects", "--bucket", &info.bucket],
+    );
+    assert_eq!(objects["Contents"][0]["Key"], "probe", "{objects}");
 
     stop(child);
     let mut child = start_dev(dir);
@@ -137,6 +155,24 @@ fn dev_stack_runs_the_readme_tour_and_keeps_state_across_restarts() {
     assert_eq!(again.organization_id, info.organization_id);
     let listed = ok(cli(dir, &["trails", "list"]));
     assert!(listed.contains("org-trail"), "{listed}");
+    assert_eq!(again.cloudtrail_access_key_id, info.cloudtrail_access_key_id);
+    stop(child);
+
+    // State from before the CloudTrail-compatible API: an admin token without an access key pair.
+    let secrets_path = dir.join(".orgtrail/secrets.json");
+    let mut secrets: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&secrets_path).unwrap()).unwrap();
+    let object = secrets.as_object_mut().unwrap();
+    object.remove("admin_access_key_id");
+    object.remove("admin_secret_access_key");
+    std::fs::write(&secrets_path, serde_json::to_string_pretty(&secrets).unwrap()).unwrap();
+    let mut child = start_dev(dir);
+    let upgraded = wait_for_info(dir, &mut child);
+    assert!(upgraded.cloudtrail_access_key_id.starts_with("AKOT"), "a new admin key pair");
+    let aws = common::AwsCli::new((upgraded.cloudtrail_access_key_id, upgraded.cloudtrail_secret_access_key));
+    let trails =
+        aws.run(&[], &["cloudtrail", "--endpoint-url", &upgraded.cloudtrail_endpoint, "describe-trails"]);
+    assert_eq!(trails["trailList"][0]["Name"], "org-trail", "{trails}");
     stop(child);
 }
 

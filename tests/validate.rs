@@ -33,6 +33,7 @@ struct Fixture {
     s3_client: aws_sdk_s3::Client,
     admin: Clients,
     admin_token: String,
+    access_key: (String, String),
     trail: pb::Trail,
     chain: ChainLocation,
 }
@@ -46,10 +47,15 @@ async fn fixture(pool: PgPool) -> Fixture {
     request.s3_key_prefix = "audit".into();
     let trail = admin.trails.create_trail(request).await.unwrap().into_inner();
     let s3_dir = tempfile::tempdir().unwrap();
-    let s3 =
-        orgtrail::dev::s3::S3Server::start(s3_dir.path(), "127.0.0.1:0".parse().unwrap(), S3_KEY, S3_SECRET)
-            .await
-            .unwrap();
+    // The admin's access key reaches S3 too, as `aws cloudtrail validate-logs` signs both with one key.
+    let access_key = api.access_key(orgtrail::store::tokens::Role::Admin, None).await;
+    let s3 = orgtrail::dev::s3::S3Server::start_with_keys(
+        s3_dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        &[(S3_KEY, S3_SECRET), (&access_key.0, &access_key.1)],
+    )
+    .await
+    .unwrap();
     let s3_client = orgtrail::dev::s3_client(&s3.endpoint(), S3_KEY, S3_SECRET, "us-east-1").await;
     s3_client.create_bucket().bucket(BUCKET).send().await.unwrap();
     let chain = ChainLocation {
@@ -64,7 +70,7 @@ async fn fixture(pool: PgPool) -> Fixture {
         account: MEMBER_A.into(),
         region: SOURCE_REGION.into(),
     };
-    Fixture { api, _s3_dir: s3_dir, s3, s3_client, admin, admin_token, trail, chain }
+    Fixture { api, _s3_dir: s3_dir, s3, s3_client, admin, admin_token, access_key, trail, chain }
 }
 
 /// A key made here and installed as the region's current key, as KeyService would install it.
@@ -856,4 +862,84 @@ async fn a_signed_digest_no_newer_digest_points_to_is_not_part_of_the_chain(pool
     let report = run_library(&fixture, start).await;
     assert_eq!(invalid(&report), vec![(planted, "is not part of the digest chain".to_owned())]);
     assert_eq!(report.summary.valid_digests, 3);
+}
+
+/// `aws cloudtrail validate-logs` (the real aws CLI) against orgtrail's CloudTrail-compatible API and
+/// S3: (exit code, stdout, stderr).
+async fn validate_logs(fixture: &Fixture, start: &str) -> (i32, String, String) {
+    let endpoint = format!("http://{}", fixture.api.cloudtrail_api().await);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config"), "[default]\ns3 =\n    addressing_style = path\n").unwrap();
+    let mut command = tokio::process::Command::new(aws_binary());
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AWS_")) {
+        command.env_remove(name);
+    }
+    let output = command
+        .env("HOME", home.path())
+        .env("AWS_CONFIG_FILE", home.path().join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("credentials"))
+        .env("AWS_ACCESS_KEY_ID", &fixture.access_key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &fixture.access_key.1)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env("AWS_ENDPOINT_URL_S3", fixture.s3.endpoint())
+        .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &endpoint)
+        .args(["cloudtrail", "validate-logs", "--endpoint-url", &endpoint, "--region", SOURCE_REGION])
+        .args(["--trail-arn", &fixture.trail.trail_arn, "--account-id", MEMBER_A, "--start-time", start])
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Lines of `text` that name a digest or log file as INVALID, sorted.
+fn invalid_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.lines().filter(|l| l.contains("\tINVALID: ")).collect();
+    lines.sort();
+    lines
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn orgtrail_validate_finds_everything_aws_validate_logs_finds(pool: PgPool) {
+    let fixture = fixture(pool).await;
+    let key = install_key(&fixture.api).await;
+    let (start, digests, logs) = clean_chain(&fixture, &key, 5).await;
+    let start = time_arg(start);
+
+    let (code, stdout, stderr) = validate_logs(&fixture, &start).await;
+    assert_eq!(code, 0, "validate-logs on the clean chain: {stdout}{stderr}");
+    assert!(stdout.contains("5/5 digest files valid"), "{stdout}");
+    let ours =
+        run_cli(&fixture, &["--start-time", &start, "--account", MEMBER_A, "--region", SOURCE_REGION]).await;
+    assert_eq!(ours.code, 0);
+    let found = |text: &str| text.lines().find(|l| l.starts_with("Results found for")).map(str::to_owned);
+    assert_eq!(found(&ours.stdout), found(&stdout), "the same span found");
+
+    // A rewritten log file, one digest deleted, one digest's signature metadata gone.
+    ChainWriter::new(&fixture).put(&logs[0], gzip(br#"{"Records":[]}"#), None).await;
+    fixture.s3_client.delete_object().bucket(BUCKET).key(&digests[3]).send().await.unwrap();
+    let stored = fixture.s3_client.get_object().bucket(BUCKET).key(&digests[1]).send().await.unwrap();
+    let body = stored.body.collect().await.unwrap().into_bytes();
+    ChainWriter::new(&fixture).put(&digests[1], body.to_vec(), None).await;
+
+    let (code, stdout, stderr) = validate_logs(&fixture, &start).await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let theirs = invalid_lines(&stderr);
+    assert_eq!(theirs.len(), 3, "{stderr}");
+    let ours = run_cli(&fixture, &["--start-time", &start]).await;
+    assert_eq!(ours.code, 1);
+    let mine = invalid_lines(&ours.stderr);
+    for line in &theirs {
+        assert!(
+            mine.contains(line),
+            "validate-logs found {line:?}; orgtrail validate said:\n{}",
+            ours.stderr
+        );
+    }
+    let summary = |text: &str| text.lines().find(|l| l.contains("digest files valid")).map(str::to_owned);
+    assert_eq!(summary(&ours.stdout), summary(&stdout), "the same digest counts");
 }

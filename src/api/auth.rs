@@ -36,6 +36,11 @@ impl Caller {
             .ok_or_else(|| Status::unauthenticated("missing bearer token"))
     }
 
+    /// The caller a token stands for.
+    pub fn from_token(token: &tokens::Token) -> Caller {
+        Caller { token_id: token.id, role: token.role, account_id: token.account_id.clone() }
+    }
+
     /// The member's account, for member callers.
     pub fn member_account(&self) -> Option<&AccountId> {
         match self.role {
@@ -157,7 +162,7 @@ impl Authenticator {
             .await
             .map_err(|e| Status::from(ApiError::from(e)))?;
         let token = token.ok_or_else(|| Status::unauthenticated("unknown, expired or revoked token"))?;
-        let caller = Caller { token_id: token.id, role: token.role, account_id: token.account_id };
+        let caller = Caller::from_token(&token);
         self.remember(hash, caller.clone());
         Ok(caller)
     }

@@ -89,6 +89,10 @@ pub struct DevArgs {
     /// S3 listen address; port 0 picks a free port (written to dev.json).
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub s3_listen: SocketAddr,
+    /// CloudTrail-compatible API listen address (written to dev.json) [default: 127.0.0.1:50052,
+    /// or a free port when --grpc-listen asks for one with port 0]
+    #[arg(long)]
+    pub cloudtrail_listen: Option<SocketAddr>,
     /// Port of the embedded Postgres; 0 picks a free port.
     #[arg(long, default_value_t = 0)]
     pub postgres_port: u16,
@@ -227,6 +231,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir: args.data_dir,
                 grpc_listen: args.grpc_listen,
                 s3_listen: args.s3_listen,
+                // Scripts and tests that ask for free ports get one here too without knowing the flag.
+                cloudtrail_listen: args.cloudtrail_listen.unwrap_or_else(|| {
+                    let port = if args.grpc_listen.port() == 0 { 0 } else { 50052 };
+                    SocketAddr::from(([127, 0, 0, 1], port))
+                }),
                 postgres_port: args.postgres_port,
                 demo: args.demo,
                 digest_period: args.digest_period,

@@ -1,6 +1,7 @@
 //! `orgtrail dev`: the whole system in one process with embedded defaults — a private Postgres,
-//! an in-process S3-compatible store, the control plane and a worker. State lives in the data
-//! directory and survives restarts; `DIR/dev.json` tells scripts and the CLI where things are.
+//! an in-process S3-compatible store, the control plane (gRPC and the CloudTrail-compatible API)
+//! and a worker. State lives in the data directory and survives restarts; `DIR/dev.json` tells
+//! scripts and the CLI where things are.
 
 pub mod demo;
 pub mod postgres;
@@ -31,6 +32,7 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     pub grpc_listen: SocketAddr,
     pub s3_listen: SocketAddr,
+    pub cloudtrail_listen: SocketAddr,
     /// Postgres port; 0 picks a free one.
     pub postgres_port: u16,
     /// Enroll demo accounts and a trail, and generate synthetic traffic.
@@ -54,6 +56,16 @@ pub struct DevInfo {
     pub admin_access_key_id: String,
     pub admin_secret_access_key: String,
     pub database_url: String,
+    /// The CloudTrail-compatible API, for `aws --endpoint-url` (and `AWS_ENDPOINT_URL_ORGANIZATIONS`).
+    /// Absent from the dev.json of older versions, hence the defaults.
+    #[serde(default)]
+    pub cloudtrail_endpoint: String,
+    /// The key pair to sign with: the admin token's, which the S3 store accepts too, so one set of
+    /// AWS credentials serves CloudTrail, Organizations and S3 calls (as validate-logs makes them).
+    #[serde(default)]
+    pub cloudtrail_access_key_id: String,
+    #[serde(default)]
+    pub cloudtrail_secret_access_key: String,
 }
 
 /// Secrets generated on first start and kept in `DIR/secrets.json` (mode 0600).
@@ -128,19 +140,11 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let pool = store::connect(&database_url, 16).await?;
     store::migrate(&pool).await?;
 
-    let s3 = s3::S3Server::start(
-        &data_dir.join("s3"),
-        options.s3_listen,
-        &secrets.s3_access_key_id,
-        &secrets.s3_secret_access_key,
-    )
-    .await?;
-    ensure_bucket(&s3.endpoint(), &secrets.s3_access_key_id, &secrets.s3_secret_access_key, DEV_BUCKET)
-        .await?;
-
     let master_key = Arc::new(MasterKey::from_base64(&secrets.master_key)?);
     let organization_id = ensure_organization(&pool).await?;
-    if !admin_token_is_valid(&pool, secrets.admin_token.as_deref()).await? {
+    // State from versions whose admin token had no access key gets a new token that has one.
+    let has_admin_key = secrets.admin_access_key_id.is_some() && secrets.admin_secret_access_key.is_some();
+    if !has_admin_key || !admin_token_is_valid(&pool, secrets.admin_token.as_deref()).await? {
         let issued =
             api::token::issue(&pool, Some(&master_key), "dev-admin", tokens::Role::Admin, None, 0, true)
                 .await
@@ -150,9 +154,22 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         secrets.admin_secret_access_key = issued.secret_access_key;
         write_private(&secrets_path, serde_json::to_string_pretty(&secrets)?.as_bytes())?;
     }
+    let admin_key_id = secrets.admin_access_key_id.clone().unwrap_or_default();
+    let admin_secret = secrets.admin_secret_access_key.clone().unwrap_or_default();
+
+    let s3 = s3::S3Server::start_with_keys(
+        &data_dir.join("s3"),
+        options.s3_listen,
+        &[(&secrets.s3_access_key_id, &secrets.s3_secret_access_key), (&admin_key_id, &admin_secret)],
+    )
+    .await?;
+    ensure_bucket(&s3.endpoint(), &secrets.s3_access_key_id, &secrets.s3_secret_access_key, DEV_BUCKET)
+        .await?;
 
     let listener = api::bind(options.grpc_listen).await?;
     let grpc_addr = listener.local_addr()?;
+    let cloudtrail_listener = api::bind(options.cloudtrail_listen).await?;
+    let cloudtrail_addr = cloudtrail_listener.local_addr()?;
     let info = DevInfo {
         grpc_endpoint: format!("http://{grpc_addr}"),
         s3_endpoint: s3.endpoint(),
@@ -163,9 +180,12 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         organization_id,
         management_account_id: DEV_MANAGEMENT_ACCOUNT.to_owned(),
         admin_token: secrets.admin_token.clone().unwrap_or_default(),
-        admin_access_key_id: secrets.admin_access_key_id.clone().unwrap_or_default(),
-        admin_secret_access_key: secrets.admin_secret_access_key.clone().unwrap_or_default(),
+        admin_access_key_id: admin_key_id.clone(),
+        admin_secret_access_key: admin_secret.clone(),
         database_url,
+        cloudtrail_endpoint: format!("http://{cloudtrail_addr}"),
+        cloudtrail_access_key_id: admin_key_id,
+        cloudtrail_secret_access_key: admin_secret,
     };
     write_private(&data_dir.join("dev.json"), serde_json::to_string_pretty(&info)?.as_bytes())?;
 
@@ -194,6 +214,12 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let cloudtrail = tokio::spawn(crate::cloudtrail_api::serve(
+        ctx.clone(),
+        cloudtrail_listener,
+        None,
+        wait_stop(stop_rx.clone()),
+    ));
     let server = tokio::spawn(api::serve(ctx, listener, None, wait_stop(stop_rx.clone())));
     crate::store::maintenance::prepare(&pool, 90).await?;
     let maintenance =
@@ -214,6 +240,9 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if let Ok(Err(error)) = server.await {
         tracing::warn!(%error, "control plane stopped with an error");
+    }
+    if let Ok(Err(error)) = cloudtrail.await {
+        tracing::warn!(%error, "cloudtrail-compatible api stopped with an error");
     }
     if let Ok(Err(error)) = worker.await {
         tracing::warn!(%error, "worker stopped with an error");
@@ -238,6 +267,10 @@ fn print_banner(info: &DevInfo, data_dir: &Path) {
     println!(
         "  S3 endpoint       {}  (access key {}, secret in dev.json)",
         info.s3_endpoint, info.s3_access_key_id
+    );
+    println!(
+        "  CloudTrail API    {}  (aws --endpoint-url; access key {}, which S3 accepts too)",
+        info.cloudtrail_endpoint, info.cloudtrail_access_key_id
     );
     println!("  bucket            {}", info.bucket);
     println!("  region            {}", info.region);

@@ -1,6 +1,6 @@
 //! An in-process S3-compatible server (s3s protocol layer over [`super::s3_store::FsStore`]) on
 //! 127.0.0.1, storing objects as files.
-//! It speaks the real S3 protocol and checks SigV4 signatures.
+//! It speaks the real S3 protocol and checks SigV4 signatures against one or more key pairs.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,11 +26,27 @@ impl S3Server {
         access_key: &str,
         secret_key: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with_keys(root, listen, &[(access_key, secret_key)]).await
+    }
+
+    /// Serves `root` on `listen`, accepting requests signed by any of `keys` (access key, secret).
+    /// `dev` adds the admin token's pair, so one credential set reaches S3 and the
+    /// CloudTrail-compatible API (validate-logs signs both with it).
+    pub async fn start_with_keys(
+        root: &Path,
+        listen: SocketAddr,
+        keys: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)?;
         let store = super::s3_store::FsStore::new(root)
             .map_err(|e| anyhow::anyhow!("s3 store at {}: {e}", root.display()))?;
         let mut builder = S3ServiceBuilder::new(store);
-        builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
+        // s3s's SimpleAuth already keeps a map of pairs, so no S3Auth of our own is needed.
+        let mut auth = SimpleAuth::new();
+        for (access_key, secret_key) in keys {
+            auth.register((*access_key).to_owned(), (*secret_key).into());
+        }
+        builder.set_auth(auth);
         let service = builder.build();
         let listener = TcpListener::bind(listen)
             .await

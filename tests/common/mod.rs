@@ -34,22 +34,50 @@ impl Drop for TestApi {
 
 pub async fn start(pool: PgPool) -> TestApi {
     let master_key = Arc::new(MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap());
-    let ctx = Ctx {
-        pool: pool.clone(),
-        default_region: Region::parse("region", "us-east-1").unwrap(),
-        master_key: Some(master_key.clone()),
-        staging: Arc::new(orgtrail::store::staging::PgStaging::new(pool.clone())),
-    };
     let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop, mut stopped) = watch::channel(false);
-    tokio::spawn(api::serve(ctx, listener, None, async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
-    TestApi { addr, pool, master_key, stop }
+    let (stop, _) = watch::channel(false);
+    let test_api = TestApi { addr, pool, master_key, stop };
+    tokio::spawn(api::serve(test_api.ctx(), listener, None, test_api.stopped()));
+    test_api
 }
 
 impl TestApi {
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            pool: self.pool.clone(),
+            default_region: Region::parse("region", "us-east-1").unwrap(),
+            master_key: Some(self.master_key.clone()),
+            staging: Arc::new(orgtrail::store::staging::PgStaging::new(self.pool.clone())),
+        }
+    }
+
+    /// Resolves when the test's servers stop (the TestApi is dropped).
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stop.subscribe();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Starts the CloudTrail-compatible HTTP API over the same database; returns its address.
+    pub async fn cloudtrail_api(&self) -> SocketAddr {
+        let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(orgtrail::cloudtrail_api::serve(self.ctx(), listener, None, self.stopped()));
+        addr
+    }
+
+    /// A fresh token of `role` with an access key pair; returns (access key id, secret access key).
+    pub async fn access_key(&self, role: Role, account: Option<&str>) -> (String, String) {
+        let account = account.map(|a| AccountId::parse("account_id", a).unwrap());
+        let issued =
+            api::token::issue(&self.pool, Some(&self.master_key), "test", role, account.as_ref(), 0, true)
+                .await
+                .unwrap();
+        (issued.token.access_key_id.unwrap(), issued.secret_access_key.unwrap())
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -377,5 +405,124 @@ pub fn field(name: &str, equals: &[&str]) -> pb::AdvancedFieldSelector {
         field: name.into(),
         equals: equals.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
+    }
+}
+
+/// A private CA and a server certificate it signs for localhost and 127.0.0.1, made with openssl
+/// in `dir`; returns (CA, certificate, key) PEM paths.
+pub fn test_certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let script = r#"
+        set -e
+        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout key.pem -out server.csr
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > ext.cnf
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext.cnf -out cert.pem
+    "#;
+    let made = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl makes test certificates");
+    assert!(made.success());
+    (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// The URL of a test's database, for server processes.
+pub fn database_url(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("postgres")
+    )
+}
+
+/// Waits until something listens on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends SIGTERM to a server process and checks that it exits cleanly.
+pub fn stop_cleanly(mut child: std::process::Child) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "the server exits cleanly on SIGTERM: {status}");
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server ignored SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The aws CLI scripts/test installs (awscli 1.x). Required: a run without it fails, never skips.
+pub fn aws_binary() -> String {
+    std::env::var("ORGTRAIL_TEST_AWS")
+        .expect("ORGTRAIL_TEST_AWS is not set: run the suite with scripts/test, which installs the aws CLI")
+}
+
+/// The real aws CLI with its own HOME and config files, one key pair, and only the endpoints given.
+pub struct AwsCli {
+    home: tempfile::TempDir,
+    key_id: String,
+    secret: String,
+}
+
+impl AwsCli {
+    pub fn new((key_id, secret): (String, String)) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        // Path-style S3 addressing, as S3-compatible stores on an IP need.
+        std::fs::write(home.path().join("config"), "[default]\ns3 =\n    addressing_style = path\n").unwrap();
+        std::fs::write(home.path().join("credentials"), "").unwrap();
+        Self { home, key_id, secret }
+    }
+
+    /// Runs `aws ARGS --output json` with extra environment variables (`AWS_ENDPOINT_URL_S3`, ...);
+    /// returns the parsed output (null when it printed nothing).
+    pub fn run(&self, env: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
+        let mut command = std::process::Command::new(aws_binary());
+        for (name, _) in std::env::vars() {
+            if name.starts_with("AWS_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("HOME", self.home.path())
+            .env("AWS_CONFIG_FILE", self.home.path().join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.home.path().join("credentials"))
+            .env("AWS_ACCESS_KEY_ID", &self.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env("AWS_PAGER", "")
+            .envs(env.iter().copied())
+            .args(args)
+            .args(["--output", "json"]);
+        let output = command.output().expect("the aws CLI runs");
+        assert!(
+            output.status.success(),
+            "aws {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if stdout.trim().is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("aws {args:?} printed no JSON ({e}): {stdout}"))
     }
 }

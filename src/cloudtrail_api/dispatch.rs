@@ -1,0 +1,160 @@
+//! The dispatch table: which `X-Amz-Target` runs which action, signed for which service, and what
+//! its "not found" is called. Actions call the gRPC services' own implementations, so validation
+//! and authorization exist once.
+
+use futures::future::BoxFuture;
+
+use super::error::AwsError;
+use super::{cloudtrail, organizations};
+use crate::api::Ctx;
+use crate::api::account::AccountApi;
+use crate::api::auth::Caller;
+use crate::api::key::KeyApi;
+use crate::api::organization::OrganizationApi;
+use crate::api::trail::TrailApi;
+use crate::model::Region;
+
+/// An AWS service this API speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    CloudTrail,
+    Organizations,
+}
+
+impl Service {
+    /// The SigV4 signing name clients put in the credential scope.
+    pub fn signing_name(self) -> &'static str {
+        match self {
+            Self::CloudTrail => "cloudtrail",
+            Self::Organizations => "organizations",
+        }
+    }
+
+    /// `X-Amz-Target` prefixes; CloudTrail accepts the short form too.
+    fn target_prefixes(self) -> &'static [&'static str] {
+        match self {
+            Self::CloudTrail => {
+                &["com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.", "CloudTrail_20131101."]
+            }
+            Self::Organizations => &["AWSOrganizationsV20161128."],
+        }
+    }
+}
+
+/// The services the actions call, each built once.
+pub struct Services {
+    pub trails: TrailApi,
+    pub keys: KeyApi,
+    pub organizations: OrganizationApi,
+    pub accounts: AccountApi,
+}
+
+impl Services {
+    pub fn new(ctx: &Ctx) -> Self {
+        Self {
+            trails: TrailApi::new(ctx.clone()),
+            keys: KeyApi::new(ctx.clone()),
+            organizations: OrganizationApi::new(ctx.clone()),
+            accounts: AccountApi::new(ctx.clone()),
+        }
+    }
+}
+
+/// One authenticated call: who, from which region, and the services to call on their behalf.
+pub struct Call<'a> {
+    pub services: &'a Services,
+    pub caller: Caller,
+    /// The credential scope's region: the region the client believes it is talking to.
+    pub region: Region,
+    /// The operation's "not found" exception, for [`Call::status`].
+    pub not_found: &'static str,
+}
+
+impl Call<'_> {
+    /// A gRPC request carrying the caller, as the auth layer would have made it.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.extensions_mut().insert(self.caller.clone());
+        request
+    }
+
+    /// The AWS error for a failed service call.
+    pub fn status(&self, status: tonic::Status) -> AwsError {
+        AwsError::from_status(&status, self.not_found)
+    }
+}
+
+/// An action: parses its input from the body and answers with its output.
+pub type Handler = for<'a> fn(&'a Call<'a>, &'a [u8]) -> BoxFuture<'a, Result<serde_json::Value, AwsError>>;
+
+pub struct Operation {
+    pub service: Service,
+    pub name: &'static str,
+    /// The exception a NotFound from the service becomes.
+    pub not_found: &'static str,
+    pub handler: Handler,
+}
+
+const TRAIL_NOT_FOUND: &str = "TrailNotFoundException";
+
+/// Every operation served. A later action is one more row and one more function.
+pub static OPERATIONS: &[Operation] = &[
+    Operation {
+        service: Service::CloudTrail,
+        name: "DescribeTrails",
+        not_found: TRAIL_NOT_FOUND,
+        handler: |call, body| Box::pin(cloudtrail::describe_trails(call, body)),
+    },
+    Operation {
+        service: Service::CloudTrail,
+        name: "GetTrail",
+        not_found: TRAIL_NOT_FOUND,
+        handler: |call, body| Box::pin(cloudtrail::get_trail(call, body)),
+    },
+    Operation {
+        service: Service::CloudTrail,
+        name: "GetTrailStatus",
+        not_found: TRAIL_NOT_FOUND,
+        handler: |call, body| Box::pin(cloudtrail::get_trail_status(call, body)),
+    },
+    Operation {
+        service: Service::CloudTrail,
+        name: "ListPublicKeys",
+        not_found: "ResourceNotFoundException",
+        handler: |call, body| Box::pin(cloudtrail::list_public_keys(call, body)),
+    },
+    Operation {
+        service: Service::Organizations,
+        name: "DescribeOrganization",
+        not_found: "AWSOrganizationsNotInUseException",
+        handler: |call, body| Box::pin(organizations::describe_organization(call, body)),
+    },
+];
+
+/// The operation an `X-Amz-Target` names.
+pub fn lookup(target: &str) -> Option<&'static Operation> {
+    OPERATIONS.iter().find(|operation| {
+        operation
+            .service
+            .target_prefixes()
+            .iter()
+            .any(|prefix| target.strip_prefix(prefix) == Some(operation.name))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_operations_in_both_cloudtrail_forms() {
+        let long = lookup("com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.DescribeTrails").unwrap();
+        assert_eq!((long.service, long.name), (Service::CloudTrail, "DescribeTrails"));
+        assert_eq!(lookup("CloudTrail_20131101.ListPublicKeys").map(|o| o.name), Some("ListPublicKeys"));
+        let org = lookup("AWSOrganizationsV20161128.DescribeOrganization").unwrap();
+        assert_eq!(org.service.signing_name(), "organizations");
+        assert!(lookup("AWSOrganizationsV20161128.DescribeTrails").is_none());
+        assert!(lookup("CloudTrail_20131101.CreateTrail").is_none());
+        assert!(lookup("").is_none());
+    }
+}
