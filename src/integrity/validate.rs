@@ -50,6 +50,8 @@ const DEFAULT_PERIOD: Duration = Duration::hours(1);
 const MAX_PERIOD: Duration = Duration::days(1);
 /// Log files fetched at once per digest.
 const LOG_FILE_CONCURRENCY: usize = 8;
+/// (account, region) chains walked at once.
+const CHAIN_CONCURRENCY: usize = 4;
 
 /// Which accounts to validate.
 #[derive(Debug, Clone)]
@@ -85,7 +87,7 @@ pub async fn validate(
         }
     };
     let mut keys_by_region: HashMap<String, Arc<HashMap<String, Vec<u8>>>> = HashMap::new();
-    let mut chains = Vec::new();
+    let mut selected = Vec::new();
     for account in accounts {
         let regions = match &request.regions {
             Some(regions) => regions.clone(),
@@ -96,20 +98,30 @@ pub async fn validate(
             }
         };
         for region in regions {
-            let region_keys = match keys_by_region.get(&region) {
-                Some(found) => found.clone(),
-                None => {
-                    let fetched = fetch_keys(public_keys, &region, request).await?;
-                    keys_by_region.insert(region.clone(), fetched.clone());
-                    fetched
-                }
-            };
-            let chain = ChainLocation { trail: trail.clone(), account: account.clone(), region };
-            if let Some(report) = Walk::new(objects, chain, region_keys, request).await?.run().await? {
-                chains.push(report);
+            if !keys_by_region.contains_key(&region) {
+                keys_by_region.insert(region.clone(), fetch_keys(public_keys, &region, request).await?);
             }
+            let region_keys = keys_by_region[&region].clone();
+            selected.push((
+                ChainLocation { trail: trail.clone(), account: account.clone(), region },
+                region_keys,
+            ));
         }
     }
+    // Chains are independent: walk a few at once (each walk is a sequence of S3 round trips),
+    // reports in selection order.
+    let walks = selected.into_iter().map(|(chain, region_keys)| async move {
+        Walk::new(objects, chain, region_keys, request).await?.run().await
+    });
+    let chains: Vec<ChainReport> = futures::stream::iter(walks)
+        .buffered(CHAIN_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     Ok(Report::new(trail.trail_arn.clone(), request.start, request.end, chains))
 }
 
