@@ -607,24 +607,20 @@ async fn a_key_rotation_mid_chain_validates(pool: PgPool) {
     let fixture = fixture(pool).await;
     let first_key = install_key(&fixture.api).await;
     let last_end = Utc::now().duration_trunc(PERIOD).unwrap();
+    let start = last_end - PERIOD * 4;
     let mut writer = ChainWriter::new(&fixture);
-    let mut start = None;
-    for i in (0..4).rev() {
-        let end = last_end - PERIOD * i;
-        let file = writer.log_file(end - Duration::minutes(3)).await;
-        let begin = end - PERIOD;
-        start.get_or_insert(begin);
-        writer.digest(begin, end, &first_key, vec![file]).await;
-        if i == 2 {
-            break;
+    // Two windows signed with the first key, then a rotation, then two with the second.
+    let mut second_key = None;
+    for i in 1..=4 {
+        if i == 3 {
+            second_key = Some(install_key(&fixture.api).await);
         }
-    }
-    let second_key = install_key(&fixture.api).await;
-    for i in (0..2).rev() {
-        let end = last_end - PERIOD * i;
+        let key = second_key.as_ref().unwrap_or(&first_key);
+        let end = start + PERIOD * i;
         let file = writer.log_file(end - Duration::minutes(3)).await;
-        writer.digest(end - PERIOD, end, &second_key, vec![file]).await;
+        writer.digest(end - PERIOD, end, key, vec![file]).await;
     }
+    let second_key = second_key.unwrap();
     let listed = fixture
         .admin
         .keys
@@ -635,7 +631,6 @@ async fn a_key_rotation_mid_chain_validates(pool: PgPool) {
         .into_inner();
     assert_eq!(listed.public_key_list[0].fingerprint, second_key.fingerprint(), "rotated");
 
-    let start = start.unwrap();
     let report = run_library(&fixture, start).await;
     assert!(report.valid, "{:?}", invalid(&report));
     assert_eq!(report.summary.valid_digests, 4);
