@@ -274,6 +274,10 @@ async fn run_binary(api: &TestApi, token: &str, s3: &orgtrail::dev::s3::S3Server
     }
 }
 
+fn time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
 fn time_arg(time: DateTime<Utc>) -> String {
     digest::digest_time(time)
 }
@@ -862,33 +866,55 @@ async fn a_signed_digest_no_newer_digest_points_to_is_not_part_of_the_chain(pool
 /// `aws cloudtrail validate-logs` (the real aws CLI) against orgtrail's CloudTrail-compatible API and
 /// S3: (exit code, stdout, stderr).
 async fn validate_logs(fixture: &Fixture, start: &str) -> (i32, String, String) {
-    let endpoint = format!("http://{}", fixture.api.cloudtrail_api().await);
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(home.path().join("config"), "[default]\ns3 =\n    addressing_style = path\n").unwrap();
-    let mut command = tokio::process::Command::new(aws_binary());
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AWS_")) {
-        command.env_remove(name);
+    let target = ValidateLogs {
+        api: &fixture.api,
+        s3: &fixture.s3,
+        access_key: &fixture.access_key,
+        trail_arn: &fixture.trail.trail_arn,
+        region: SOURCE_REGION,
+    };
+    target.run(MEMBER_A, start).await
+}
+
+/// Where `aws cloudtrail validate-logs` points, with the environment the README documents.
+struct ValidateLogs<'a> {
+    api: &'a TestApi,
+    s3: &'a orgtrail::dev::s3::S3Server,
+    access_key: &'a (String, String),
+    trail_arn: &'a str,
+    region: &'a str,
+}
+
+impl ValidateLogs<'_> {
+    async fn run(&self, account: &str, start: &str) -> (i32, String, String) {
+        let endpoint = format!("http://{}", self.api.cloudtrail_api().await);
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("config"), "[default]\ns3 =\n    addressing_style = path\n").unwrap();
+        let mut command = tokio::process::Command::new(aws_binary());
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AWS_")) {
+            command.env_remove(name);
+        }
+        let output = command
+            .env("HOME", home.path())
+            .env("AWS_CONFIG_FILE", home.path().join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("credentials"))
+            .env("AWS_ACCESS_KEY_ID", &self.access_key.0)
+            .env("AWS_SECRET_ACCESS_KEY", &self.access_key.1)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env("AWS_ENDPOINT_URL_S3", self.s3.endpoint())
+            .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &endpoint)
+            .args(["cloudtrail", "validate-logs", "--endpoint-url", &endpoint, "--region", self.region])
+            .args(["--trail-arn", self.trail_arn, "--account-id", account, "--start-time", start])
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
-    let output = command
-        .env("HOME", home.path())
-        .env("AWS_CONFIG_FILE", home.path().join("config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("credentials"))
-        .env("AWS_ACCESS_KEY_ID", &fixture.access_key.0)
-        .env("AWS_SECRET_ACCESS_KEY", &fixture.access_key.1)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env("AWS_ENDPOINT_URL_S3", fixture.s3.endpoint())
-        .env("AWS_ENDPOINT_URL_ORGANIZATIONS", &endpoint)
-        .args(["cloudtrail", "validate-logs", "--endpoint-url", &endpoint, "--region", SOURCE_REGION])
-        .args(["--trail-arn", &fixture.trail.trail_arn, "--account-id", MEMBER_A, "--start-time", start])
-        .output()
-        .await
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 /// Lines of `text` that name a digest or log file as INVALID, sorted.
@@ -937,4 +963,283 @@ async fn orgtrail_validate_finds_everything_aws_validate_logs_finds(pool: PgPool
     }
     let summary = |text: &str| text.lines().find(|l| l.contains("digest files valid")).map(str::to_owned);
     assert_eq!(summary(&ours.stdout), summary(&stdout), "the same digest counts");
+}
+
+/// The digests of one (account, us-east-1) chain in the bucket, oldest first, with what they list.
+async fn pipeline_chain(s3: &aws_sdk_s3::Client, account: &str) -> Vec<(String, Digest)> {
+    let prefix = format!("AWSLogs/{ORG}/{account}/CloudTrail-Digest/us-east-1/");
+    let page = s3.list_objects_v2().bucket(BUCKET).prefix(&prefix).send().await.unwrap();
+    let mut chain = Vec::new();
+    for key in page.contents().iter().filter_map(|o| o.key()) {
+        let body = s3.get_object().bucket(BUCKET).key(key).send().await.unwrap();
+        let bytes = body.body.collect().await.unwrap().into_bytes();
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut plain).unwrap();
+        chain.push((key.to_owned(), serde_json::from_slice::<Digest>(&plain).unwrap()));
+    }
+    chain.sort_by(|a, b| a.1.digest_end_time.cmp(&b.1.digest_end_time));
+    chain
+}
+
+/// Every scenario of the integrity issue, each on its own account's chain as the real pipeline
+/// writes it (two-second digests, a key rotation in the middle), judged by the real
+/// `aws cloudtrail validate-logs` through the CloudTrail-compatible API and by `orgtrail validate`.
+#[sqlx::test(migrations = "./migrations")]
+async fn each_tampering_gets_the_same_verdict_from_aws_validate_logs_and_orgtrail_validate(pool: PgPool) {
+    const SCENARIOS: [&str; 8] = [
+        "clean",
+        "modified log file",
+        "deleted log file",
+        "stray log file",
+        "deleted digest",
+        "two consecutive deleted digests",
+        "altered digest",
+        "digest signed with a wrong key",
+    ];
+    let period = std::time::Duration::from_secs(2);
+    let stack = stack_with_digest_period(pool, period).await;
+    stack.create_bucket(BUCKET).await;
+    let token = stack.api.token(orgtrail::store::tokens::Role::Admin, None).await;
+    let mut admin = stack.api.clients(&token).await;
+    org_with_members(&mut admin).await;
+    let accounts: Vec<String> = (0..SCENARIOS.len()).map(|i| format!("4444444444{i:02}")).collect();
+    for account in &accounts {
+        admin
+            .accounts
+            .register_account(pb::RegisterAccountRequest {
+                account_id: account.clone(),
+                name: format!("scenario-{account}"),
+                email: format!("{account}@example.com"),
+            })
+            .await
+            .unwrap();
+    }
+    let mut request = org_trail("org-trail");
+    request.log_file_validation_enabled = true;
+    request.is_multi_region_trail = Some(false);
+    let trail = logging_trail(&mut admin, request).await;
+    let start = time_arg(Utc::now() - Duration::minutes(1));
+
+    // Traffic over several windows; the region's key is rotated halfway.
+    for round in 0..4 {
+        let records: Vec<String> = accounts
+            .iter()
+            .flat_map(|account| {
+                (0..3).map(move |i| {
+                    event(
+                        account,
+                        "us-east-1",
+                        "ec2.amazonaws.com",
+                        "RunInstances",
+                        &format!("{account}-{round}-{i}"),
+                    )
+                })
+            })
+            .collect();
+        put(&mut admin, &records).await;
+        if round == 2 {
+            admin
+                .keys
+                .rotate_signing_key(pb::RotateSigningKeyRequest { region: "us-east-1".into() })
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(period).await;
+    }
+    let objects = stack.wait_for_records(BUCKET, accounts.len() * 12).await;
+    let logs_of = |account: &str| -> Vec<String> {
+        objects
+            .iter()
+            .filter(|o| o.key.contains(&format!("/{account}/CloudTrail/")))
+            .map(|o| o.key.clone())
+            .collect()
+    };
+    // Until each chain lists all its files and has four more digests after the last listing.
+    let mut chains = Vec::new();
+    for account in &accounts {
+        let logs = logs_of(account);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let chain = loop {
+            let chain = pipeline_chain(&stack.s3_client, account).await;
+            let last = logs
+                .iter()
+                .map(|log| chain.iter().position(|(_, d)| d.log_files.iter().any(|f| &f.s3_object == log)))
+                .collect::<Option<Vec<usize>>>()
+                .and_then(|at| at.into_iter().max());
+            if last.is_some_and(|at| chain.len() >= at + 5) {
+                break chain;
+            }
+            assert!(std::time::Instant::now() < deadline, "{account}: the chain never listed every file");
+            tokio::time::sleep(period).await;
+        };
+        let fingerprints: std::collections::BTreeSet<&str> =
+            chain.iter().map(|(_, d)| d.digest_public_key_fingerprint.as_str()).collect();
+        assert_eq!(fingerprints.len(), 2, "{account}: the chain spans the key rotation");
+        chains.push(chain);
+    }
+
+    let s3 = &stack.s3_client;
+    let mut expected: Vec<Vec<String>> = Vec::new();
+    for (i, scenario) in SCENARIOS.iter().enumerate() {
+        let logs = logs_of(&accounts[i]);
+        let chain = &chains[i];
+        let n = chain.len();
+        let digest_line = |k: usize, problem: Problem| line("Digest file", &chain[k].0, problem);
+        let lines = match *scenario {
+            "clean" => vec![],
+            "modified log file" => {
+                s3.put_object()
+                    .bucket(BUCKET)
+                    .key(&logs[0])
+                    .body(gzip(br#"{"Records":[]}"#).into())
+                    .send()
+                    .await
+                    .unwrap();
+                vec![line("Log file", &logs[0], Problem::HashMismatch)]
+            }
+            "deleted log file" => {
+                s3.delete_object().bucket(BUCKET).key(&logs[1]).send().await.unwrap();
+                vec![line("Log file", &logs[1], Problem::NotFound)]
+            }
+            "stray log file" => {
+                // Key times have minute precision, and files named in a chain's first minute may
+                // predate it: a forged name is judged once its whole minute, and a period to list
+                // late files, lie inside the chain.
+                let first_start = time(&chain[0].1.digest_start_time);
+                let minute = first_start.duration_trunc(Duration::minutes(1)).unwrap() + Duration::minutes(1);
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+                while pipeline_chain(s3, &accounts[i])
+                    .await
+                    .last()
+                    .is_none_or(|(_, d)| time(&d.digest_end_time) < minute + Duration::seconds(66))
+                {
+                    assert!(std::time::Instant::now() < deadline, "the chain never covered a whole minute");
+                    tokio::time::sleep(period).await;
+                }
+                let stray = format!(
+                    "AWSLogs/{ORG}/{0}/CloudTrail/us-east-1/{1}/{0}_CloudTrail_us-east-1_{2}_XXXXXXXXXXXXXXXX.json.gz",
+                    accounts[i],
+                    minute.format("%Y/%m/%d"),
+                    minute.format("%Y%m%dT%H%MZ"),
+                );
+                s3.put_object()
+                    .bucket(BUCKET)
+                    .key(&stray)
+                    .body(gzip(br#"{"Records":[]}"#).into())
+                    .send()
+                    .await
+                    .unwrap();
+                vec![line("Log file", &stray, Problem::NotListed)]
+            }
+            "deleted digest" => {
+                s3.delete_object().bucket(BUCKET).key(&chain[n - 3].0).send().await.unwrap();
+                vec![digest_line(n - 3, Problem::NotFound)]
+            }
+            "two consecutive deleted digests" => {
+                for k in [n - 4, n - 3] {
+                    s3.delete_object().bucket(BUCKET).key(&chain[k].0).send().await.unwrap();
+                }
+                vec![digest_line(n - 4, Problem::NotFound), digest_line(n - 3, Problem::NotFound)]
+            }
+            "altered digest" => {
+                // A forger slips an entry into a signed digest and keeps its signature.
+                let stored = s3.get_object().bucket(BUCKET).key(&chain[n - 3].0).send().await.unwrap();
+                let metadata = stored.metadata().cloned().unwrap_or_default();
+                let mut altered = chain[n - 3].1.clone();
+                altered.log_files.push(DigestLogFile {
+                    s3_bucket: BUCKET.into(),
+                    s3_object: logs[0].clone(),
+                    hash_value: "0".repeat(64),
+                    hash_algorithm: "SHA-256".into(),
+                    newest_event_time: altered.digest_end_time.clone(),
+                    oldest_event_time: altered.digest_end_time.clone(),
+                });
+                s3.put_object()
+                    .bucket(BUCKET)
+                    .key(&chain[n - 3].0)
+                    .body(gzip(&serde_json::to_vec(&altered).unwrap()).into())
+                    .set_metadata(Some(metadata))
+                    .send()
+                    .await
+                    .unwrap();
+                vec![digest_line(n - 3, Problem::SignatureFailed)]
+            }
+            "digest signed with a wrong key" => {
+                let stored = s3.get_object().bucket(BUCKET).key(&chain[n - 3].0).send().await.unwrap();
+                let body = stored.body.collect().await.unwrap().into_bytes();
+                let mut plain = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain).unwrap();
+                let forged = digest::sign(&chain[n - 3].1, &SigningKey::generate().unwrap()).unwrap();
+                assert_eq!(forged.json, plain, "re-signing the very same bytes");
+                s3.put_object()
+                    .bucket(BUCKET)
+                    .key(&chain[n - 3].0)
+                    .body(body.to_vec().into())
+                    .metadata("signature", &forged.signature_hex)
+                    .metadata("signature-algorithm", "SHA256withRSA")
+                    .send()
+                    .await
+                    .unwrap();
+                vec![digest_line(n - 3, Problem::SignatureFailed)]
+            }
+            other => unreachable!("{other}"),
+        };
+        expected.push(lines);
+    }
+
+    let aws = ValidateLogs {
+        api: &stack.api,
+        s3: &stack.s3,
+        access_key: &stack.access_key,
+        trail_arn: &trail.trail_arn,
+        region: "us-east-1",
+    };
+    for (i, scenario) in SCENARIOS.iter().enumerate() {
+        let account = accounts[i].as_str();
+        let (aws_code, aws_out, aws_err) = aws.run(account, &start).await;
+        let ours = run_binary(
+            &stack.api,
+            &token,
+            &stack.s3,
+            &[
+                "--trail",
+                &trail.trail_arn,
+                "--start-time",
+                &start,
+                "--account",
+                account,
+                "--region",
+                "us-east-1",
+            ],
+        )
+        .await;
+        let context = format!(
+            "{scenario} ({account})\n--- aws validate-logs ({aws_code}):\n{aws_out}{aws_err}\n--- orgtrail validate ({}):\n{}{}",
+            ours.code, ours.stdout, ours.stderr
+        );
+        for wanted in &expected[i] {
+            assert!(ours.stderr.contains(wanted.as_str()), "orgtrail validate misses {wanted:?}: {context}");
+        }
+        if expected[i].is_empty() {
+            assert_eq!((aws_code, ours.code), (0, 0), "{context}");
+            assert!(aws_out.contains("digest files valid") && !aws_out.contains("INVALID"), "{context}");
+            continue;
+        }
+        assert_eq!(ours.code, 1, "{context}");
+        if *scenario == "stray log file" {
+            // validate-logs checks only the files digests list; a forged extra file passes it.
+            assert_eq!(aws_code, 0, "{context}");
+            continue;
+        }
+        assert_eq!(aws_code, 1, "{context}");
+        let theirs = invalid_lines(&aws_err);
+        assert!(!theirs.is_empty(), "{context}");
+        let mine = invalid_lines(&ours.stderr);
+        for line in theirs {
+            assert!(
+                mine.contains(&line),
+                "validate-logs found {line:?}, orgtrail validate did not: {context}"
+            );
+        }
+    }
 }

@@ -176,6 +176,8 @@ pub fn status<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Stat
 /// S3 protocol, SigV4-checked), each on its own socket or task.
 pub struct Stack {
     pub api: TestApi,
+    /// An admin token's access key pair, accepted by the S3 server too (as in `orgtrail dev`).
+    pub access_key: (String, String),
     pub s3: orgtrail::dev::s3::S3Server,
     pub s3_client: aws_sdk_s3::Client,
     _s3_dir: tempfile::TempDir,
@@ -208,10 +210,14 @@ pub async fn stack_with_settings(
 ) -> Stack {
     let api = start(pool.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let s3 =
-        orgtrail::dev::s3::S3Server::start(dir.path(), "127.0.0.1:0".parse().unwrap(), S3_KEY, S3_SECRET)
-            .await
-            .unwrap();
+    let access_key = api.access_key(Role::Admin, None).await;
+    let s3 = orgtrail::dev::s3::S3Server::start_with_keys(
+        dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        &[(S3_KEY, S3_SECRET), (&access_key.0, &access_key.1)],
+    )
+    .await
+    .unwrap();
     let s3_client = orgtrail::dev::s3_client(&s3.endpoint(), S3_KEY, S3_SECRET, "us-east-1").await;
     orgtrail::store::maintenance::prepare(&pool, 90).await.unwrap();
     let (stop_worker, mut stopped) = watch::channel(false);
@@ -222,7 +228,7 @@ pub async fn stack_with_settings(
     tokio::spawn(worker.run(async move {
         let _ = stopped.wait_for(|s| *s).await;
     }));
-    Stack { api, s3, s3_client, _s3_dir: dir, stop_worker }
+    Stack { api, access_key, s3, s3_client, _s3_dir: dir, stop_worker }
 }
 
 pub fn test_worker_settings() -> orgtrail::pipeline::worker::WorkerSettings {
