@@ -275,8 +275,9 @@ async fn list_public_keys_serves_base64_pkcs1_per_signing_region(pool: PgPool) {
     let eu = Signed::new(addr, keys, "eu-west-1").cloudtrail("ListPublicKeys", json!({})).await.ok();
     assert_ne!(eu["PublicKeyList"][0]["Fingerprint"], key["Fingerprint"], "keys are per region");
 
+    // Whole seconds truncate: the key may have become valid later within this second.
     let now = chrono::Utc::now().timestamp();
-    let range = json!({"StartTime": now - 60, "EndTime": now as f64 + 0.5});
+    let range = json!({"StartTime": now - 60, "EndTime": now as f64 + 1.5});
     let in_range = us.cloudtrail("ListPublicKeys", range).await.ok();
     assert_eq!(in_range["PublicKeyList"][0]["Fingerprint"], key["Fingerprint"], "integer and float epochs");
     let backwards = json!({"StartTime": now, "EndTime": now - 3600});

@@ -178,6 +178,25 @@ async fn log_hashes(s3: &aws_sdk_s3::Client, bucket: &str) -> HashMap<String, St
     out
 }
 
+/// An account trail of `account` with validation on, single-region, logging; returns the admin.
+async fn validating_account_trail(stack: &Stack, name: &str, account: &str) -> (Clients, pb::Trail) {
+    stack.create_bucket("member-bucket").await;
+    let mut admin = stack.api.admin().await;
+    org_with_members(&mut admin).await;
+    let mut request = account_trail(name, account);
+    request.log_file_validation_enabled = true;
+    request.is_multi_region_trail = Some(false);
+    let trail = logging_trail(&mut admin, request).await;
+    (admin, trail)
+}
+
+/// The (account, us-east-1) chain in "member-bucket", oldest first.
+async fn member_chain(s3: aws_sdk_s3::Client, account: &'static str) -> Vec<Stored> {
+    chains(&stored_digests(&s3, "member-bucket").await)
+        .remove(&(account.to_owned(), "us-east-1".to_owned()))
+        .unwrap_or_default()
+}
+
 #[sqlx::test]
 async fn an_organization_trail_gets_one_signed_chain_per_account_and_region(pool: PgPool) {
     let stack = stack_with_digest_period(pool.clone(), PERIOD).await;
@@ -278,20 +297,10 @@ async fn an_organization_trail_gets_one_signed_chain_per_account_and_region(pool
 #[sqlx::test]
 async fn switching_validation_off_ends_the_chain_and_on_again_starts_a_new_one(pool: PgPool) {
     let stack = stack_with_digest_period(pool.clone(), PERIOD).await;
-    stack.create_bucket("member-bucket").await;
-    let mut admin = stack.api.admin().await;
-    org_with_members(&mut admin).await;
-    let mut request = account_trail("own-trail", MEMBER_A);
-    request.log_file_validation_enabled = true;
-    request.is_multi_region_trail = Some(false);
-    let trail = logging_trail(&mut admin, request).await;
+    let (mut admin, trail) = validating_account_trail(&stack, "own-trail", MEMBER_A).await;
     let mut member = stack.api.member(MEMBER_A).await;
     let s3 = stack.s3_client.clone();
-    let chain_len = |s3: aws_sdk_s3::Client| async move {
-        chains(&stored_digests(&s3, "member-bucket").await)
-            .get(&(MEMBER_A.to_owned(), "us-east-1".to_owned()))
-            .map_or(0, Vec::len)
-    };
+    let chain_len = |s3: aws_sdk_s3::Client| async move { member_chain(s3, MEMBER_A).await.len() };
 
     put(&mut member, &events(MEMBER_A, "us-east-1", "before", 3)).await;
     stack.wait_for_records("member-bucket", 3).await;
@@ -365,19 +374,9 @@ async fn switching_validation_off_ends_the_chain_and_on_again_starts_a_new_one(p
 #[sqlx::test]
 async fn a_key_rotation_mid_chain_keeps_the_chain_valid(pool: PgPool) {
     let stack = stack_with_digest_period(pool.clone(), PERIOD).await;
-    stack.create_bucket("member-bucket").await;
-    let mut admin = stack.api.admin().await;
-    org_with_members(&mut admin).await;
-    let mut request = account_trail("rotating", MEMBER_B);
-    request.log_file_validation_enabled = true;
-    request.is_multi_region_trail = Some(false);
-    logging_trail(&mut admin, request).await;
+    let (mut admin, _) = validating_account_trail(&stack, "rotating", MEMBER_B).await;
     let s3 = stack.s3_client.clone();
-    let chain = |s3: aws_sdk_s3::Client| async move {
-        chains(&stored_digests(&s3, "member-bucket").await)
-            .remove(&(MEMBER_B.to_owned(), "us-east-1".to_owned()))
-            .unwrap_or_default()
-    };
+    let chain = |s3: aws_sdk_s3::Client| member_chain(s3, MEMBER_B);
     wait_until("two digests", Duration::from_secs(30), || {
         let s3 = s3.clone();
         async move { chain(s3).await.len() >= 2 }
@@ -410,19 +409,9 @@ async fn a_key_rotation_mid_chain_keeps_the_chain_valid(pool: PgPool) {
 #[sqlx::test]
 async fn a_file_committed_after_its_window_was_sealed_goes_into_the_next_digest(pool: PgPool) {
     let stack = stack_with_digest_period(pool.clone(), PERIOD).await;
-    stack.create_bucket("member-bucket").await;
-    let mut admin = stack.api.admin().await;
-    org_with_members(&mut admin).await;
-    let mut request = account_trail("late", MEMBER_A);
-    request.log_file_validation_enabled = true;
-    request.is_multi_region_trail = Some(false);
-    let trail = logging_trail(&mut admin, request).await;
+    let (_admin, trail) = validating_account_trail(&stack, "late", MEMBER_A).await;
     let s3 = stack.s3_client.clone();
-    let chain = |s3: aws_sdk_s3::Client| async move {
-        chains(&stored_digests(&s3, "member-bucket").await)
-            .remove(&(MEMBER_A.to_owned(), "us-east-1".to_owned()))
-            .unwrap_or_default()
-    };
+    let chain = |s3: aws_sdk_s3::Client| member_chain(s3, MEMBER_A);
     wait_until("a digest", Duration::from_secs(30), || {
         let s3 = s3.clone();
         async move { !chain(s3).await.is_empty() }
@@ -474,19 +463,9 @@ async fn keys_rotate_on_schedule_and_chains_validate_across(pool: PgPool) {
         settings.signing_key_rotation = Some(Duration::from_secs(3));
     })
     .await;
-    stack.create_bucket("member-bucket").await;
-    let mut admin = stack.api.admin().await;
-    org_with_members(&mut admin).await;
-    let mut request = account_trail("scheduled", MEMBER_A);
-    request.log_file_validation_enabled = true;
-    request.is_multi_region_trail = Some(false);
-    logging_trail(&mut admin, request).await;
+    let (mut admin, _) = validating_account_trail(&stack, "scheduled", MEMBER_A).await;
     let s3 = stack.s3_client.clone();
-    let chain = |s3: aws_sdk_s3::Client| async move {
-        chains(&stored_digests(&s3, "member-bucket").await)
-            .remove(&(MEMBER_A.to_owned(), "us-east-1".to_owned()))
-            .unwrap_or_default()
-    };
+    let chain = |s3: aws_sdk_s3::Client| member_chain(s3, MEMBER_A);
     wait_until("digests under three keys", Duration::from_secs(40), || {
         let s3 = s3.clone();
         async move {
