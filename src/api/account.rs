@@ -110,7 +110,13 @@ impl pb::account_service_server::AccountService for AccountApi {
         let account =
             account.ok_or_else(|| ApiError::NotFound(format!("account {account_id} is not registered")))?;
         let mut messages = self.with_counters(std::slice::from_ref(&account)).await?;
-        Ok(Response::new(messages.remove(0)))
+        let mut message = messages.remove(0);
+        message.collector_status = accounts::collector_status(&self.ctx.pool, &account_id)
+            .await?
+            .iter()
+            .map(convert::collector_status)
+            .collect();
+        Ok(Response::new(message))
     }
 
     async fn list_accounts(
@@ -165,12 +171,17 @@ impl pb::account_service_server::AccountService for AccountApi {
                 Some(AccountStatus::Active) => Some(AccountStatus::Active),
             },
         };
+        let collector = input.collector.map(convert::collector_settings);
+        if let Some(collector) = &collector {
+            collector.validate(account_id.as_str()).map_err(ApiError::from)?;
+        }
         let account = accounts::update(
             &self.ctx.pool,
             &account_id,
             input.name.as_deref(),
             input.email.as_deref(),
             status,
+            collector.as_ref(),
         )
         .await?;
         Ok(Response::new(convert::account(&account)))
@@ -185,7 +196,8 @@ impl pb::account_service_server::AccountService for AccountApi {
         let account_id = AccountId::parse("account_id", &request.get_ref().account_id)?;
         self.refuse_management_account(&account_id, "deregistered").await?;
         let account =
-            accounts::update(&self.ctx.pool, &account_id, None, None, Some(AccountStatus::Removed)).await?;
+            accounts::update(&self.ctx.pool, &account_id, None, None, Some(AccountStatus::Removed), None)
+                .await?;
         tracing::info!(account_id = %account.account_id, "account deregistered");
         Ok(Response::new(convert::account(&account)))
     }

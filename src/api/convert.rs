@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::model::collector::CollectorSettings;
 use crate::model::selectors::{
     AdvancedEventSelector, AdvancedFieldSelector, DataResource, EventSelector, InsightSelector, ReadWriteType,
 };
@@ -55,6 +56,37 @@ pub fn account(account: &Account) -> pb::Account {
         events_accepted: 0,
         events_duplicate: 0,
         events_rejected: 0,
+        collector: (account.collector != CollectorSettings::default()).then(|| pb::CollectorSettings {
+            role_arn: account.collector.role_arn.clone(),
+            external_id: account.collector.external_id.clone(),
+            lookup_events: account.collector.lookup_events,
+            trail_bucket: account.collector.trail_bucket.clone(),
+            trail_prefix: account.collector.trail_prefix.clone(),
+            regions: account.collector.regions.clone(),
+        }),
+        collector_status: vec![],
+    }
+}
+
+pub fn collector_settings(settings: pb::CollectorSettings) -> CollectorSettings {
+    CollectorSettings {
+        role_arn: settings.role_arn,
+        external_id: settings.external_id,
+        lookup_events: settings.lookup_events,
+        trail_bucket: settings.trail_bucket,
+        trail_prefix: settings.trail_prefix,
+        regions: settings.regions,
+    }
+}
+
+pub fn collector_status(status: &crate::store::accounts::CollectorStatus) -> pb::CollectorStatus {
+    pb::CollectorStatus {
+        source: status.source.clone(),
+        region: status.region.clone(),
+        last_success_time: opt_timestamp(status.last_success_at),
+        last_error: status.last_error.clone(),
+        last_error_time: opt_timestamp(status.last_error_at),
+        events_collected: status.events_collected,
     }
 }
 

@@ -191,7 +191,8 @@ pub async fn accounts(mut clients: Clients, command: AccountsCommand, format: Ou
         }
         AccountsCommand::Update { account_id, name, email, status } => {
             let status = status.as_deref().map(status_value);
-            api.update_account(pb::UpdateAccountRequest { account_id, name, email, status }).await
+            api.update_account(pb::UpdateAccountRequest { account_id, name, email, status, collector: None })
+                .await
         }
         AccountsCommand::Deregister { account_id } => {
             api.deregister_account(pb::DeregisterAccountRequest { account_id }).await

@@ -2,9 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use sqlx::types::Json;
 
 use super::StoreError;
 use crate::model::AccountId;
+use crate::model::collector::CollectorSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountStatus {
@@ -67,6 +69,7 @@ pub struct Account {
     pub registration_source: RegistrationSource,
     pub joined_time: DateTime<Utc>,
     pub updated_time: DateTime<Utc>,
+    pub collector: CollectorSettings,
 }
 
 #[derive(sqlx::FromRow)]
@@ -78,6 +81,7 @@ struct Row {
     registration_source: String,
     joined_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    collector: Json<CollectorSettings>,
 }
 
 impl TryFrom<Row> for Account {
@@ -91,11 +95,13 @@ impl TryFrom<Row> for Account {
             registration_source: RegistrationSource::parse(&row.registration_source)?,
             joined_time: row.joined_at,
             updated_time: row.updated_at,
+            collector: row.collector.0,
         })
     }
 }
 
-const COLUMNS: &str = "account_id, name, email, status, registration_source, joined_at, updated_at";
+const COLUMNS: &str =
+    "account_id, name, email, status, registration_source, joined_at, updated_at, collector";
 
 /// Registers an account, or registers a REMOVED one again. An ACTIVE or SUSPENDED account is
 /// AlreadyExists.
@@ -162,16 +168,18 @@ pub async fn update(
     name: Option<&str>,
     email: Option<&str>,
     status: Option<AccountStatus>,
+    collector: Option<&CollectorSettings>,
 ) -> Result<Account, StoreError> {
     let row = sqlx::query_as::<_, Row>(&format!(
         "UPDATE accounts SET name = COALESCE($2, name), email = COALESCE($3, email),
-                status = COALESCE($4, status), updated_at = now()
+                status = COALESCE($4, status), collector = COALESCE($5, collector), updated_at = now()
          WHERE account_id = $1 RETURNING {COLUMNS}"
     ))
     .bind(account_id.as_str())
     .bind(name)
     .bind(email)
     .bind(status.map(AccountStatus::as_str))
+    .bind(collector.map(Json))
     .fetch_optional(pool)
     .await?;
     row.ok_or_else(|| StoreError::NotFound(format!("account {account_id}")))?.try_into()
@@ -189,4 +197,73 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<(AccountId, AccountStatus)>, 
             ))
         })
         .collect()
+}
+
+/// The state of one pull source of an account in one region.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CollectorStatus {
+    pub source: String,
+    pub region: String,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error: String,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub events_collected: i64,
+}
+
+pub async fn collector_status(
+    pool: &PgPool,
+    account_id: &AccountId,
+) -> Result<Vec<CollectorStatus>, StoreError> {
+    Ok(sqlx::query_as::<_, CollectorStatus>(
+        "SELECT source, region, last_success_at, last_error, last_error_at, events_collected
+         FROM collector_status WHERE account_id = $1 ORDER BY source, region",
+    )
+    .bind(account_id.as_str())
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A pull succeeded: `events` more were accepted; the error is cleared.
+pub async fn record_collection(
+    pool: &PgPool,
+    account_id: &AccountId,
+    source: &str,
+    region: &str,
+    events: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO collector_status (account_id, source, region, last_success_at, events_collected)
+         VALUES ($1, $2, $3, now(), $4)
+         ON CONFLICT (account_id, source, region) DO UPDATE
+           SET last_success_at = now(), last_error = '', events_collected = collector_status.events_collected + $4",
+    )
+    .bind(account_id.as_str())
+    .bind(source)
+    .bind(region)
+    .bind(events)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A pull failed; shown on the account until the next success.
+pub async fn record_collection_error(
+    pool: &PgPool,
+    account_id: &AccountId,
+    source: &str,
+    region: &str,
+    error: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO collector_status (account_id, source, region, last_error, last_error_at)
+         VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (account_id, source, region) DO UPDATE SET last_error = $4, last_error_at = now()",
+    )
+    .bind(account_id.as_str())
+    .bind(source)
+    .bind(region)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

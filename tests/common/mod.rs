@@ -532,3 +532,48 @@ impl AwsCli {
             .unwrap_or_else(|e| panic!("aws {args:?} printed no JSON ({e}): {stdout}"))
     }
 }
+
+/// A moto server (AWS APIs: STS, IAM, Organizations, S3) of its own on 127.0.0.1, killed on drop.
+/// scripts/test installs it and sets ORGTRAIL_TEST_MOTO; a run without it fails, never skips.
+pub struct Moto {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let binary = std::env::var("ORGTRAIL_TEST_MOTO")
+            .expect("ORGTRAIL_TEST_MOTO is not set: run the suite with scripts/test, which installs moto");
+        let port = orgtrail::dev::postgres::free_port().unwrap();
+        let child = std::process::Command::new(binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env_remove("MOTO_ACCOUNT_ID")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        wait_for_port(port);
+        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// SDK configuration for moto: static test credentials (moto's management account
+    /// 123456789012), us-east-1, no retries (moto answers unimplemented actions with 500).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .endpoint_url(&self.endpoint)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
