@@ -15,12 +15,18 @@ use crate::model::{AccountId, Region};
 pub enum Source {
     /// Pushed through IngestService (including channels).
     Push,
+    /// Pulled with CloudTrail LookupEvents from the member account.
+    AwsLookup,
+    /// Read from the member account's own CloudTrail bucket.
+    AwsS3Trail,
 }
 
 impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Push => "push",
+            Self::AwsLookup => crate::model::collector::SOURCE_LOOKUP,
+            Self::AwsS3Trail => crate::model::collector::SOURCE_S3_TRAIL,
         }
     }
 }
