@@ -74,6 +74,20 @@ pub struct Config {
     pub signing_key_rotation_days: u64,
     /// Log line format: `text` or `json`.
     pub log_format: LogFormat,
+    /// AWS Organizations sync (`org sync`, and scheduled): role to assume before calling AWS
+    /// Organizations, e.g. a read-only role in the management account. Unset: the standard AWS
+    /// credentials (environment, profile, instance role) are used as they are.
+    pub organizations_role_arn: Option<String>,
+    /// Seconds between scheduled AWS Organizations syncs by `serve` (one replica at a time).
+    /// 0 (default): only on demand (`orgtrail org sync`).
+    pub org_sync_interval_seconds: u64,
+    /// OUs (`ou-...`, or a root `r-...`) that syncs cover when none are named, child OUs included.
+    /// Empty (default): the whole organization.
+    pub org_sync_ou_ids: Vec<String>,
+    /// IAM role (name, optionally with a path) that exists in every member account, e.g.
+    /// `OrganizationAccountAccessRole`: accounts the sync registers get pull settings for it
+    /// (`arn:aws:iam::<account>:role/<name>`, LookupEvents on). Empty (default): push only.
+    pub member_role_name: String,
 }
 
 impl Default for Config {
@@ -100,6 +114,10 @@ impl Default for Config {
             digest_period_seconds: 3600,
             signing_key_rotation_days: 30,
             log_format: LogFormat::Text,
+            organizations_role_arn: None,
+            org_sync_interval_seconds: 0,
+            org_sync_ou_ids: Vec::new(),
+            member_role_name: String::new(),
         }
     }
 }
@@ -126,6 +144,10 @@ const FIELDS: &[&str] = &[
     "digest_period_seconds",
     "signing_key_rotation_days",
     "log_format",
+    "organizations_role_arn",
+    "org_sync_interval_seconds",
+    "org_sync_ou_ids",
+    "member_role_name",
 ];
 
 /// An optional address for which an empty value (`ORGTRAIL_CLOUDTRAIL_LISTEN=`) means unset.
@@ -201,6 +223,13 @@ impl Config {
             self.s3_force_path_style,
         )
         .await
+    }
+
+    /// The AWS settings of Organizations sync: the standard AWS configuration (through
+    /// `organizations_role_arn` when set), checked.
+    pub async fn aws_settings(&self) -> anyhow::Result<crate::members::aws::AwsSettings> {
+        let sdk = crate::members::aws::load(&self.region, self.organizations_role_arn.as_deref()).await;
+        Ok(crate::members::aws::AwsSettings::new(sdk, &self.member_role_name, &self.org_sync_ou_ids)?)
     }
 
     pub fn database_url(&self) -> anyhow::Result<&str> {

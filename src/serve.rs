@@ -37,11 +37,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
     crate::store::migrate(&pool).await?;
     let staging = Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
+    // Credentials resolve on first use, so a deployment that never syncs never needs any.
+    let aws = Arc::new(config.aws_settings().await?);
     let ctx = Ctx {
         pool: pool.clone(),
         default_region: Region::parse("region", &config.region)?,
         master_key,
         staging,
+        aws: Some(aws.clone()),
     };
     // One stop for everything: a signal, or either server failing.
     let (stop, stopped) = watch::channel(false);
@@ -50,10 +53,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     crate::store::maintenance::prepare(&pool, config.dedupe_horizon_days).await?;
     let maintenance = tokio::spawn(crate::store::maintenance::run(
-        pool,
+        pool.clone(),
         config.dedupe_horizon_days,
         wait_stop(stopped.clone()),
     ));
+    let org_sync = (config.org_sync_interval_seconds > 0).then(|| {
+        tracing::info!(
+            interval_seconds = config.org_sync_interval_seconds,
+            "scheduled organizations sync on"
+        );
+        tokio::spawn(crate::members::schedule::run(
+            pool.clone(),
+            aws,
+            std::time::Duration::from_secs(config.org_sync_interval_seconds),
+            wait_stop(stopped.clone()),
+        ))
+    });
     let listener = api::bind(config.grpc_listen).await?;
     tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "control plane listening");
     let cloudtrail = match config.cloudtrail_listen {
@@ -86,6 +101,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => Ok(()),
     };
     let _ = maintenance.await;
+    if let Some(org_sync) = org_sync {
+        let _ = org_sync.await;
+    }
     grpc?;
     cloudtrail.context("cloudtrail-compatible api")?;
     tracing::info!("control plane stopped");

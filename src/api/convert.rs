@@ -28,6 +28,51 @@ pub fn organization(org: &Organization) -> pb::Organization {
         regions: org.regions.iter().map(Region::to_string).collect(),
         created_time: Some(timestamp(org.created_time)),
         updated_time: Some(timestamp(org.updated_time)),
+        // Only DescribeOrganization reads the sync's status (see `org_sync_status`).
+        last_sync: None,
+    }
+}
+
+pub fn sync_counts(counts: &crate::store::org_sync::Counts) -> pb::SyncCounts {
+    pb::SyncCounts {
+        registered: counts.registered,
+        reactivated: counts.reactivated,
+        suspended: counts.suspended,
+        removed: counts.removed,
+        unchanged: counts.unchanged,
+    }
+}
+
+pub fn org_sync_status(status: &crate::store::org_sync::SyncStatus) -> pb::OrganizationSyncStatus {
+    pb::OrganizationSyncStatus {
+        last_sync_time: Some(timestamp(status.last_sync_time)),
+        last_sync_error: status.last_error.clone(),
+        last_success_time: opt_timestamp(status.last_success_time),
+        counts: Some(sync_counts(&status.counts)),
+    }
+}
+
+pub fn sync_report(report: &crate::members::org_sync::SyncReport) -> pb::SyncAccountsResponse {
+    use crate::members::org_sync::Action;
+    pb::SyncAccountsResponse {
+        dry_run: report.dry_run,
+        accounts: report
+            .changes
+            .iter()
+            .map(|change| pb::SyncedAccount {
+                account_id: change.account_id.to_string(),
+                name: change.name.clone(),
+                action: match change.action {
+                    Action::Register => pb::SyncAction::Registered,
+                    Action::Reactivate => pb::SyncAction::Reactivated,
+                    Action::Suspend => pb::SyncAction::Suspended,
+                    Action::Remove => pb::SyncAction::Removed,
+                } as i32,
+                reason: change.reason.clone(),
+            })
+            .collect(),
+        counts: Some(sync_counts(&report.counts)),
+        warnings: report.warnings.clone(),
     }
 }
 

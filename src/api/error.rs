@@ -59,6 +59,29 @@ impl From<crate::integrity::keyring::KeyringError> for ApiError {
     }
 }
 
+impl From<crate::members::OrgSyncError> for ApiError {
+    fn from(error: crate::members::OrgSyncError) -> Self {
+        use crate::members::OrgSyncError;
+        let message = error.to_string();
+        match error {
+            OrgSyncError::InvalidArgument(field) => Self::InvalidArgument(field),
+            OrgSyncError::UnknownParent(_) => Self::InvalidArgument(crate::model::FieldError::new(
+                "ou_ids",
+                message.trim_start_matches("ou_ids: "),
+            )),
+            OrgSyncError::NotConfigured(_)
+            | OrgSyncError::NoOrganization
+            | OrgSyncError::NotInUse
+            | OrgSyncError::NoCredentials { .. } => Self::FailedPrecondition(message),
+            OrgSyncError::AccessDenied { .. } => Self::PermissionDenied(message),
+            OrgSyncError::Throttled { .. } | OrgSyncError::Aws { .. } | OrgSyncError::Busy => {
+                Self::Unavailable(message)
+            }
+            OrgSyncError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {

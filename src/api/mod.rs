@@ -37,6 +37,8 @@ pub struct Ctx {
     pub master_key: Option<Arc<MasterKey>>,
     /// Where accepted events are staged.
     pub staging: Arc<dyn crate::store::staging::Staging>,
+    /// AWS configuration for Organizations sync; None: SyncAccounts fails naming what to set.
+    pub aws: Option<Arc<crate::members::aws::AwsSettings>>,
 }
 
 /// PEM files for serving gRPC over TLS.

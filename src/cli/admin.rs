@@ -32,6 +32,9 @@ pub enum OrgCommand {
         #[arg(long = "region", value_delimiter = ',', required = true)]
         regions: Vec<String>,
     },
+    /// Sync member accounts from AWS Organizations (server-side, with the server's AWS credentials):
+    /// register new accounts, suspend suspended ones, remove those that left.
+    Sync(super::org_sync::SyncArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,11 +120,15 @@ fn print_organization(org: &pb::Organization, format: Output) -> anyhow::Result<
         ("regions", org.regions.join(",")),
         ("created_time", output::time(&org.created_time)),
     ]);
+    if let Some(sync) = &org.last_sync {
+        super::org_sync::print_status(sync);
+    }
     Ok(())
 }
 
 pub async fn org(mut clients: Clients, command: OrgCommand, format: Output) -> anyhow::Result<()> {
     let org = match command {
+        OrgCommand::Sync(args) => return super::org_sync::run(clients, args, format).await,
         OrgCommand::Create { id, management_account_id, regions } => {
             clients
                 .organizations

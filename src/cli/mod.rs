@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod client;
 pub mod events;
+pub mod org_sync;
 pub mod output;
 pub mod trails;
 pub mod validate;

@@ -113,6 +113,19 @@ fn load_or_create_secrets(path: &Path) -> anyhow::Result<DevSecrets> {
     Ok(secrets)
 }
 
+/// AWS for Organizations sync only when the developer's environment names it (for example
+/// `AWS_ENDPOINT_URL_ORGANIZATIONS` of a moto server and test keys): a laptop's stray instance-role
+/// lookups would only slow `dev` down.
+async fn dev_aws_settings() -> anyhow::Result<Option<Arc<crate::members::aws::AwsSettings>>> {
+    if !crate::members::aws::environment_configured() {
+        return Ok(None);
+    }
+    let sdk = crate::members::aws::load(DEV_REGION, None).await;
+    let settings = crate::members::aws::AwsSettings::new(sdk, "", &[])?;
+    eprintln!("note: AWS Organizations sync (`orgtrail org sync`) uses the AWS environment");
+    Ok(Some(Arc::new(settings)))
+}
+
 /// Runs the dev stack until Ctrl-C or SIGTERM.
 pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data_dir)
@@ -196,6 +209,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         default_region: Region::parse("region", DEV_REGION)?,
         master_key: Some(master_key.clone()),
         staging: staging.clone(),
+        aws: dev_aws_settings().await?,
     };
     let sink = crate::sinks::s3::S3Sink::new(
         s3_client(&s3.endpoint(), &secrets.s3_access_key_id, &secrets.s3_secret_access_key, DEV_REGION).await,

@@ -24,7 +24,7 @@ impl AccountStatus {
         }
     }
 
-    fn parse(value: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(value: &str) -> Result<Self, StoreError> {
         match value {
             "ACTIVE" => Ok(Self::Active),
             "SUSPENDED" => Ok(Self::Suspended),
@@ -50,7 +50,7 @@ impl RegistrationSource {
         }
     }
 
-    fn parse(value: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(value: &str) -> Result<Self, StoreError> {
         match value {
             "MANUAL" => Ok(Self::Manual),
             "BOOTSTRAP" => Ok(Self::Bootstrap),
@@ -172,7 +172,9 @@ pub async fn update(
 ) -> Result<Account, StoreError> {
     let row = sqlx::query_as::<_, Row>(&format!(
         "UPDATE accounts SET name = COALESCE($2, name), email = COALESCE($3, email),
-                status = COALESCE($4, status), collector = COALESCE($5, collector), updated_at = now()
+                status = COALESCE($4, status), collector = COALESCE($5, collector), updated_at = now(),
+                -- An admin's status change is the admin's: the Organizations sync no longer lifts it.
+                suspended_by_org_sync = suspended_by_org_sync AND $4::text IS NULL
          WHERE account_id = $1 RETURNING {COLUMNS}"
     ))
     .bind(account_id.as_str())

@@ -6,6 +6,7 @@ pub mod channels;
 pub mod delivery;
 pub mod digests;
 pub mod maintenance;
+pub mod org_sync;
 pub mod organizations;
 pub mod signing_keys;
 pub mod staging;

@@ -23,6 +23,8 @@ pub struct TestApi {
     pub addr: SocketAddr,
     pub pool: PgPool,
     pub master_key: Arc<MasterKey>,
+    /// AWS for Organizations sync (a moto server's); None: SyncAccounts has no AWS.
+    pub aws: Option<Arc<orgtrail::members::aws::AwsSettings>>,
     stop: watch::Sender<bool>,
 }
 
@@ -33,11 +35,16 @@ impl Drop for TestApi {
 }
 
 pub async fn start(pool: PgPool) -> TestApi {
+    start_with_aws(pool, None).await
+}
+
+/// The control plane with AWS settings (for Organizations sync against moto).
+pub async fn start_with_aws(pool: PgPool, aws: Option<orgtrail::members::aws::AwsSettings>) -> TestApi {
     let master_key = Arc::new(MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap());
     let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, _) = watch::channel(false);
-    let test_api = TestApi { addr, pool, master_key, stop };
+    let test_api = TestApi { addr, pool, master_key, aws: aws.map(Arc::new), stop };
     tokio::spawn(api::serve(test_api.ctx(), listener, None, test_api.stopped()));
     test_api
 }
@@ -49,6 +56,7 @@ impl TestApi {
             default_region: Region::parse("region", "us-east-1").unwrap(),
             master_key: Some(self.master_key.clone()),
             staging: Arc::new(orgtrail::store::staging::PgStaging::new(self.pool.clone())),
+            aws: self.aws.clone(),
         }
     }
 
@@ -209,6 +217,21 @@ pub async fn stack_with_settings(
     adjust: impl FnOnce(&mut orgtrail::pipeline::worker::WorkerSettings),
 ) -> Stack {
     let api = start(pool.clone()).await;
+    stack_over(api, adjust).await
+}
+
+/// A stack whose control plane has AWS settings (Organizations sync against moto).
+pub async fn stack_with_aws(pool: PgPool, aws: orgtrail::members::aws::AwsSettings) -> Stack {
+    let api = start_with_aws(pool, Some(aws)).await;
+    stack_over(api, |_| {}).await
+}
+
+/// A stack around an already started control plane.
+pub async fn stack_over(
+    api: TestApi,
+    adjust: impl FnOnce(&mut orgtrail::pipeline::worker::WorkerSettings),
+) -> Stack {
+    let pool = api.pool.clone();
     let dir = tempfile::tempdir().unwrap();
     let access_key = api.access_key(Role::Admin, None).await;
     let s3 = orgtrail::dev::s3::S3Server::start_with_keys(
