@@ -101,6 +101,17 @@ fn cases() -> Vec<Case> {
             }),
         },
         Case {
+            rpc: "SyncAccounts",
+            what: "a dry run (the test server has no AWS configuration)",
+            expect: [Fail(Code::FailedPrecondition), DENIED, DENIED],
+            call: call(|_, mut c| async move {
+                c.organizations
+                    .sync_accounts(pb::SyncAccountsRequest { ou_ids: vec![], dry_run: true })
+                    .await
+                    .map(drop)
+            }),
+        },
+        Case {
             rpc: "RegisterAccount",
             what: "a new account",
             expect: [Allow, DENIED, DENIED],
