@@ -11,7 +11,7 @@ use crate::model::AccountId;
 use crate::model::collector::CollectorSettings;
 
 /// Key of the advisory lock that makes one sync at a time across all replicas ("orgsync").
-const LOCK_KEY: i64 = 0x6f72_6773_796e_63;
+const LOCK_KEY: i64 = 0x006f_7267_7379_6e63;
 
 /// An account as the sync needs to know it.
 #[derive(Debug, Clone)]
