@@ -71,8 +71,12 @@ pub fn environment_configured() -> bool {
 /// Loads the standard AWS configuration (region falls back to `fallback_region`), then assumes
 /// `role_arn` when given. Nothing is called yet: credentials resolve on first use.
 pub async fn load(fallback_region: &str, role_arn: Option<&str>) -> aws_config::SdkConfig {
+    // Environment, then profile, then orgtrail's own region: never the instance metadata service,
+    // whose lookups only slow the start of a process that may never sync.
     let region =
-        RegionProviderChain::default_provider().or_else(aws_config::Region::new(fallback_region.to_owned()));
+        RegionProviderChain::first_try(aws_config::environment::EnvironmentVariableRegionProvider::new())
+            .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+            .or_else(aws_config::Region::new(fallback_region.to_owned()));
     let base = aws_config::defaults(BehaviorVersion::latest()).region(region).load().await;
     match role_arn.filter(|arn| !arn.is_empty()) {
         None => base,
