@@ -74,6 +74,10 @@ pub struct Config {
     pub signing_key_rotation_days: u64,
     /// Log line format: `text` or `json`.
     pub log_format: LogFormat,
+    /// The AWS principal (ARN) orgtrail's collectors run as. Member roles made by `orgtrail
+    /// bootstrap` trust it (with a per-enrollment ExternalId). Unset: the organization's management
+    /// account, `arn:aws:iam::<management account>:root`.
+    pub aggregator_principal_arn: Option<String>,
 }
 
 impl Default for Config {
@@ -100,6 +104,7 @@ impl Default for Config {
             digest_period_seconds: 3600,
             signing_key_rotation_days: 30,
             log_format: LogFormat::Text,
+            aggregator_principal_arn: None,
         }
     }
 }
@@ -126,6 +131,7 @@ const FIELDS: &[&str] = &[
     "digest_period_seconds",
     "signing_key_rotation_days",
     "log_format",
+    "aggregator_principal_arn",
 ];
 
 /// An optional address for which an empty value (`ORGTRAIL_CLOUDTRAIL_LISTEN=`) means unset.

@@ -42,6 +42,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         default_region: Region::parse("region", &config.region)?,
         master_key,
         staging,
+        aggregator_principal_arn: config.aggregator_principal_arn.clone(),
     };
     // One stop for everything: a signal, or either server failing.
     let (stop, stopped) = watch::channel(false);

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod auth;
 pub mod convert;
+pub mod enrollment;
 pub mod error;
 pub mod ingest;
 pub mod key;
@@ -37,6 +38,9 @@ pub struct Ctx {
     pub master_key: Option<Arc<MasterKey>>,
     /// Where accepted events are staged.
     pub staging: Arc<dyn crate::store::staging::Staging>,
+    /// The AWS principal (ARN) orgtrail's collectors run as, which enrolled member roles trust;
+    /// None: the organization's management account root.
+    pub aggregator_principal_arn: Option<String>,
 }
 
 /// PEM files for serving gRPC over TLS.

@@ -196,6 +196,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         default_region: Region::parse("region", DEV_REGION)?,
         master_key: Some(master_key.clone()),
         staging: staging.clone(),
+        aggregator_principal_arn: None,
     };
     let sink = crate::sinks::s3::S3Sink::new(
         s3_client(&s3.endpoint(), &secrets.s3_access_key_id, &secrets.s3_secret_access_key, DEV_REGION).await,

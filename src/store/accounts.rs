@@ -24,7 +24,7 @@ impl AccountStatus {
         }
     }
 
-    fn parse(value: &str) -> Result<Self, StoreError> {
+    pub(super) fn parse(value: &str) -> Result<Self, StoreError> {
         match value {
             "ACTIVE" => Ok(Self::Active),
             "SUSPENDED" => Ok(Self::Suspended),
@@ -50,7 +50,7 @@ impl RegistrationSource {
         }
     }
 
-    fn parse(value: &str) -> Result<Self, StoreError> {
+    pub(super) fn parse(value: &str) -> Result<Self, StoreError> {
         match value {
             "MANUAL" => Ok(Self::Manual),
             "BOOTSTRAP" => Ok(Self::Bootstrap),

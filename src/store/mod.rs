@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod channels;
 pub mod delivery;
 pub mod digests;
+pub mod enrollments;
 pub mod maintenance;
 pub mod organizations;
 pub mod signing_keys;

@@ -49,6 +49,7 @@ impl TestApi {
             default_region: Region::parse("region", "us-east-1").unwrap(),
             master_key: Some(self.master_key.clone()),
             staging: Arc::new(orgtrail::store::staging::PgStaging::new(self.pool.clone())),
+            aggregator_principal_arn: None,
         }
     }
 
