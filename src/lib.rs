@@ -10,6 +10,7 @@ pub mod cloudtrail_api;
 pub mod config;
 pub mod dev;
 pub mod integrity;
+pub mod members;
 pub mod model;
 pub mod pipeline;
 pub mod proto;

@@ -2,6 +2,7 @@
 //! call the gRPC API. Every failure exits non-zero with one line on stderr.
 
 pub mod admin;
+pub mod bootstrap;
 pub mod client;
 pub mod events;
 pub mod output;
@@ -63,6 +64,9 @@ pub enum Command {
     /// Manage member accounts.
     #[command(subcommand)]
     Accounts(admin::AccountsCommand),
+    /// In a member account, with its own AWS credentials: create or update the IAM role orgtrail
+    /// assumes and enroll with an enrollment token. Idempotent; --dry-run contacts nothing.
+    Bootstrap(bootstrap::BootstrapArgs),
     /// Manage trails (CloudTrail's trail API).
     #[command(subcommand)]
     Trails(trails::TrailsCommand),
@@ -303,6 +307,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let clients = connect().await?;
             admin::tokens(clients, command, output).await
         }
+        Command::Bootstrap(args) => bootstrap::run(args, endpoint, ca_cert, output).await,
         Command::Validate(args) => validate::run(args, endpoint, token, ca_cert, output).await,
     }
 }
