@@ -48,6 +48,11 @@ impl CollectError {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
+        if let SdkError::ServiceError(_) = &error {
+            let code = error.code().unwrap_or("Unknown");
+            let message = format!("{operation}: {code}: {}", error.message().unwrap_or_default());
+            return Self::from_code(code, message);
+        }
         let message = format!("{operation}: {}", DisplayErrorContext(&error));
         match &error {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
@@ -61,7 +66,6 @@ impl CollectError {
                     Self::Network(message)
                 }
             }
-            SdkError::ServiceError(_) => Self::from_code(error.code().unwrap_or_default(), message),
             _ => Self::Service(message),
         }
     }

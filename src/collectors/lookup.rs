@@ -124,6 +124,8 @@ impl LookupCollector {
     ) -> Result<Page, CollectError> {
         let clients = self.collector.clients.for_account(&self.run.settings).await;
         let client = clients.cloudtrail(&self.run.target.region);
+        // Credentials first: the token is taken right before the request goes out.
+        clients.ready().await?;
         self.bucket.acquire(priority).await;
         let output = client
             .lookup_events()

@@ -5,7 +5,8 @@
 //! token, refilled every `1/rate` seconds (plus a 5% margin): requests leave at least that far
 //! apart, so no one-second window at AWS ever sees more than `rate` of them, even with network
 //! jitter. A backfill request takes a token only while no live request waits for one, so a long
-//! backfill never delays the live window by more than one request.
+//! backfill never delays the live window by more than one request. A bucket starts empty, so a
+//! collector that moves to another worker (one holder at a time, by lease) keeps the spacing.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -46,7 +47,9 @@ impl TokenBucket {
     /// At most `per_second` requests per second (> 0).
     pub fn new(per_second: f64) -> Self {
         let spacing = Duration::from_secs_f64(1.05 / per_second.max(0.001));
-        Self { spacing, state: Mutex::new(State { next_token: Instant::now(), live_waiting: 0 }) }
+        // The first token comes one spacing after creation: a collector that just moved here (a
+        // restart, a lease taken over) cannot follow its predecessor's last request too closely.
+        Self { spacing, state: Mutex::new(State { next_token: Instant::now() + spacing, live_waiting: 0 }) }
     }
 
     pub fn spacing(&self) -> Duration {

@@ -154,7 +154,8 @@ async fn handle(
     request: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
     let target = request.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if target != "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents" {
+    // The full target name, or the short one current SDKs send.
+    if !target.ends_with("CloudTrail_20131101.LookupEvents") {
         return error("UnknownOperationException", target);
     }
     let Some((key, region)) = credential(request.headers()) else {
