@@ -254,7 +254,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => {
             let config = Config::load(args.config.as_deref())?;
             init_tracing(config.log_format);
-            let settings = config.worker_settings()?;
+            let mut settings = config.worker_settings()?;
+            settings.collectors = Some(config.collector_config(config.aws_sdk_config().await)?);
             let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
             crate::store::migrate(&pool).await?;
             let staging = std::sync::Arc::new(crate::store::staging::PgStaging::new(pool.clone()));

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod channels;
+pub mod collectors;
 pub mod delivery;
 pub mod digests;
 pub mod enrollments;
