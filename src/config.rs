@@ -88,6 +88,20 @@ pub struct Config {
     /// `OrganizationAccountAccessRole`: accounts the sync registers get pull settings for it
     /// (`arn:aws:iam::<account>:role/<name>`, LookupEvents on). Empty (default): push only.
     pub member_role_name: String,
+    /// The AWS principal (ARN) orgtrail's collectors run as. Member roles made by `orgtrail
+    /// bootstrap` trust it (with a per-enrollment ExternalId). Unset: the organization's management
+    /// account, `arn:aws:iam::<management account>:root`.
+    pub aggregator_principal_arn: Option<String>,
+    /// Seconds between passes of a pull collector (per account, source and region) that has
+    /// caught up. The collectors reach AWS with the standard AWS environment of the worker
+    /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL_STS` / `_S3` / `_CLOUDTRAIL`, ...).
+    pub collect_interval_seconds: u64,
+    /// Days a collector reads back on its first run (LookupEvents backfill and the first day
+    /// folder of a member trail bucket); 0 to 90 (LookupEvents keeps 90 days).
+    pub lookup_backfill_days: u32,
+    /// LookupEvents requests per second per account and region (AWS's limit is 2), shared by
+    /// the live window and the backfill.
+    pub lookup_requests_per_second: f64,
 }
 
 impl Default for Config {
@@ -118,6 +132,10 @@ impl Default for Config {
             org_sync_interval_seconds: 0,
             org_sync_ou_ids: Vec::new(),
             member_role_name: String::new(),
+            aggregator_principal_arn: None,
+            collect_interval_seconds: 60,
+            lookup_backfill_days: 0,
+            lookup_requests_per_second: 2.0,
         }
     }
 }
@@ -148,6 +166,10 @@ const FIELDS: &[&str] = &[
     "org_sync_interval_seconds",
     "org_sync_ou_ids",
     "member_role_name",
+    "aggregator_principal_arn",
+    "collect_interval_seconds",
+    "lookup_backfill_days",
+    "lookup_requests_per_second",
 ];
 
 /// An optional address for which an empty value (`ORGTRAIL_CLOUDTRAIL_LISTEN=`) means unset.
@@ -208,6 +230,40 @@ impl Config {
             staged_retention: std::time::Duration::from_secs(self.staged_retention_days * 24 * 3600),
             ..Default::default()
         })
+    }
+
+    /// The pull collectors' settings, checked.
+    pub fn collector_config(
+        &self,
+        sdk_config: aws_config::SdkConfig,
+    ) -> anyhow::Result<crate::collectors::CollectorConfig> {
+        if self.collect_interval_seconds == 0 {
+            anyhow::bail!("collect_interval_seconds must be at least 1");
+        }
+        if self.lookup_backfill_days > crate::collectors::lookup::MAX_LOOKBACK_DAYS {
+            anyhow::bail!("lookup_backfill_days must be 0 to 90, got {}", self.lookup_backfill_days);
+        }
+        if !(self.lookup_requests_per_second > 0.0 && self.lookup_requests_per_second <= 100.0) {
+            anyhow::bail!(
+                "lookup_requests_per_second must be above 0 and at most 100, got {}",
+                self.lookup_requests_per_second
+            );
+        }
+        let mut config = crate::collectors::CollectorConfig::new(sdk_config);
+        config.interval = std::time::Duration::from_secs(self.collect_interval_seconds);
+        config.backfill_days = self.lookup_backfill_days;
+        config.lookup_requests_per_second = self.lookup_requests_per_second;
+        Ok(config)
+    }
+
+    /// orgtrail's own AWS configuration from the standard AWS environment (credentials, region,
+    /// `AWS_ENDPOINT_URL_*`); the region defaults to `region` rather than asking instance metadata.
+    pub async fn aws_sdk_config(&self) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+            loader = loader.region(aws_config::Region::new(self.region.clone()));
+        }
+        loader.load().await
     }
 
     /// An S3 client for the configured store.

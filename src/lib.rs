@@ -7,6 +7,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod cloudtrail_api;
+pub mod collectors;
 pub mod config;
 pub mod dev;
 pub mod integrity;

@@ -37,6 +37,20 @@ pub fn hash_bearer_secret(secret: &str) -> Vec<u8> {
     digest::digest(&digest::SHA256, secret.as_bytes()).as_ref().to_vec()
 }
 
+/// Prefix of enrollment tokens, distinct from API tokens so that neither is mistaken for the other.
+pub const ENROLLMENT_TOKEN_PREFIX: &str = "oten_";
+
+/// A new enrollment secret: prefix + 32 random bytes, base64url (hashed like bearer secrets).
+pub fn new_enrollment_secret() -> Result<String, SecretError> {
+    Ok(format!("{ENROLLMENT_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()?)))
+}
+
+/// A new ExternalId for a member role's trust policy: 128 random bits in hex, which stays within
+/// IAM's ExternalId alphabet ([\w+=,.@:/-]) and length (2..=1224).
+pub fn new_external_id() -> Result<String, SecretError> {
+    Ok(format!("orgtrail-{}", hex::encode(random_bytes::<16>()?)))
+}
+
 /// A new AWS-style key pair: a 20-character id starting with "AKOT" and a 40-character secret.
 pub fn new_access_key_pair() -> Result<(String, String), SecretError> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";

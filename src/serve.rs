@@ -45,6 +45,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         master_key,
         staging,
         aws: Some(aws.clone()),
+        aggregator_principal_arn: config.aggregator_principal_arn.clone(),
     };
     // One stop for everything: a signal, or either server failing.
     let (stop, stopped) = watch::channel(false);

@@ -450,6 +450,64 @@ fn cases() -> Vec<Case> {
             }),
         },
         Case {
+            rpc: "CreateEnrollmentToken",
+            what: "an enrollment token",
+            expect: [Allow, DENIED, DENIED],
+            call: call(|_, mut c| async move {
+                c.accounts
+                    .create_enrollment_token(pb::CreateEnrollmentTokenRequest::default())
+                    .await
+                    .map(drop)
+            }),
+        },
+        // Public with an enrollment token: the bearer token (any, or a bad one) plays no part.
+        Case {
+            rpc: "DescribeEnrollment",
+            what: "a valid enrollment token",
+            expect: [Allow, Allow, Allow],
+            call: call(|mut a, mut c| async move {
+                let token = fresh_enrollment_token(&mut a).await;
+                c.accounts
+                    .describe_enrollment(pb::DescribeEnrollmentRequest {
+                        enrollment_token: token.enrollment_token,
+                        account_id: String::new(),
+                    })
+                    .await
+                    .map(drop)
+            }),
+        },
+        Case {
+            rpc: "DescribeEnrollment",
+            what: "an unknown enrollment token",
+            expect: [Fail(Code::Unauthenticated); 3],
+            call: call(|_, mut c| async move {
+                c.accounts
+                    .describe_enrollment(pb::DescribeEnrollmentRequest {
+                        enrollment_token: "oten_unknown".into(),
+                        account_id: String::new(),
+                    })
+                    .await
+                    .map(drop)
+            }),
+        },
+        Case {
+            rpc: "Enroll",
+            what: "a fresh account with a valid enrollment token",
+            expect: [Allow, Allow, Allow],
+            call: call(|mut a, mut c| async move {
+                let token = fresh_enrollment_token(&mut a).await;
+                c.accounts.enroll(enroll_request(token.enrollment_token, token.external_id)).await.map(drop)
+            }),
+        },
+        Case {
+            rpc: "Enroll",
+            what: "an unknown enrollment token",
+            expect: [Fail(Code::Unauthenticated); 3],
+            call: call(|_, mut c| async move {
+                c.accounts.enroll(enroll_request("oten_unknown".into(), "x1".into())).await.map(drop)
+            }),
+        },
+        Case {
             rpc: "WhoAmI",
             what: "own token",
             expect: [Allow, Allow, Allow],
@@ -457,6 +515,34 @@ fn cases() -> Vec<Case> {
         },
     ]);
     cases
+}
+
+/// RPCs authenticated by an enrollment token in the request, not by the bearer token.
+const ENROLLMENT_RPCS: &[&str] = &["DescribeEnrollment", "Enroll"];
+
+async fn fresh_enrollment_token(admin: &mut Clients) -> pb::CreateEnrollmentTokenResponse {
+    admin
+        .accounts
+        .create_enrollment_token(pb::CreateEnrollmentTokenRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn enroll_request(enrollment_token: String, external_id: String) -> pb::EnrollRequest {
+    let account_id = unique_account();
+    pb::EnrollRequest {
+        enrollment_token,
+        collector: Some(pb::CollectorSettings {
+            role_arn: format!("arn:aws:iam::{account_id}:role/orgtrail-collector"),
+            external_id,
+            lookup_events: true,
+            ..Default::default()
+        }),
+        account_id,
+        name: String::new(),
+        email: String::new(),
+    }
 }
 
 /// Sends one event of `account`; a per-event refusal counts as PermissionDenied here.
@@ -589,7 +675,9 @@ async fn every_rpc_enforces_the_role_matrix(pool: PgPool) {
             }
         }
         let got = outcome((case.call)(admin.clone(), anonymous.clone()).await);
-        if got != Fail(Code::Unauthenticated) {
+        let expected =
+            if ENROLLMENT_RPCS.contains(&case.rpc) { case.expect[0] } else { Fail(Code::Unauthenticated) };
+        if got != expected {
             failures.push(format!("{} ({}) with a bad token: got {got:?}", case.rpc, case.what));
         }
     }

@@ -5,6 +5,7 @@ use tonic::{Request, Response};
 use super::Ctx;
 use super::auth::{Action, Caller, authorize};
 use super::convert;
+use super::enrollment;
 use super::error::{ApiError, ApiResult};
 use crate::model::AccountId;
 use crate::proto::v1 as pb;
@@ -29,7 +30,7 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-fn validate_email(email: &str) -> Result<(), ApiError> {
+pub fn validate_email(email: &str) -> Result<(), ApiError> {
     let plausible = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
         && !email.chars().any(char::is_whitespace);
@@ -200,5 +201,26 @@ impl pb::account_service_server::AccountService for AccountApi {
                 .await?;
         tracing::info!(account_id = %account.account_id, "account deregistered");
         Ok(Response::new(convert::account(&account)))
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        request: Request<pb::CreateEnrollmentTokenRequest>,
+    ) -> ApiResult<pb::CreateEnrollmentTokenResponse> {
+        let caller = Caller::of(&request)?;
+        authorize(&caller, Action::Administer)?;
+        Ok(Response::new(enrollment::create_token(&self.ctx, request.into_inner()).await?))
+    }
+
+    // No Caller here: the auth layer lets enrollment RPCs through, the enrollment token authenticates.
+    async fn describe_enrollment(
+        &self,
+        request: Request<pb::DescribeEnrollmentRequest>,
+    ) -> ApiResult<pb::DescribeEnrollmentResponse> {
+        Ok(Response::new(enrollment::describe(&self.ctx, request.into_inner()).await?))
+    }
+
+    async fn enroll(&self, request: Request<pb::EnrollRequest>) -> ApiResult<pb::EnrollResponse> {
+        Ok(Response::new(enrollment::enroll(&self.ctx, request.into_inner()).await?))
     }
 }

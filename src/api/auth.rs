@@ -181,9 +181,17 @@ impl Authenticator {
     }
 }
 
-/// Paths that need no token: health checks (probes) and reflection (service discovery).
+/// RPCs authenticated by an enrollment token in the request instead of a bearer token: a member
+/// account that enrolls has no API token yet. Exact paths, so that no other RPC slips through.
+pub const ENROLLMENT_RPCS: &[&str] =
+    &["/orgtrail.v1.AccountService/DescribeEnrollment", "/orgtrail.v1.AccountService/Enroll"];
+
+/// Paths that need no bearer token: health checks (probes), reflection (service discovery), and
+/// the enrollment RPCs.
 fn is_public(path: &str) -> bool {
-    path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.")
+    path.starts_with("/grpc.health.")
+        || path.starts_with("/grpc.reflection.")
+        || ENROLLMENT_RPCS.contains(&path)
 }
 
 /// Tower layer that authenticates every orgtrail RPC and hands the [`Caller`] to the handler.

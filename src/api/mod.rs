@@ -3,6 +3,7 @@
 pub mod account;
 pub mod auth;
 pub mod convert;
+pub mod enrollment;
 pub mod error;
 pub mod ingest;
 pub mod key;
@@ -39,6 +40,9 @@ pub struct Ctx {
     pub staging: Arc<dyn crate::store::staging::Staging>,
     /// AWS configuration for Organizations sync; None: SyncAccounts fails naming what to set.
     pub aws: Option<Arc<crate::members::aws::AwsSettings>>,
+    /// The AWS principal (ARN) orgtrail's collectors run as, which enrolled member roles trust;
+    /// None: the organization's management account root.
+    pub aggregator_principal_arn: Option<String>,
 }
 
 /// PEM files for serving gRPC over TLS.

@@ -38,7 +38,7 @@ pub struct IssuedToken {
 /// Creates a token. Shared by the API and the `create-admin-token` / `dev` commands, which
 /// have no token yet.
 pub async fn issue(
-    pool: &sqlx::PgPool,
+    executor: impl sqlx::PgExecutor<'_>,
     master_key: Option<&secrets::MasterKey>,
     name: &str,
     role: Role,
@@ -64,7 +64,7 @@ pub async fn issue(
     let expire_time =
         (lifetime_seconds > 0).then(|| Utc::now() + chrono::Duration::seconds(lifetime_seconds));
     let token = tokens::insert(
-        pool,
+        executor,
         NewToken {
             name,
             role,

@@ -75,6 +75,56 @@ pub enum AccountsCommand {
         #[arg(long)]
         account_id: String,
     },
+    /// Issue a single-use enrollment token for `orgtrail bootstrap`; printed once.
+    EnrollToken {
+        /// How long the token works: `90s`, `30m`, `1h`, `7d` (60 seconds to 7 days).
+        #[arg(long, default_value = "1h", value_parser = parse_lifetime)]
+        expires: i64,
+        /// Only this 12-digit account may enroll with the token.
+        #[arg(long, default_value = "")]
+        account_id: String,
+    },
+}
+
+/// `90s`, `30m`, `1h`, `7d` (or plain seconds) → seconds; the server checks the range.
+pub fn parse_lifetime(value: &str) -> Result<i64, String> {
+    let value = value.trim();
+    let (number, unit) = match value.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => value.split_at(at),
+        None => (value, "s"),
+    };
+    let number: i64 =
+        number.parse().map_err(|_| format!("{value:?} is not a duration like 90s, 30m, 1h or 7d"))?;
+    let unit_seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit {other:?}: use s, m, h or d")),
+    };
+    Ok(number.saturating_mul(unit_seconds))
+}
+
+fn print_enrollment_token(
+    response: &pb::CreateEnrollmentTokenResponse,
+    format: Output,
+) -> anyhow::Result<()> {
+    if format == Output::Json {
+        return output::json(response);
+    }
+    output::fields(&[
+        ("enrollment token (shown once)", response.enrollment_token.clone()),
+        ("expires", output::time(&response.expire_time)),
+        ("account", output::or_dash(&response.account_id)),
+        ("external id", response.external_id.clone()),
+        ("aggregator principal", response.aggregator_principal.clone()),
+    ]);
+    println!();
+    println!(
+        "in the member account: orgtrail bootstrap --endpoint ENDPOINT --enrollment-token {}",
+        response.enrollment_token
+    );
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +253,17 @@ pub async fn accounts(mut clients: Clients, command: AccountsCommand, format: Ou
         }
         AccountsCommand::Deregister { account_id } => {
             api.deregister_account(pb::DeregisterAccountRequest { account_id }).await
+        }
+        AccountsCommand::EnrollToken { expires, account_id } => {
+            let response = api
+                .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+                    expires_in_seconds: expires,
+                    account_id,
+                })
+                .await
+                .map_err(call_error)?
+                .into_inner();
+            return print_enrollment_token(&response, format);
         }
         AccountsCommand::List { status } => {
             let status = status.as_deref().map(status_value).unwrap_or_default();

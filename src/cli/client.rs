@@ -72,24 +72,27 @@ pub fn resolve_target(
     Ok(Target { endpoint, token, ca_cert })
 }
 
-pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
-    let mut endpoint = Channel::from_shared(target.endpoint.clone())
-        .with_context(|| format!("invalid endpoint {:?}", target.endpoint))?
+/// A channel to the control plane (TLS for https:// endpoints), connected now so that an
+/// unreachable server is one clear error.
+pub async fn channel(endpoint: &str, ca_cert: Option<&Path>) -> anyhow::Result<Channel> {
+    let mut builder = Channel::from_shared(endpoint.to_owned())
+        .with_context(|| format!("invalid endpoint {endpoint:?}"))?
         .connect_timeout(std::time::Duration::from_secs(10));
-    if target.endpoint.starts_with("https://") {
+    if endpoint.starts_with("https://") {
         crate::api::ensure_crypto_provider();
         let mut tls = ClientTlsConfig::new().with_native_roots();
-        if let Some(path) = &target.ca_cert {
+        if let Some(path) = ca_cert {
             let pem = std::fs::read(path)
                 .with_context(|| format!("cannot read CA certificate {}", path.display()))?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
         }
-        endpoint = endpoint.tls_config(tls)?;
+        builder = builder.tls_config(tls)?;
     }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {}", target.endpoint, source_chain(&e)))?;
+    builder.connect().await.map_err(|e| anyhow::anyhow!("cannot connect to {endpoint}: {}", source_chain(&e)))
+}
+
+pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
+    let channel = channel(&target.endpoint, target.ca_cert.as_deref()).await?;
     let header: MetadataValue<Ascii> = format!("Bearer {}", target.token)
         .parse()
         .map_err(|_| anyhow::anyhow!("the token contains characters that cannot be sent in a header"))?;

@@ -2,6 +2,7 @@
 //! call the gRPC API. Every failure exits non-zero with one line on stderr.
 
 pub mod admin;
+pub mod bootstrap;
 pub mod client;
 pub mod events;
 pub mod org_sync;
@@ -64,6 +65,9 @@ pub enum Command {
     /// Manage member accounts.
     #[command(subcommand)]
     Accounts(admin::AccountsCommand),
+    /// In a member account, with its own AWS credentials: create or update the IAM role orgtrail
+    /// assumes and enroll with an enrollment token. Idempotent; --dry-run contacts nothing.
+    Bootstrap(bootstrap::BootstrapArgs),
     /// Manage trails (CloudTrail's trail API).
     #[command(subcommand)]
     Trails(trails::TrailsCommand),
@@ -251,7 +255,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => {
             let config = Config::load(args.config.as_deref())?;
             init_tracing(config.log_format);
-            let settings = config.worker_settings()?;
+            let mut settings = config.worker_settings()?;
+            settings.collectors = Some(config.collector_config(config.aws_sdk_config().await)?);
             let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
             crate::store::migrate(&pool).await?;
             let staging = std::sync::Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
@@ -304,6 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let clients = connect().await?;
             admin::tokens(clients, command, output).await
         }
+        Command::Bootstrap(args) => bootstrap::run(args, endpoint, ca_cert, output).await,
         Command::Validate(args) => validate::run(args, endpoint, token, ca_cert, output).await,
     }
 }

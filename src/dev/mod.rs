@@ -210,6 +210,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         master_key: Some(master_key.clone()),
         staging: staging.clone(),
         aws: dev_aws_settings().await?,
+        aggregator_principal_arn: None,
     };
     let sink = crate::sinks::s3::S3Sink::new(
         s3_client(&s3.endpoint(), &secrets.s3_access_key_id, &secrets.s3_secret_access_key, DEV_REGION).await,

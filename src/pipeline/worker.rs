@@ -39,6 +39,8 @@ pub struct WorkerSettings {
     pub master_key: Option<Arc<crate::secrets::MasterKey>>,
     /// A region's signing key is replaced when older than this; None: only on demand.
     pub signing_key_rotation: Option<Duration>,
+    /// Pull collectors (LookupEvents, member trail buckets) run beside delivery when set.
+    pub collectors: Option<crate::collectors::CollectorConfig>,
 }
 
 impl Default for WorkerSettings {
@@ -54,6 +56,7 @@ impl Default for WorkerSettings {
             digest_period: super::digests::DEFAULT_PERIOD,
             master_key: None,
             signing_key_rotation: Some(Duration::from_secs(30 * 24 * 3600)),
+            collectors: None,
         }
     }
 }
@@ -152,6 +155,20 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         tracing::info!(worker = %self.id, "worker started");
         tokio::pin!(shutdown);
+        // Collectors stage what they pull; this loop delivers it like pushed events.
+        let (stop_collectors, collectors_stopped) = tokio::sync::watch::channel(false);
+        let collectors = self.settings.collectors.clone().map(|config| {
+            let collector = Arc::new(crate::collectors::Collector::new(
+                self.pool.clone(),
+                self.staging.clone(),
+                config,
+                self.id.clone(),
+            ));
+            let mut stopped = collectors_stopped.clone();
+            tokio::spawn(crate::collectors::runner::run(collector, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
         let mut shards: HashMap<i64, ShardState> = HashMap::new();
         let mut last_renewal = Instant::now() - self.settings.lease_ttl;
         let mut last_claim = Instant::now() - CLAIM_EVERY;
@@ -244,6 +261,12 @@ impl Worker {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}
             }
+        }
+        let _ = stop_collectors.send(true);
+        if let Some(collectors) = collectors
+            && let Err(error) = collectors.await
+        {
+            tracing::warn!(%error, "collectors ended abnormally");
         }
         if let Err(error) = delivery::release_leases(&self.pool, &self.id).await {
             tracing::warn!(%error, "could not give leases up; they expire on their own");

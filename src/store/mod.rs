@@ -3,8 +3,10 @@
 
 pub mod accounts;
 pub mod channels;
+pub mod collectors;
 pub mod delivery;
 pub mod digests;
+pub mod enrollments;
 pub mod maintenance;
 pub mod org_sync;
 pub mod organizations;

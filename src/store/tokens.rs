@@ -87,7 +87,9 @@ pub struct NewToken<'a> {
     pub expire_time: Option<DateTime<Utc>>,
 }
 
-pub async fn insert(pool: &PgPool, new: NewToken<'_>) -> Result<Token, StoreError> {
+/// Inserts a token; `executor` is a pool or an open transaction (enrollment issues a member token
+/// in the transaction that registers the account).
+pub async fn insert(executor: impl sqlx::PgExecutor<'_>, new: NewToken<'_>) -> Result<Token, StoreError> {
     let row = sqlx::query_as::<_, Row>(&format!(
         "INSERT INTO api_tokens (id, name, role, account_id, token_hash, access_key_id,
                                  secret_access_key_ciphertext, expires_at)
@@ -101,7 +103,7 @@ pub async fn insert(pool: &PgPool, new: NewToken<'_>) -> Result<Token, StoreErro
     .bind(new.access_key.map(|(id, _)| id))
     .bind(new.access_key.map(|(_, sealed)| sealed))
     .bind(new.expire_time)
-    .fetch_one(pool)
+    .fetch_one(executor)
     .await?;
     row.try_into()
 }

@@ -57,6 +57,7 @@ impl TestApi {
             master_key: Some(self.master_key.clone()),
             staging: Arc::new(orgtrail::store::staging::PgStaging::new(self.pool.clone())),
             aws: self.aws.clone(),
+            aggregator_principal_arn: None,
         }
     }
 
@@ -190,6 +191,8 @@ pub struct Stack {
     pub s3_client: aws_sdk_s3::Client,
     _s3_dir: tempfile::TempDir,
     stop_worker: watch::Sender<bool>,
+    worker_settings: orgtrail::pipeline::worker::WorkerSettings,
+    worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for Stack {
@@ -247,11 +250,11 @@ pub async fn stack_over(
     let mut worker_settings = test_worker_settings();
     worker_settings.master_key = Some(api.master_key.clone());
     adjust(&mut worker_settings);
-    let worker = worker_with(pool, &s3_client, worker_settings);
-    tokio::spawn(worker.run(async move {
+    let worker = worker_with(pool, &s3_client, worker_settings.clone());
+    let worker = tokio::spawn(worker.run(async move {
         let _ = stopped.wait_for(|s| *s).await;
     }));
-    Stack { api, access_key, s3, s3_client, _s3_dir: dir, stop_worker }
+    Stack { api, access_key, s3, s3_client, _s3_dir: dir, stop_worker, worker_settings, worker: Some(worker) }
 }
 
 pub fn test_worker_settings() -> orgtrail::pipeline::worker::WorkerSettings {
@@ -329,6 +332,20 @@ pub fn check_object(key: &str, body: &[u8]) -> LogObject {
 }
 
 impl Stack {
+    /// Stops the worker (it gives its leases up and ends) and starts a new one with the same settings.
+    pub async fn restart_worker(&mut self) {
+        let _ = self.stop_worker.send(true);
+        if let Some(worker) = self.worker.take() {
+            worker.await.unwrap().unwrap();
+        }
+        let (stop_worker, mut stopped) = watch::channel(false);
+        self.stop_worker = stop_worker;
+        let worker = worker_with(self.api.pool.clone(), &self.s3_client, self.worker_settings.clone());
+        self.worker = Some(tokio::spawn(worker.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })));
+    }
+
     pub async fn create_bucket(&self, bucket: &str) {
         self.s3_client.create_bucket().bucket(bucket).send().await.unwrap();
     }

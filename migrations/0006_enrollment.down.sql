@@ -1,0 +1,2 @@
+ALTER TABLE accounts DROP COLUMN enrollment_id;
+DROP TABLE enrollments;
