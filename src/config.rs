@@ -102,6 +102,11 @@ pub struct Config {
     /// LookupEvents requests per second per account and region (AWS's limit is 2), shared by
     /// the live window and the backfill.
     pub lookup_requests_per_second: f64,
+    /// Address `orgtrail worker` serves Prometheus metrics on (`GET /metrics`, plain HTTP/1.1):
+    /// per collector account, source and region, events pulled, errors by code and the time of
+    /// the last success. Unset or empty: not served.
+    #[serde(deserialize_with = "optional_address")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -136,6 +141,7 @@ impl Default for Config {
             collect_interval_seconds: 60,
             lookup_backfill_days: 0,
             lookup_requests_per_second: 2.0,
+            metrics_listen: None,
         }
     }
 }
@@ -170,6 +176,7 @@ const FIELDS: &[&str] = &[
     "collect_interval_seconds",
     "lookup_backfill_days",
     "lookup_requests_per_second",
+    "metrics_listen",
 ];
 
 /// An optional address for which an empty value (`ORGTRAIL_CLOUDTRAIL_LISTEN=`) means unset.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dev;
 pub mod integrity;
 pub mod members;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod proto;

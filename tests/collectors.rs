@@ -352,6 +352,13 @@ async fn lookup_events_are_pulled_at_most_twice_a_second_once_each_and_resume_fr
     let mut config = collector_config(sdk_config.clone());
     config.backfill_days = 1;
     config.cloudtrail_endpoint = Some(double.endpoint.clone());
+    // The worker's metrics, served the way `orgtrail worker` serves them with `metrics_listen`.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_address = listener.local_addr().unwrap();
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = tokio::spawn(orgtrail::metrics::serve(config.metrics.clone(), listener, async {
+        let _ = metrics_stopped.await;
+    }));
     let mut stack = stack_with_settings(pool.clone(), |s| s.collectors = Some(config)).await;
     let mut admin = organization(&stack, &[INVICTUS_RECORDS, second, denied, suspended]).await;
     set_collector(
@@ -386,6 +393,57 @@ async fn lookup_events_are_pulled_at_most_twice_a_second_once_each_and_resume_fr
         assert!(std::time::Instant::now() < deadline, "the denied account shows no error: {described:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Metrics: events of the flowing accounts, AccessDenied errors of the denied one, per target.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = http_get(metrics_address, "/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        let samples = samples(&body);
+        let wanted = [
+            ("orgtrail_collector_events_total", INVICTUS_RECORDS, "us-east-1", None),
+            ("orgtrail_collector_events_total", second, second_region, None),
+            ("orgtrail_collector_last_success_timestamp_seconds", INVICTUS_RECORDS, "us-east-1", None),
+            ("orgtrail_collector_errors_total", denied, denied_region, Some("AccessDenied")),
+        ];
+        let all_positive = wanted.iter().all(|(name, account, region, error)| {
+            let mut labels = BTreeMap::from([
+                ("account".to_owned(), account.to_string()),
+                ("source".to_owned(), "aws_lookup".to_owned()),
+                ("region".to_owned(), region.to_string()),
+            ]);
+            if let Some(error) = error {
+                labels.insert("error".to_owned(), error.to_string());
+            }
+            samples.get(&(name.to_string(), labels)).is_some_and(|value| *value > 0.0)
+        });
+        let events = |account: &str| {
+            samples
+                .iter()
+                .filter(|((name, labels), _)| {
+                    name == "orgtrail_collector_events_total" && labels["account"] == account
+                })
+                .map(|(_, value)| *value)
+                .sum::<f64>()
+        };
+        // The counter of a pass moves just after its events are staged, so wait for all of them.
+        let flowing_events = expected[&(INVICTUS_RECORDS.to_owned(), "us-east-1".to_owned())].len() as f64;
+        if all_positive && events(INVICTUS_RECORDS) == flowing_events {
+            assert_eq!(events(denied), 0.0, "the denied account accepted nothing: {body}");
+            assert!(
+                !samples.keys().any(|(name, labels)| name == "orgtrail_collector_errors_total"
+                    && labels["error"] == "AccessDenied"
+                    && labels["account"] != denied),
+                "only the denied account was denied: {body}"
+            );
+            assert!(!samples.keys().any(|(_, labels)| labels["account"] == suspended), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "metrics incomplete:\n{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(http_get(metrics_address, "/").await.0, 404);
+    assert_eq!(http_get(metrics_address, "/metrics/x").await.0, 404);
 
     // Wait for the backfill to finish, so that after the restart only live windows remain.
     let target = (INVICTUS_RECORDS, "aws_lookup", "us-east-1");
@@ -478,4 +536,29 @@ async fn lookup_events_are_pulled_at_most_twice_a_second_once_each_and_resume_fr
     assert!(log.iter().all(|r| r.outcome != "throttled"), "never throttled");
     assert!(log.iter().any(|r| r.account == INVICTUS_RECORDS && r.token.is_some()), "pages were followed");
     assert!(!log.iter().any(|r| r.account == suspended), "a SUSPENDED account is not collected");
+
+    let _ = stop_metrics.send(());
+    metrics_server.await.unwrap().unwrap();
+    assert!(tokio::net::TcpStream::connect(metrics_address).await.is_err(), "metrics stopped");
+}
+
+/// Samples of a Prometheus text exposition: (name, labels) → value.
+fn samples(text: &str) -> HashMap<(String, BTreeMap<String, String>), f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+            let labels = labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').unwrap();
+                    (key.to_owned(), value.trim_matches('"').to_owned())
+                })
+                .collect();
+            ((name.to_owned(), labels), value.parse().unwrap())
+        })
+        .collect()
 }

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LogFormat};
@@ -181,22 +182,25 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled: a signal that arrives once the caller has opened its ports (and a test
+/// or orchestrator sees it ready) stops it cleanly instead of killing it.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn received(signal: std::io::Result<Signal>) {
+        match signal {
             Ok(mut signal) => {
                 signal.recv().await;
             }
             Err(_) => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    }
+    let (interrupt, terminate) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+    async move {
+        tokio::select! {
+            _ = received(interrupt) => {},
+            _ = received(terminate) => {},
+        }
     }
 }
 
@@ -255,13 +259,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => {
             let config = Config::load(args.config.as_deref())?;
             init_tracing(config.log_format);
+            let shutdown = shutdown_signal();
             let mut settings = config.worker_settings()?;
             settings.collectors = Some(config.collector_config(config.aws_sdk_config().await)?);
             let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
             crate::store::migrate(&pool).await?;
             let staging = std::sync::Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
             let sink = crate::sinks::s3::S3Sink::new(config.s3_client().await);
-            crate::pipeline::worker::Worker::new(pool, staging, sink, settings).run(shutdown_signal()).await
+            let Some(listen) = config.metrics_listen else {
+                return crate::pipeline::worker::Worker::new(pool, staging, sink, settings)
+                    .run(shutdown)
+                    .await;
+            };
+            // Bound before the worker starts, so a taken port fails the command at once.
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on metrics_listen {listen}"))?;
+            tracing::info!(address = %listener.local_addr()?, "metrics served on /metrics");
+            let metrics = settings.collectors.as_ref().map(|c| c.metrics.clone()).unwrap_or_default();
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let server = tokio::spawn(crate::metrics::serve(metrics, listener, async move {
+                let mut stopped = stopped;
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }));
+            let result =
+                crate::pipeline::worker::Worker::new(pool, staging, sink, settings).run(shutdown).await;
+            // Metrics stay up until the worker has stopped, so its last passes are still scraped.
+            let _ = stop.send(true);
+            match server.await {
+                Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
+                Err(error) => tracing::warn!(%error, "metrics server ended abnormally"),
+                Ok(Ok(())) => {}
+            }
+            result
         }
         Command::Migrate(args) => {
             let config = Config::load(args.config.as_deref())?;

@@ -33,6 +33,18 @@ pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl CollectError {
+    /// A short, fixed code for the error (the `error` label of the metrics): the message itself
+    /// carries request ids, one value per failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Denied(_) => "AccessDenied",
+            Self::Throttled(_) => "Throttling",
+            Self::ExpiredCredentials(_) => "ExpiredToken",
+            Self::Network(_) => "Network",
+            Self::Service(_) | Self::Store(_) => "Other",
+        }
+    }
+
     /// The shortest wait before the next attempt: throttling waits longer from the start.
     pub fn backoff_floor(&self) -> Duration {
         match self {

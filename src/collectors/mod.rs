@@ -47,6 +47,8 @@ pub struct CollectorConfig {
     pub cloudtrail_endpoint: Option<String>,
     /// Passes running at once in this worker.
     pub concurrency: usize,
+    /// Where passes are counted (served by `orgtrail worker` with `metrics_listen`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl CollectorConfig {
@@ -59,6 +61,7 @@ impl CollectorConfig {
             lookup_overlap: Duration::from_secs(300),
             cloudtrail_endpoint: None,
             concurrency: 8,
+            metrics: crate::metrics::Metrics::new(),
         }
     }
 

@@ -165,6 +165,12 @@ where
             None => collector.config.interval,
             Some(Ok((progress, accepted))) => {
                 failures = 0;
+                collector.config.metrics.record_collection(
+                    &target.account_id,
+                    target.source,
+                    &target.region,
+                    accepted,
+                );
                 if let Err(error) = accounts::record_collection(
                     &collector.pool,
                     &run.account,
@@ -187,6 +193,12 @@ where
                 let wait = backoff(&error, failures);
                 tracing::warn!(%target, part, %error, failures, retry_in = ?wait, "collection failed");
                 let message = error.to_string();
+                collector.config.metrics.record_collection_error(
+                    &target.account_id,
+                    target.source,
+                    &target.region,
+                    error.code(),
+                );
                 if let Err(error) = accounts::record_collection_error(
                     &collector.pool,
                     &run.account,
