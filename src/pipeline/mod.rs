@@ -5,4 +5,5 @@
 pub mod batcher;
 pub mod digests;
 pub mod router;
+pub mod taps;
 pub mod worker;

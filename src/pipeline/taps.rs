@@ -1,0 +1,78 @@
+//! Taps: consumers that see every staged event of a shard once, beside trail delivery — the
+//! event-history index, alert rules, Insights counters, the CloudWatch Logs stream.
+//!
+//! A tap keeps a durable cursor per (shard, key) in `tap_cursors`. The worker hands it the events
+//! after that cursor in sequence order, together with an open transaction; the tap's writes and the
+//! cursor's advance commit together, after the lease's fencing generation was checked. So a tap
+//! that writes only to Postgres sees each event exactly once; a tap that also calls out (a webhook,
+//! CloudWatch Logs) repeats the events of a failed call, at least once. Staged events are released
+//! only when every trail cursor and every tap cursor passed them.
+
+use chrono::{DateTime, Utc};
+
+use super::router::Snapshot;
+use crate::model::record::RecordView;
+use crate::store::StoreError;
+use crate::store::delivery::ShardInfo;
+
+/// A staged event as a tap sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct TapEvent<'a> {
+    pub seq: i64,
+    pub received_at: DateTime<Utc>,
+    /// The record JSON exactly as staged (and delivered).
+    pub record: &'a str,
+    pub view: &'a RecordView,
+}
+
+/// What a tap is told about the events it gets.
+pub struct TapContext<'a> {
+    pub shard: &'a ShardInfo,
+    /// Control-plane state loaded after every event handed over arrived.
+    pub snapshot: &'a Snapshot,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    /// Postgres failed: the transaction is rolled back and the events come again.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something outside failed (a network call): the events come again after a backoff.
+    #[error("{0}")]
+    External(String),
+}
+
+impl From<sqlx::Error> for TapError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(StoreError::Database(error))
+    }
+}
+
+#[async_trait::async_trait]
+pub trait Tap: Send + Sync {
+    /// Stable name, for logs; also the only cursor key unless [`Tap::keys`] says otherwise.
+    fn name(&self) -> &'static str;
+
+    /// The cursor keys this tap keeps for a shard: one per independent consumer (e.g. one per
+    /// trail streaming to CloudWatch Logs, so one failing destination does not hold the others).
+    /// A key that disappears stops holding events back; a new key starts at the oldest event
+    /// still staged. Keys start with the tap's name.
+    fn keys(&self, _shard: &ShardInfo, _snapshot: &Snapshot) -> Vec<String> {
+        vec![self.name().to_owned()]
+    }
+
+    /// Consumes `events` (non-empty, in sequence order, all after the key's cursor). On `Ok` the
+    /// cursor moves past the last one in the same transaction; on `Err` nothing is kept.
+    async fn consume(
+        &self,
+        key: &str,
+        context: &TapContext<'_>,
+        events: &[TapEvent<'_>],
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<(), TapError>;
+}
+
+/// The taps every worker runs. Each feature adds its tap here.
+pub fn standard(_pool: &sqlx::PgPool) -> Vec<std::sync::Arc<dyn Tap>> {
+    Vec::new()
+}
