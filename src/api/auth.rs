@@ -72,6 +72,8 @@ pub enum Action<'a> {
     WhoAmI,
     /// Push events (members: their own account's; checked per event).
     Ingest,
+    /// Look events up in the event history, of one account or (None) of all the caller may see.
+    ReadEvents(Option<&'a AccountId>),
 }
 
 /// The authorization policy: the only place that knows what each role may do.
@@ -82,7 +84,16 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ApiError> {
     match (caller.role, action) {
         (_, Action::ReadOrganization | Action::WhoAmI | Action::ReadTrails | Action::ListAccounts) => Ok(()),
         (Role::Admin, _) => Ok(()),
-        (Role::Auditor, Action::ReadAccount(_)) => Ok(()),
+        (Role::Auditor, Action::ReadAccount(_) | Action::ReadEvents(_)) => Ok(()),
+        // A member's lookups are narrowed to its account; naming another account is refused.
+        (Role::Member, Action::ReadEvents(None)) => Ok(()),
+        (Role::Member, Action::ReadEvents(Some(account))) => {
+            if caller.account_id.as_ref() == Some(account) {
+                Ok(())
+            } else {
+                denied(&format!("look up events of account {account}"))
+            }
+        }
         (Role::Auditor, Action::Ingest) => denied("send events (auditors are read-only)"),
         (Role::Member, Action::Ingest) => Ok(()),
         (Role::Auditor, Action::Administer) => denied("administer the organization, accounts or tokens"),

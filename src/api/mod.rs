@@ -5,6 +5,7 @@ pub mod auth;
 pub mod convert;
 pub mod enrollment;
 pub mod error;
+pub mod event;
 pub mod ingest;
 pub mod key;
 pub mod organization;
@@ -21,6 +22,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::model::Region;
 use crate::proto::v1::account_service_server::AccountServiceServer;
+use crate::proto::v1::event_service_server::EventServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::key_service_server::KeyServiceServer;
 use crate::proto::v1::organization_service_server::OrganizationServiceServer;
@@ -72,6 +74,7 @@ pub async fn serve(
     health_reporter.set_serving::<TokenServiceServer<token::TokenApi>>().await;
     health_reporter.set_serving::<IngestServiceServer<ingest::IngestApi>>().await;
     health_reporter.set_serving::<KeyServiceServer<key::KeyApi>>().await;
+    health_reporter.set_serving::<EventServiceServer<event::EventApi>>().await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -100,6 +103,7 @@ pub async fn serve(
         .add_service(TrailServiceServer::new(trail::TrailApi::new(ctx.clone())))
         .add_service(TokenServiceServer::new(token::TokenApi::new(ctx.clone())))
         .add_service(IngestServiceServer::new(ingest::IngestApi::new(ctx.clone())))
+        .add_service(EventServiceServer::new(event::EventApi::new(ctx.clone())))
         .add_service(KeyServiceServer::new(key::KeyApi::new(ctx)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;

@@ -19,6 +19,15 @@ struct Resource<'a> {
     arn: Option<Cow<'a, str>>,
 }
 
+/// Insights records name the API they are about here rather than at the top level.
+#[derive(Debug, Deserialize)]
+struct InsightDetails<'a> {
+    #[serde(rename = "eventSource", borrow, default)]
+    event_source: Option<Cow<'a, str>>,
+    #[serde(rename = "eventName", borrow, default)]
+    event_name: Option<Cow<'a, str>>,
+}
+
 #[derive(Debug, Deserialize)]
 struct UserIdentity<'a> {
     #[serde(borrow, default)]
@@ -59,6 +68,8 @@ struct Fields<'a> {
     error_code: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     vpc_endpoint_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    insight_details: Option<InsightDetails<'a>>,
 }
 
 /// What kind of event a record is, for selectors.
@@ -149,8 +160,13 @@ impl RecordView {
                 format!("the record is {} bytes; at most {MAX_RECORD_BYTES} are accepted", json.len()),
             ));
         }
-        let fields: Fields<'_> = serde_json::from_str(json)
+        let mut fields: Fields<'_> = serde_json::from_str(json)
             .map_err(|e| RecordError::new("InvalidJson", format!("not a JSON object: {e}")))?;
+        // Insights records carry eventSource and eventName only inside insightDetails (§1.2).
+        if let Some(details) = fields.insight_details.take() {
+            fields.event_source = fields.event_source.take().or(details.event_source);
+            fields.event_name = fields.event_name.take().or(details.event_name);
+        }
         let event_id = required(&fields.event_id, "eventID")?;
         let event_time_text = required(&fields.event_time, "eventTime")?;
         let event_source = required(&fields.event_source, "eventSource")?;

@@ -4,6 +4,7 @@
 
 pub mod batcher;
 pub mod digests;
+pub mod history;
 pub mod router;
 pub mod taps;
 pub mod worker;

@@ -245,7 +245,7 @@ pub async fn stack_over(
     .await
     .unwrap();
     let s3_client = orgtrail::dev::s3_client(&s3.endpoint(), S3_KEY, S3_SECRET, "us-east-1").await;
-    orgtrail::store::maintenance::prepare(&pool, 90).await.unwrap();
+    orgtrail::store::maintenance::prepare(&pool, Default::default()).await.unwrap();
     let (stop_worker, mut stopped) = watch::channel(false);
     let mut worker_settings = test_worker_settings();
     worker_settings.master_key = Some(api.master_key.clone());
