@@ -12,6 +12,7 @@ pub mod org_sync;
 pub mod organizations;
 pub mod signing_keys;
 pub mod staging;
+pub mod taps;
 pub mod tokens;
 pub mod trails;
 
