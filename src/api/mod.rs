@@ -105,9 +105,23 @@ pub async fn serve(
         .add_service(IngestServiceServer::new(ingest::IngestApi::new(ctx.clone())))
         .add_service(EventServiceServer::new(event::EventApi::new(ctx.clone())))
         .add_service(KeyServiceServer::new(key::KeyApi::new(ctx)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: a gRPC answer is several small writes
+/// (headers, message, trailers), and a client's delayed ACK would hold each call ~40 ms.
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        // A socket that refuses is still served, only slower.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    })
 }
 
 /// Binds a listener, with a clear error naming the address.

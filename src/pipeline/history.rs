@@ -2,8 +2,6 @@
 //! transaction that advances its cursor, so each event is indexed exactly once per shard pass and
 //! a re-delivered copy (another shard, a replay) stays one row.
 
-use std::collections::HashSet;
-
 use super::taps::{Tap, TapContext, TapError, TapEvent};
 use crate::model::history::{self, HistoryFields};
 use crate::store::history::{self as index, NewEntry};
@@ -23,14 +21,9 @@ impl Tap for HistoryTap {
         events: &[TapEvent<'_>],
         tx: &mut sqlx::PgConnection,
     ) -> Result<(), TapError> {
-        let mut seen = HashSet::new();
         let entries: Vec<NewEntry<'_>> = events
             .iter()
             .filter(|event| history::is_kept(event.view.category))
-            // One row per event even when a batch carries it twice.
-            .filter(|event| {
-                seen.insert((event.view.recipient_account_id.as_str(), event.view.event_id.as_str()))
-            })
             .map(|event| NewEntry {
                 event_time: event.view.event_time,
                 account_id: event.view.recipient_account_id.as_str(),

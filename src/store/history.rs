@@ -21,8 +21,11 @@ pub struct NewEntry<'a> {
 }
 
 /// Indexes `entries` in one statement; an event already indexed (same eventID, account and time)
-/// is left as it is. Returns how many were new.
+/// is left as it is, and so is a second copy within `entries`. Returns how many were new.
 pub async fn index(conn: &mut sqlx::PgConnection, entries: &[NewEntry<'_>]) -> Result<u64, StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    let entries: Vec<&NewEntry<'_>> =
+        entries.iter().filter(|e| seen.insert((e.account_id, e.event_id, e.event_time))).collect();
     if entries.is_empty() {
         return Ok(0);
     }
@@ -40,7 +43,7 @@ pub async fn index(conn: &mut sqlx::PgConnection, entries: &[NewEntry<'_>]) -> R
     // Resource postings, keyed by the event they belong to.
     let (mut posting_accounts, mut posting_ids, mut kinds, mut values) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for entry in entries {
+    for entry in &entries {
         times.push(entry.event_time);
         accounts.push(entry.account_id);
         regions.push(entry.region);
