@@ -600,10 +600,9 @@ async fn the_aws_cli_looks_events_up_with_its_automatic_pagination(pool: PgPool)
             assert_eq!(event["CloudTrailEvent"].as_str().unwrap(), record.text);
             assert_eq!(event["EventSource"], source.as_str());
             assert_eq!(event["EventName"], record.event_name().as_str());
-            // The CLI prints epoch times as ISO 8601 in the local zone, UTC here.
-            let time = DateTime::parse_from_rfc3339(event["EventTime"].as_str().unwrap()).unwrap();
-            assert_eq!(time.with_timezone(&Utc), record.time());
-            let seconds = time.timestamp() as f64;
+            // awscli 1.x prints the epoch seconds it received (its default timestamp format).
+            let seconds = event["EventTime"].as_f64().unwrap();
+            assert_eq!(DateTime::from_timestamp_millis((seconds * 1000.0) as i64).unwrap(), record.time());
             assert!(seconds <= previous, "newest first");
             previous = seconds;
             if let Some(username) = record.username() {
