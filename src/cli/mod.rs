@@ -142,6 +142,9 @@ pub struct ServerArgs {
 pub enum BenchCommand {
     /// Replay the shared real records through ingest → worker → S3 with every part in its own process.
     Pipeline(crate::bench::BenchArgs),
+    /// Fill the event history (10M events by default) and send LookupEvents at a target rate;
+    /// prints latency percentiles and the rate achieved.
+    Lookup(crate::bench::lookup::LookupBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -304,6 +307,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Pipeline(args)) => {
             init_tracing(LogFormat::Text);
             crate::bench::pipeline(args).await
+        }
+        Command::Bench(BenchCommand::Lookup(args)) => {
+            init_tracing(LogFormat::Text);
+            crate::bench::lookup::lookup(args).await
         }
         Command::S3Server(args) => {
             init_tracing(LogFormat::Text);

@@ -273,17 +273,9 @@ pub async fn maintain_partitions(
     .await?;
     let mut days: Vec<NaiveDate> = (0..=DAYS_AHEAD).map(|d| today + Duration::days(d)).collect();
     days.extend(backfilled);
-    days.sort();
-    days.dedup();
-    for (table, prefix) in TABLES {
-        let existing = partitions(&mut tx, table).await?;
-        for day in &days {
-            let name = format!("{prefix}{}", day.format("%Y%m%d"));
-            if !existing.iter().any(|(n, _)| *n == name) {
-                create_partition(&mut tx, table, &name, *day).await?;
-            }
-        }
-        for (name, day) in existing {
+    ensure_days(&mut tx, days).await?;
+    for (table, _) in TABLES {
+        for (name, day) in partitions(&mut tx, table).await? {
             if day + Duration::days(1) <= oldest_kept {
                 sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await?;
                 tracing::info!(partition = %name, "expired event history partition dropped");
@@ -291,6 +283,32 @@ pub async fn maintain_partitions(
         }
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Makes sure `days` have their partitions (the benchmark fills days ahead of time this way).
+pub async fn create_partitions(pool: &PgPool, days: Vec<NaiveDate>) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('event_history:partitions'))")
+        .execute(&mut *tx)
+        .await?;
+    ensure_days(&mut tx, days).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn ensure_days(tx: &mut sqlx::PgConnection, mut days: Vec<NaiveDate>) -> Result<(), StoreError> {
+    days.sort();
+    days.dedup();
+    for (table, prefix) in TABLES {
+        let existing = partitions(&mut *tx, table).await?;
+        for day in &days {
+            let name = format!("{prefix}{}", day.format("%Y%m%d"));
+            if !existing.iter().any(|(n, _)| *n == name) {
+                create_partition(&mut *tx, table, &name, *day).await?;
+            }
+        }
+    }
     Ok(())
 }
 
