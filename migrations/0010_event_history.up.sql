@@ -1,7 +1,7 @@
 -- Event history (CloudTrail's LookupEvents): every management and Insights event, kept for the
--- retention window in daily partitions on event_time, so that expiry drops partitions instead of
--- deleting rows. The maintenance pass creates the window's partitions (and a few days ahead) and
--- drops those past the retention; the default partitions take events outside the window (old
+-- retention window in weekly partitions on event_time, so that expiry drops partitions instead of
+-- deleting rows. The maintenance pass creates partitions ahead (and for weeks a backfill reaches)
+-- and drops those past the retention; the default partitions take events outside the window (old
 -- backfills, clocks far ahead) and are trimmed by the same pass.
 --
 -- Newest first is (event_time DESC, id DESC); every lookup index ends with those two columns, so

@@ -56,7 +56,8 @@ pub struct Config {
     /// Days an event identity (recipientAccountId, eventID) is remembered to drop re-sent copies.
     pub dedupe_horizon_days: i64,
     /// Days events stay in the event history (LookupEvents: management and Insights events,
-    /// looked up across the organization); CloudTrail keeps 90. Expiry drops daily partitions.
+    /// looked up across the organization); CloudTrail keeps 90. Expiry drops weekly partitions, so an
+    /// event stays up to a week longer.
     pub event_history_retention_days: i64,
     /// Days an accepted event is kept while some trail has not delivered it (bucket missing, ...).
     pub staged_retention_days: u64,

@@ -729,16 +729,17 @@ async fn an_event_indexed_twice_is_one_row_with_its_resources_once(pool: PgPool)
     let postings: i64 =
         sqlx::query_scalar("SELECT count(*) FROM event_history_resources").fetch_one(&pool).await.unwrap();
     assert_eq!(postings, 2, "one type and one name posting");
+    let week = orgtrail::store::history::week_start(now.date_naive());
     let in_today: i64 =
-        sqlx::query_scalar(&format!("SELECT count(*) FROM event_history_d{}", now.format("%Y%m%d")))
+        sqlx::query_scalar(&format!("SELECT count(*) FROM event_history_w{}", week.format("%Y%m%d")))
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(in_today, 1, "today's partition exists ahead and takes it");
+    assert_eq!(in_today, 1, "this week's partition exists ahead and takes it");
 }
 
 #[sqlx::test(migrations = "./migrations")]
-async fn expiry_drops_daily_partitions_and_backfills_get_their_own(pool: PgPool) {
+async fn expiry_drops_weekly_partitions_and_backfills_get_their_own(pool: PgPool) {
     let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
     orgtrail::store::history::maintain_partitions(&pool, day("2026-06-10"), 90).await.unwrap();
@@ -766,15 +767,15 @@ async fn expiry_drops_daily_partitions_and_backfills_get_their_own(pool: PgPool)
         }
     };
     assert_eq!(where_is("backfill").await.as_deref(), Some("event_history_default"));
-    assert_eq!(where_is("today").await.as_deref(), Some("event_history_d20260610"));
-    // The next pass gives the backfilled day its partition and drops what is past the retention.
+    assert_eq!(where_is("today").await.as_deref(), Some("event_history_w20260608"));
+    // The next pass gives the backfilled week its partition and drops what is past the retention.
     orgtrail::store::history::maintain_partitions(&pool, day("2026-06-10"), 90).await.unwrap();
-    assert_eq!(where_is("backfill").await.as_deref(), Some("event_history_d20260501"));
+    assert_eq!(where_is("backfill").await.as_deref(), Some("event_history_w20260427"));
     assert_eq!(where_is("ancient").await, None, "older than the retention");
-    // 50 days later the backfilled day is past a 60-day retention: its partition goes whole.
+    // 50 days later the backfilled week is past a 60-day retention: its partition goes whole.
     orgtrail::store::history::maintain_partitions(&pool, day("2026-07-30"), 60).await.unwrap();
     assert_eq!(where_is("backfill").await, None);
-    assert_eq!(where_is("today").await.as_deref(), Some("event_history_d20260610"));
+    assert_eq!(where_is("today").await.as_deref(), Some("event_history_w20260608"));
     let partitions: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
          JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'event_history_resources' ORDER BY 1",
@@ -782,9 +783,9 @@ async fn expiry_drops_daily_partitions_and_backfills_get_their_own(pool: PgPool)
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert!(!partitions.contains(&"event_history_resources_d20260501".to_owned()), "{partitions:?}");
+    assert!(!partitions.contains(&"event_history_resources_w20260427".to_owned()), "{partitions:?}");
     assert!(
-        partitions.contains(&"event_history_resources_d20260802".to_owned()),
+        partitions.contains(&"event_history_resources_w20260810".to_owned()),
         "made ahead: {partitions:?}"
     );
 }

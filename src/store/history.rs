@@ -1,7 +1,7 @@
 //! The event-history index: written by the history tap, read by LookupEvents, expired by the
-//! maintenance pass (daily partitions; see migration 0010).
+//! maintenance pass (weekly partitions; see migration 0010).
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::StoreError;
@@ -234,17 +234,25 @@ fn prefixed(prefix: &str) -> String {
     COLUMNS.split(", ").map(|c| format!("{prefix}{c}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Days of partitions created ahead of today.
-const DAYS_AHEAD: i64 = 3;
+/// Weeks of partitions created ahead of this one.
+const WEEKS_AHEAD: i64 = 2;
 
 /// The partitioned tables and their partitions' name prefixes.
 const TABLES: [(&str, &str); 2] =
-    [("event_history", "event_history_d"), ("event_history_resources", "event_history_resources_d")];
+    [("event_history", "event_history_w"), ("event_history_resources", "event_history_resources_w")];
 
-/// Keeps the daily partitions: today's and the next days' exist; a past day within the retention
-/// gets its partition when the default partition holds events of it (a backfill); partitions
-/// entirely older than the retention are dropped, and so are default-partition rows that old.
-/// Safe to run from several processes at once.
+/// Monday of the week holding `day`: partitions are weekly. Weekly rather than daily because a
+/// lookup without time bounds plans and scans every partition: 14 weeks cost a few milliseconds
+/// where 90 days cost tens.
+pub fn week_start(day: NaiveDate) -> NaiveDate {
+    day - Duration::days(i64::from(day.weekday().num_days_from_monday()))
+}
+
+/// Keeps the weekly partitions: this week's and the next weeks' exist; a past week within the
+/// retention gets its partition when the default partition holds events of it (a backfill);
+/// partitions entirely older than the retention are dropped (so an event is kept for the
+/// retention and at most a week more), and so are default-partition rows that old. Safe to run
+/// from several processes at once.
 pub async fn maintain_partitions(
     pool: &PgPool,
     today: NaiveDate,
@@ -271,12 +279,13 @@ pub async fn maintain_partitions(
     .bind(cutoff)
     .fetch_all(&mut *tx)
     .await?;
-    let mut days: Vec<NaiveDate> = (0..=DAYS_AHEAD).map(|d| today + Duration::days(d)).collect();
-    days.extend(backfilled);
-    ensure_days(&mut tx, days).await?;
+    let this_week = week_start(today);
+    let mut weeks: Vec<NaiveDate> = (0..=WEEKS_AHEAD).map(|w| this_week + Duration::days(7 * w)).collect();
+    weeks.extend(backfilled);
+    ensure_weeks(&mut tx, weeks).await?;
     for (table, _) in TABLES {
-        for (name, day) in partitions(&mut tx, table).await? {
-            if day + Duration::days(1) <= oldest_kept {
+        for (name, week) in partitions(&mut tx, table).await? {
+            if week + Duration::days(7) <= oldest_kept {
                 sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await?;
                 tracing::info!(partition = %name, "expired event history partition dropped");
             }
@@ -286,33 +295,35 @@ pub async fn maintain_partitions(
     Ok(())
 }
 
-/// Makes sure `days` have their partitions (the benchmark fills days ahead of time this way).
+/// Makes sure the weeks holding `days` have their partitions (the benchmark fills them this way).
 pub async fn create_partitions(pool: &PgPool, days: Vec<NaiveDate>) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('event_history:partitions'))")
         .execute(&mut *tx)
         .await?;
-    ensure_days(&mut tx, days).await?;
+    ensure_weeks(&mut tx, days).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn ensure_days(tx: &mut sqlx::PgConnection, mut days: Vec<NaiveDate>) -> Result<(), StoreError> {
-    days.sort();
-    days.dedup();
+/// Creates the partitions of the weeks holding `days` that do not exist yet.
+async fn ensure_weeks(tx: &mut sqlx::PgConnection, days: Vec<NaiveDate>) -> Result<(), StoreError> {
+    let mut weeks: Vec<NaiveDate> = days.into_iter().map(week_start).collect();
+    weeks.sort();
+    weeks.dedup();
     for (table, prefix) in TABLES {
         let existing = partitions(&mut *tx, table).await?;
-        for day in &days {
-            let name = format!("{prefix}{}", day.format("%Y%m%d"));
+        for week in &weeks {
+            let name = format!("{prefix}{}", week.format("%Y%m%d"));
             if !existing.iter().any(|(n, _)| *n == name) {
-                create_partition(&mut *tx, table, &name, *day).await?;
+                create_partition(&mut *tx, table, &name, *week).await?;
             }
         }
     }
     Ok(())
 }
 
-/// The daily partitions of `table` with their day.
+/// The weekly partitions of `table` with the Monday they start on.
 async fn partitions(
     tx: &mut sqlx::PgConnection,
     table: &str,
@@ -328,22 +339,22 @@ async fn partitions(
     Ok(names
         .into_iter()
         .filter_map(|name| {
-            let day = NaiveDate::parse_from_str(name.strip_prefix(prefix)?, "%Y%m%d").ok()?;
-            Some((name, day))
+            let week = NaiveDate::parse_from_str(name.strip_prefix(prefix)?, "%Y%m%d").ok()?;
+            Some((name, week))
         })
         .collect())
 }
 
-/// Creates the partition of `day`, taking over the default partition's rows of that day (a
-/// partition cannot be added while the default one holds rows in its range).
+/// Creates the partition of the week starting on `week`, taking over the default partition's rows
+/// of that week (a partition cannot be added while the default one holds rows in its range).
 async fn create_partition(
     tx: &mut sqlx::PgConnection,
     table: &str,
     name: &str,
-    day: NaiveDate,
+    week: NaiveDate,
 ) -> Result<(), StoreError> {
-    let from = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    let to = from + Duration::days(1);
+    let from = week.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let to = from + Duration::days(7);
     // Records above ~256 bytes are compressed inline (lz4) rather than at TOAST's 2 kB threshold.
     let storage = if table == "event_history" { " WITH (toast_tuple_target = 256)" } else { "" };
     sqlx::query(&format!(

@@ -22,7 +22,7 @@ impl Default for Horizons {
 
 /// Before accepting events: this week's and the next two weeks' dedupe partitions must exist, or
 /// identities would land in the default partition and block creating the week's partition later;
-/// likewise today's and the next days' event-history partitions.
+/// likewise this week's and the next weeks' event-history partitions.
 pub async fn prepare(pool: &PgPool, horizons: Horizons) -> Result<(), super::StoreError> {
     let today = chrono::Utc::now().date_naive();
     super::staging::maintain_identity_partitions(pool, today, horizons.dedupe_days).await?;
