@@ -57,4 +57,8 @@ CREATE TABLE event_history_resources (
 ) PARTITION BY RANGE (event_time);
 CREATE INDEX event_history_resources_by_value
     ON event_history_resources (kind, value, event_time DESC, id DESC);
+-- Member lookups are always of one account: without this they would filter a common resource
+-- type's postings of every account.
+CREATE INDEX event_history_resources_by_account
+    ON event_history_resources (account_id, kind, value, event_time DESC, id DESC);
 CREATE TABLE event_history_resources_default PARTITION OF event_history_resources DEFAULT;
