@@ -377,7 +377,13 @@ pub async fn lookup(args: LookupBenchArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: &LookupBenchArgs, database_url: &str) -> anyhow::Result<()> {
-    let pool = crate::store::connect(database_url, (args.concurrency as u32).clamp(4, 64)).await?;
+    use sqlx::ConnectOptions;
+    // The fill's statements are slow on purpose: no warnings about them.
+    let options: sqlx::postgres::PgConnectOptions = database_url.parse()?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections((args.concurrency as u32).clamp(4, 64))
+        .connect_with(options.disable_statement_logging())
+        .await?;
     crate::store::migrate(&pool).await?;
     fill(&pool, args.events, args.days).await?;
     let size: i64 = sqlx::query_scalar(
