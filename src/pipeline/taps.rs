@@ -74,5 +74,5 @@ pub trait Tap: Send + Sync {
 
 /// The taps every worker runs. Each feature adds its tap here.
 pub fn standard(_pool: &sqlx::PgPool) -> Vec<std::sync::Arc<dyn Tap>> {
-    Vec::new()
+    vec![std::sync::Arc::new(crate::insights::count::InsightsTap)]
 }
