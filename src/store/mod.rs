@@ -13,6 +13,7 @@ pub mod org_sync;
 pub mod organizations;
 pub mod signing_keys;
 pub mod staging;
+pub mod taps;
 pub mod tokens;
 pub mod trails;
 
