@@ -246,7 +246,7 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
         max_wait: Duration::from_secs(60),
         tick: Duration::from_millis(200),
     };
-    let stack = stack_with_settings(pool.clone(), |settings| {
+    let mut stack = stack_with_settings(pool.clone(), |settings| {
         settings.digest_period = Duration::from_secs(3);
         settings.insights = insights;
     })
@@ -297,7 +297,16 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
     let surge: Vec<String> = (0..30).map(|i| put_item(MEMBER_A, surge_at, &format!("surge-{i}"))).collect();
     assert!(put(&mut admin, &surge).await.failed.is_empty());
 
-    // Start after the surge minute, End after the quiet minute that follows.
+    // Start after the surge minute; a worker restart between Start and End neither repeats the
+    // Start nor loses the End.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM insights").fetch_one(&pool).await.unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no insight started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.restart_worker().await;
+
+    // End after the quiet minute that follows the surge.
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     let objects = loop {
         let objects = objects_under(&stack.s3_client, "data-insights", "/CloudTrail-Insight/").await;
