@@ -271,6 +271,9 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
         .map(|back| put_item(MEMBER_A, now - TimeDelta::minutes(back), &format!("baseline-{back}")))
         .collect();
     assert!(put(&mut admin, &baseline).await.failed.is_empty());
+    // A real CloudTrail Insights record, pushed: it takes the same path as the detector's.
+    let pushed = shared_insight_record(MEMBER_A);
+    assert!(put(&mut admin, std::slice::from_ref(&pushed)).await.failed.is_empty());
     // The detector takes the pair on once it was counted; judging starts with the next minute.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -420,12 +423,35 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
     }
     assert!(report.valid, "{report:?}");
 
-    // Management insights and trails without insight selectors get none of it.
+    // The management-insights trail gets only the pushed (management) insight; the trail without
+    // insight selectors gets none; no trail gets an Insights record as a log file.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for bucket in ["management-insights", "no-insights"] {
-        let found = objects_under(&stack.s3_client, bucket, "/CloudTrail-Insight/").await;
-        assert!(found.is_empty(), "{bucket}: {:?}", found.keys());
+    let management =
+        records_of(&objects_under(&stack.s3_client, "management-insights", "/CloudTrail-Insight/").await);
+    assert_eq!(management.len(), 1, "{management:?}");
+    assert_eq!(management[0].1, serde_json::from_str::<Value>(&pushed).unwrap());
+    assert!(objects_under(&stack.s3_client, "no-insights", "/CloudTrail-Insight/").await.is_empty());
+    for bucket in ["data-insights", "management-insights", "no-insights"] {
+        let logs = records_of(&objects_under(&stack.s3_client, bucket, "/CloudTrail/").await);
+        assert!(logs.iter().all(|(_, r)| r["eventCategory"] != "Insight"), "{bucket}: {logs:?}");
     }
+}
+
+/// The Start record of the shared real Insights records, as `account`'s.
+fn shared_insight_record(account: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cloudtrail/records.jsonl.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut text).unwrap();
+    let line = text
+        .lines()
+        .find(|line| {
+            line.contains("\"eventName\":\"UpdateInstanceInformation\"")
+                && line.contains("\"state\":\"Start\"")
+        })
+        .expect("the shared records hold CloudTrail's Insights example");
+    let mut record: Value = serde_json::from_str(line).unwrap();
+    record["recipientAccountId"] = account.into();
+    record.to_string()
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
