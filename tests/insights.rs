@@ -234,35 +234,45 @@ async fn insight_trail(
 
 #[sqlx::test(migrations = "./migrations")]
 async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgPool) {
-    let insights = DetectorSettings {
-        params: Params {
-            baseline_minutes: 3,
-            sigma_factor: 3.0,
-            mean_factor: 2.0,
-            min_count: 10,
-            end_after_minutes: 1,
-        },
-        settle: Duration::from_secs(2),
-        max_wait: Duration::from_secs(60),
-        tick: Duration::from_millis(200),
-    };
+    let insights = stack_insights_settings();
     let mut stack = stack_with_settings(pool.clone(), |settings| {
         settings.digest_period = Duration::from_secs(3);
         settings.insights = insights;
     })
     .await;
+    // A second worker: shards and pairs are shared, every insight still comes once.
+    let (stop_second, mut second_stopped) = tokio::sync::watch::channel(false);
+    let mut second_settings = test_worker_settings();
+    second_settings.master_key = Some(stack.api.master_key.clone());
+    second_settings.digest_period = Duration::from_secs(3);
+    second_settings.insights = stack_insights_settings();
+    let second = worker_with(pool.clone(), &stack.s3_client, second_settings);
+    let second = tokio::spawn(second.run(async move {
+        let _ = second_stopped.wait_for(|s| *s).await;
+    }));
     let mut admin = stack.api.admin().await;
     org_with_members(&mut admin).await;
     for bucket in ["data-insights", "management-insights", "no-insights"] {
         stack.create_bucket(bucket).await;
     }
-    let selector = |categories: &[&str]| pb::InsightSelector {
-        insight_type: "ApiCallRateInsight".into(),
+    let selector = |insight_type: &str, categories: &[&str]| pb::InsightSelector {
+        insight_type: insight_type.into(),
         event_categories: categories.iter().map(|c| c.to_string()).collect(),
     };
-    let data_trail =
-        insight_trail(&mut admin, "data-insights", "data-insights", vec![selector(&["Data"])]).await;
-    insight_trail(&mut admin, "management-insights", "management-insights", vec![selector(&[])]).await;
+    let data_trail = insight_trail(
+        &mut admin,
+        "data-insights",
+        "data-insights",
+        vec![selector("ApiCallRateInsight", &["Data"]), selector("ApiErrorRateInsight", &["Data"])],
+    )
+    .await;
+    insight_trail(
+        &mut admin,
+        "management-insights",
+        "management-insights",
+        vec![selector("ApiCallRateInsight", &[]), selector("ApiErrorRateInsight", &[])],
+    )
+    .await;
     insight_trail(&mut admin, "no-insights", "no-insights", vec![]).await;
 
     // A baseline: one write a minute over the three minutes before now.
@@ -297,7 +307,19 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
     }
     let surge_at = Utc::now();
     let surge_minute = surge_at.duration_trunc(TimeDelta::minutes(1)).unwrap();
-    let surge: Vec<String> = (0..30).map(|i| put_item(MEMBER_A, surge_at, &format!("surge-{i}"))).collect();
+    // Half of them fail: a call-rate and an error-rate insight.
+    let surge: Vec<String> = (0..30)
+        .map(|i| {
+            let record = put_item(MEMBER_A, surge_at, &format!("surge-{i}"));
+            if i % 2 == 0 {
+                return record;
+            }
+            let mut failed: Value = serde_json::from_str(&record).unwrap();
+            failed["errorCode"] = "ConditionalCheckFailedException".into();
+            failed["errorMessage"] = "The conditional request failed".into();
+            failed.to_string()
+        })
+        .collect();
     assert!(put(&mut admin, &surge).await.failed.is_empty());
 
     // Start after the surge minute; a worker restart between Start and End neither repeats the
@@ -313,15 +335,15 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     let objects = loop {
         let objects = objects_under(&stack.s3_client, "data-insights", "/CloudTrail-Insight/").await;
-        if records_of(&objects).len() >= 2 {
+        if records_of(&objects).len() >= 4 {
             break objects;
         }
         assert!(std::time::Instant::now() < deadline, "no Start and End insight: {:?}", objects.keys());
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let records = records_of(&objects);
-    assert_eq!(records.len(), 2, "{records:?}");
-    for (key, record) in &records {
+    let all = records_of(&objects);
+    assert_eq!(all.len(), 4, "a Start and an End per type, once each: {all:?}");
+    for (key, record) in &all {
         assert!(key.starts_with(&format!("AWSLogs/{MEMBER_A}/CloudTrail-Insight/us-east-1/")), "{key}");
         check_object(key, &gzip(&objects[key]));
         assert_eq!(record["eventCategory"], "Insight");
@@ -329,9 +351,12 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
         assert_eq!(record["recipientAccountId"], MEMBER_A);
         assert_eq!(record["insightDetails"]["eventSource"], "dynamodb.amazonaws.com");
         assert_eq!(record["insightDetails"]["eventName"], "PutItem");
-        assert_eq!(record["insightDetails"]["insightType"], "ApiCallRateInsight");
         RecordView::parse(&record.to_string()).unwrap();
     }
+    let of_type = |insight_type: &str| -> Vec<(String, Value)> {
+        all.iter().filter(|(_, r)| r["insightDetails"]["insightType"] == insight_type).cloned().collect()
+    };
+    let records = of_type("ApiCallRateInsight");
     let start = &records.iter().find(|(_, r)| r["insightDetails"]["state"] == "Start").unwrap().1;
     let end = &records.iter().find(|(_, r)| r["insightDetails"]["state"] == "End").unwrap().1;
     assert_eq!(start["sharedEventID"], end["sharedEventID"]);
@@ -357,7 +382,32 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
         attributions.as_array().unwrap().iter().find(|a| a["attribute"] == name).unwrap()["insight"].clone()
     };
     assert_eq!(attribution("userAgent"), json!([{"value": "aws-sdk-java/2.25.0", "average": 30.0}]));
-    assert_eq!(attribution("errorCode"), json!([{"value": "null", "average": 30.0}]));
+    assert_eq!(
+        attribution("errorCode"),
+        json!([{"value": "ConditionalCheckFailedException", "average": 15.0}, {"value": "null", "average": 15.0}])
+    );
+    assert!(start["insightDetails"].get("errorCode").is_none());
+
+    // The error-rate insight: the 15 failures against a baseline without errors.
+    let errors = of_type("ApiErrorRateInsight");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for (_, record) in &errors {
+        let details = &record["insightDetails"];
+        assert_eq!(details["errorCode"], "ConditionalCheckFailedException");
+        assert_eq!(details["insightContext"]["statistics"]["baseline"]["average"].as_f64(), Some(0.0));
+        assert_eq!(details["insightContext"]["statistics"]["insight"]["average"].as_f64(), Some(15.0));
+        let codes = details["insightContext"]["attributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["attribute"] == "errorCode")
+            .unwrap()
+            .clone();
+        assert_eq!(codes["insight"], json!([{"value": "ConditionalCheckFailedException", "average": 15.0}]));
+        assert_eq!(codes["baseline"], json!([]));
+    }
+    assert_eq!(errors[0].1["sharedEventID"], errors[1].1["sharedEventID"]);
+    assert_ne!(errors[0].1["sharedEventID"], start["sharedEventID"]);
     assert_eq!(
         attribution("userIdentityArn"),
         json!([{"value": format!("arn:aws:sts::{MEMBER_A}:assumed-role/App/loader"), "average": 30.0}])
@@ -431,9 +481,27 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
     assert_eq!(management.len(), 1, "{management:?}");
     assert_eq!(management[0].1, serde_json::from_str::<Value>(&pushed).unwrap());
     assert!(objects_under(&stack.s3_client, "no-insights", "/CloudTrail-Insight/").await.is_empty());
+    let _ = stop_second.send(true);
+    second.await.unwrap().unwrap();
     for bucket in ["data-insights", "management-insights", "no-insights"] {
         let logs = records_of(&objects_under(&stack.s3_client, bucket, "/CloudTrail/").await);
         assert!(logs.iter().all(|(_, r)| r["eventCategory"] != "Insight"), "{bucket}: {logs:?}");
+    }
+}
+
+/// A 3-minute baseline, an end after one quiet minute, judged 2 s after each minute.
+fn stack_insights_settings() -> DetectorSettings {
+    DetectorSettings {
+        params: Params {
+            baseline_minutes: 3,
+            sigma_factor: 3.0,
+            mean_factor: 2.0,
+            min_count: 10,
+            end_after_minutes: 1,
+        },
+        settle: Duration::from_secs(2),
+        max_wait: Duration::from_secs(60),
+        tick: Duration::from_millis(200),
     }
 }
 
