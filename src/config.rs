@@ -119,9 +119,10 @@ pub struct Config {
     pub insights_min_count: u64,
     /// Insights: an insight ends after this many non-anomalous minutes in a row (at least 1).
     pub insights_end_after_minutes: u32,
-    /// Insights: seconds after a minute ends before it is judged; events for it staged later count
-    /// in later baselines only. The detector also waits (up to a minute more) until every event
-    /// staged in time was counted.
+    /// Insights: seconds after a minute ends before it is judged (at most 3600); events for it staged
+    /// later count in later baselines only. The detector also waits (up to a minute more) until
+    /// every event staged in time was counted. Pull collectors stage events minutes after they
+    /// happened: with them, set this above their lag (e.g. 900).
     pub insights_settle_seconds: u64,
 }
 
@@ -287,9 +288,9 @@ impl Config {
         if self.insights_end_after_minutes == 0 {
             anyhow::bail!("insights_end_after_minutes must be at least 1");
         }
-        if self.insights_settle_seconds > 600 {
+        if self.insights_settle_seconds > 3600 {
             anyhow::bail!(
-                "insights_settle_seconds must be at most 600, got {}",
+                "insights_settle_seconds must be at most 3600, got {}",
                 self.insights_settle_seconds
             );
         }
