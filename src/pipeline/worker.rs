@@ -42,6 +42,9 @@ pub struct WorkerSettings {
     pub signing_key_rotation: Option<Duration>,
     /// Pull collectors (LookupEvents, member trail buckets) run beside delivery when set.
     pub collectors: Option<crate::collectors::CollectorConfig>,
+    /// orgtrail's own AWS configuration (credentials, endpoints), for destinations in AWS such as
+    /// trails' CloudWatch Logs groups. None: such deliveries fail with that reason.
+    pub aws: Option<aws_config::SdkConfig>,
 }
 
 impl Default for WorkerSettings {
@@ -58,6 +61,7 @@ impl Default for WorkerSettings {
             master_key: None,
             signing_key_rotation: Some(Duration::from_secs(30 * 24 * 3600)),
             collectors: None,
+            aws: None,
         }
     }
 }
@@ -159,7 +163,7 @@ impl Worker {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        let taps = super::taps::standard(&pool);
+        let taps = super::taps::standard(&pool, &settings);
         Self { pool, staging, sink, id, settings, taps, shard_count: std::sync::atomic::AtomicI64::new(0) }
     }
 
