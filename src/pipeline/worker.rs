@@ -44,6 +44,9 @@ pub struct WorkerSettings {
     pub collectors: Option<crate::collectors::CollectorConfig>,
     /// The Insights detector, which runs beside delivery.
     pub insights: crate::insights::detector::DetectorSettings,
+    /// orgtrail's own AWS configuration (credentials, endpoints), for destinations in AWS such as
+    /// trails' CloudWatch Logs groups. None: such deliveries fail with that reason.
+    pub aws: Option<aws_config::SdkConfig>,
 }
 
 impl Default for WorkerSettings {
@@ -61,6 +64,7 @@ impl Default for WorkerSettings {
             signing_key_rotation: Some(Duration::from_secs(30 * 24 * 3600)),
             collectors: None,
             insights: Default::default(),
+            aws: None,
         }
     }
 }
@@ -162,7 +166,7 @@ impl Worker {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        let taps = super::taps::standard(&pool);
+        let taps = super::taps::standard(&pool, &settings);
         Self { pool, staging, sink, id, settings, taps, shard_count: std::sync::atomic::AtomicI64::new(0) }
     }
 
