@@ -527,3 +527,40 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     std::io::Write::write_all(&mut encoder, bytes).unwrap();
     encoder.finish().unwrap()
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn counts_older_than_the_baseline_window_are_deleted_in_bulk(pool: PgPool) {
+    let now = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap();
+    let mut tallies = orgtrail::insights::count::Tallies::new();
+    for (back, id) in [(10_200, "old"), (10_000, "kept")] {
+        let record = put_item(MEMBER_A, now - TimeDelta::minutes(back), id);
+        orgtrail::insights::count::add(&mut tallies, &RecordView::parse(&record).unwrap(), &record);
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    orgtrail::store::insights::add_tallies(&mut conn, &tallies).await.unwrap();
+    // Counted twice (two transactions): the counts add up.
+    orgtrail::store::insights::add_tallies(&mut conn, &tallies).await.unwrap();
+    let minutes = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(DISTINCT minute) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let calls: Vec<i64> = sqlx::query_scalar("SELECT calls FROM insight_counts ORDER BY minute")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(calls, vec![2, 2]);
+    let first: DateTime<Utc> =
+        sqlx::query_scalar("SELECT first_minute FROM insight_scopes").fetch_one(&pool).await.unwrap();
+    assert_eq!(first, now - TimeDelta::minutes(10_200));
+
+    // The default window: 7 days and an hour.
+    let cutoff = now - TimeDelta::minutes(10_080 + 60);
+    let deleted = orgtrail::store::insights::expire(&pool, cutoff, now - TimeDelta::days(90)).await.unwrap();
+    assert_eq!(deleted, 1 + 3, "one count row and its three attribution rows");
+    assert_eq!((minutes("insight_counts").await, minutes("insight_attributions").await), (1, 1));
+}
