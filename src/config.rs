@@ -377,3 +377,21 @@ pub fn digest_period(seconds: u64) -> anyhow::Result<std::time::Duration> {
     }
     Ok(std::time::Duration::from_secs(seconds))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insights_defaults_are_the_detectors_and_bad_values_are_named() {
+        let mut config = Config::default();
+        assert_eq!(config.insights_settings().unwrap().params, crate::insights::detect::Params::default());
+        config.insights_end_after_minutes = 0;
+        let error = config.insights_settings().unwrap_err().to_string();
+        assert!(error.starts_with("insights_end_after_minutes"), "{error}");
+        config.insights_end_after_minutes = 1;
+        config.insights_sigma_factor = f64::NAN;
+        let error = config.insights_settings().unwrap_err().to_string();
+        assert!(error.starts_with("insights_sigma_factor"), "{error}");
+    }
+}
