@@ -119,20 +119,10 @@ struct Identity<'a> {
     invoked_by: Option<Cow<'a, str>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct InsightDetails<'a> {
-    #[serde(rename = "eventSource", borrow, default)]
-    event_source: Option<Cow<'a, str>>,
-    #[serde(rename = "eventName", borrow, default)]
-    event_name: Option<Cow<'a, str>>,
-}
-
 #[derive(Debug, Deserialize)]
 struct Fields<'a> {
     #[serde(rename = "userIdentity", borrow, default)]
     user_identity: Option<Identity<'a>>,
-    #[serde(rename = "insightDetails", borrow, default)]
-    insight_details: Option<InsightDetails<'a>>,
 }
 
 /// The values event history indexes for one record.
@@ -176,22 +166,13 @@ fn username(identity: Identity<'_>) -> Option<String> {
 impl HistoryFields {
     /// The indexed values of a record event history keeps (see [`is_kept`]).
     pub fn of(record: &str, view: &RecordView) -> Self {
-        // The view parsed this record already; a failure here can only mean odd identity shapes,
-        // which then index no identity values.
-        let fields: Option<Fields<'_>> = serde_json::from_str(record).ok();
-        let (identity, details) = match fields {
-            Some(f) => (f.user_identity.unwrap_or_default(), f.insight_details.unwrap_or_default()),
-            None => (Identity::default(), InsightDetails::default()),
-        };
+        // The view parsed this record already; a failure here can only mean an odd identity shape,
+        // which then indexes no identity values.
+        let identity =
+            serde_json::from_str::<Fields<'_>>(record).ok().and_then(|f| f.user_identity).unwrap_or_default();
         let insight = view.category == Category::Insight;
-        let (event_name, event_source) = if insight {
-            (
-                non_empty(details.event_name).unwrap_or_else(|| view.event_name.clone()),
-                non_empty(details.event_source).unwrap_or_else(|| view.event_source.clone()),
-            )
-        } else {
-            (view.event_name.clone(), view.event_source.clone())
-        };
+        // For Insights the view's name and source are insightDetails' (the API the insight is about).
+        let (event_name, event_source) = (view.event_name.clone(), view.event_source.clone());
         let access_key_id = non_empty(identity.access_key_id.clone());
         let mut resource_types: Vec<String> = Vec::new();
         let mut resource_names: Vec<String> = Vec::new();

@@ -3,6 +3,7 @@
 pub mod collector;
 pub mod history;
 pub mod ids;
+pub mod log_group;
 pub mod record;
 pub mod selectors;
 pub mod trail;

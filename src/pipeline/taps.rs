@@ -73,6 +73,16 @@ pub trait Tap: Send + Sync {
 }
 
 /// The taps every worker runs. Each feature adds its tap here.
-pub fn standard(_pool: &sqlx::PgPool) -> Vec<std::sync::Arc<dyn Tap>> {
-    vec![std::sync::Arc::new(super::history::HistoryTap)]
+pub fn standard(
+    pool: &sqlx::PgPool,
+    settings: &super::worker::WorkerSettings,
+) -> Vec<std::sync::Arc<dyn Tap>> {
+    vec![
+        std::sync::Arc::new(super::cloudwatch_logs::CloudWatchLogsTap::new(
+            pool.clone(),
+            crate::sinks::cloudwatch_logs::CloudWatchLogsSink::new(settings.aws.clone()),
+        )),
+        std::sync::Arc::new(crate::insights::count::InsightsTap),
+        std::sync::Arc::new(super::history::HistoryTap),
+    ]
 }

@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod digests;
 pub mod enrollments;
 pub mod history;
+pub mod insights;
 pub mod maintenance;
 pub mod org_sync;
 pub mod organizations;
