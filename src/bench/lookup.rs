@@ -397,11 +397,15 @@ async fn run(args: &LookupBenchArgs, database_url: &str) -> anyhow::Result<()> {
 
     let listener = crate::api::bind("127.0.0.1:0".parse()?).await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
+    // The server's pool as `serve` has it by default (database_max_connections).
+    let server_pool =
+        crate::store::connect(database_url, crate::config::Config::default().database_max_connections)
+            .await?;
     let ctx = crate::api::Ctx {
-        pool: pool.clone(),
+        pool: server_pool.clone(),
         default_region: crate::model::Region::us_east_1(),
         master_key: None,
-        staging: Arc::new(crate::store::staging::PgStaging::new(pool.clone())),
+        staging: Arc::new(crate::store::staging::PgStaging::new(server_pool)),
         aws: None,
         aggregator_principal_arn: None,
     };
