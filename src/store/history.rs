@@ -362,6 +362,8 @@ async fn create_partition(
     ))
     .execute(&mut *tx)
     .await?;
+    // No event may reach the default partition between the move and the attach (readers go on).
+    sqlx::query(&format!("LOCK TABLE {table}_default IN SHARE ROW EXCLUSIVE MODE")).execute(&mut *tx).await?;
     let moved = sqlx::query(&format!(
         "WITH moved AS (DELETE FROM {table}_default WHERE event_time >= $1 AND event_time < $2 RETURNING *)
          INSERT INTO {name} SELECT * FROM moved"
