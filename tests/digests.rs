@@ -316,16 +316,20 @@ async fn switching_validation_off_ends_the_chain_and_on_again_starts_a_new_one(p
         ..Default::default()
     };
     admin.trails.update_trail(set_validation(false)).await.unwrap();
-    // The chain is closed by one final digest.
+    // The chain is closed by one final digest, sealed first and then PUT: wait for both.
     wait_until("the chain to close", Duration::from_secs(30), || {
         let pool = pool.clone();
         async move {
-            sqlx::query_scalar::<_, bool>("SELECT closed FROM digest_chains WHERE account_id = $1")
-                .bind(MEMBER_A)
-                .fetch_optional(&pool)
-                .await
-                .unwrap()
-                == Some(true)
+            let closed =
+                sqlx::query_scalar::<_, bool>("SELECT closed FROM digest_chains WHERE account_id = $1")
+                    .bind(MEMBER_A)
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap()
+                    == Some(true);
+            let pending: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pending_digests").fetch_one(&pool).await.unwrap();
+            closed && pending == 0
         }
     })
     .await;
