@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod proto;
+pub mod rules;
 pub mod secrets;
 pub mod serve;
 pub mod sinks;

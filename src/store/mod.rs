@@ -10,6 +10,7 @@ pub mod enrollments;
 pub mod maintenance;
 pub mod org_sync;
 pub mod organizations;
+pub mod rules;
 pub mod signing_keys;
 pub mod staging;
 pub mod tokens;
