@@ -72,6 +72,8 @@ pub enum Action<'a> {
     WhoAmI,
     /// Push events (members: their own account's; checked per event).
     Ingest,
+    /// Read alert rules, packs and dead letters (organization-wide: not for members).
+    ReadRules,
 }
 
 /// The authorization policy: the only place that knows what each role may do.
@@ -82,7 +84,8 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ApiError> {
     match (caller.role, action) {
         (_, Action::ReadOrganization | Action::WhoAmI | Action::ReadTrails | Action::ListAccounts) => Ok(()),
         (Role::Admin, _) => Ok(()),
-        (Role::Auditor, Action::ReadAccount(_)) => Ok(()),
+        (Role::Auditor, Action::ReadAccount(_) | Action::ReadRules) => Ok(()),
+        (Role::Member, Action::ReadRules) => denied("read alert rules (they cover the whole organization)"),
         (Role::Auditor, Action::Ingest) => denied("send events (auditors are read-only)"),
         (Role::Member, Action::Ingest) => Ok(()),
         (Role::Auditor, Action::Administer) => denied("administer the organization, accounts or tokens"),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod ingest;
 pub mod key;
 pub mod organization;
+pub mod rule;
 pub mod token;
 pub mod trail;
 
@@ -24,6 +25,7 @@ use crate::proto::v1::account_service_server::AccountServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::key_service_server::KeyServiceServer;
 use crate::proto::v1::organization_service_server::OrganizationServiceServer;
+use crate::proto::v1::rule_service_server::RuleServiceServer;
 use crate::proto::v1::token_service_server::TokenServiceServer;
 use crate::proto::v1::trail_service_server::TrailServiceServer;
 use crate::secrets::MasterKey;
@@ -72,6 +74,7 @@ pub async fn serve(
     health_reporter.set_serving::<TokenServiceServer<token::TokenApi>>().await;
     health_reporter.set_serving::<IngestServiceServer<ingest::IngestApi>>().await;
     health_reporter.set_serving::<KeyServiceServer<key::KeyApi>>().await;
+    health_reporter.set_serving::<RuleServiceServer<rule::RuleApi>>().await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -100,7 +103,8 @@ pub async fn serve(
         .add_service(TrailServiceServer::new(trail::TrailApi::new(ctx.clone())))
         .add_service(TokenServiceServer::new(token::TokenApi::new(ctx.clone())))
         .add_service(IngestServiceServer::new(ingest::IngestApi::new(ctx.clone())))
-        .add_service(KeyServiceServer::new(key::KeyApi::new(ctx)))
+        .add_service(KeyServiceServer::new(key::KeyApi::new(ctx.clone())))
+        .add_service(RuleServiceServer::new(rule::RuleApi::new(ctx)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

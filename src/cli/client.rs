@@ -14,6 +14,7 @@ use crate::proto::v1::account_service_client::AccountServiceClient;
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
 use crate::proto::v1::key_service_client::KeyServiceClient;
 use crate::proto::v1::organization_service_client::OrganizationServiceClient;
+use crate::proto::v1::rule_service_client::RuleServiceClient;
 use crate::proto::v1::token_service_client::TokenServiceClient;
 use crate::proto::v1::trail_service_client::TrailServiceClient;
 
@@ -41,6 +42,7 @@ pub struct Clients {
     pub tokens: TokenServiceClient<Authed>,
     pub ingest: IngestServiceClient<Authed>,
     pub keys: KeyServiceClient<Authed>,
+    pub rules: RuleServiceClient<Authed>,
 }
 
 pub struct Target {
@@ -103,7 +105,8 @@ pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
         trails: TrailServiceClient::with_interceptor(channel.clone(), auth.clone()),
         tokens: TokenServiceClient::with_interceptor(channel.clone(), auth.clone()),
         ingest: IngestServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        keys: KeyServiceClient::with_interceptor(channel, auth),
+        keys: KeyServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        rules: RuleServiceClient::with_interceptor(channel, auth),
     })
 }
 
