@@ -261,7 +261,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing(config.log_format);
             let shutdown = shutdown_signal();
             let mut settings = config.worker_settings()?;
-            settings.collectors = Some(config.collector_config(config.aws_sdk_config().await)?);
+            let aws = config.aws_sdk_config().await;
+            settings.collectors = Some(config.collector_config(aws.clone())?);
+            settings.aws = Some(aws);
             let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
             crate::store::migrate(&pool).await?;
             let staging = std::sync::Arc::new(crate::store::staging::PgStaging::new(pool.clone()));

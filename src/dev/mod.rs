@@ -204,12 +204,13 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
 
     let staging: Arc<dyn crate::store::staging::Staging> =
         Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
+    let aws = dev_aws_settings().await?;
     let ctx = Ctx {
         pool: pool.clone(),
         default_region: Region::parse("region", DEV_REGION)?,
         master_key: Some(master_key.clone()),
         staging: staging.clone(),
-        aws: dev_aws_settings().await?,
+        aws: aws.clone(),
         aggregator_principal_arn: None,
     };
     let sink = crate::sinks::s3::S3Sink::new(
@@ -222,6 +223,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         crate::pipeline::worker::WorkerSettings {
             digest_period: options.digest_period,
             master_key: Some(master_key),
+            aws: aws.map(|aws| aws.sdk.clone()),
             ..Default::default()
         },
     );

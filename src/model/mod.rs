@@ -2,6 +2,7 @@
 
 pub mod collector;
 pub mod ids;
+pub mod log_group;
 pub mod record;
 pub mod selectors;
 pub mod trail;

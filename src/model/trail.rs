@@ -58,11 +58,8 @@ impl TrailSettings {
                 "cloud_watch_logs_log_group_arn and cloud_watch_logs_role_arn must be set together",
             ));
         }
-        if !group.is_empty() && !group.starts_with("arn:aws:logs:") {
-            return Err(FieldError::new(
-                "cloud_watch_logs_log_group_arn",
-                format!("must be a CloudWatch Logs log group ARN (arn:aws:logs:...), got {group:?}"),
-            ));
+        if !group.is_empty() {
+            super::log_group::LogGroupArn::parse("cloud_watch_logs_log_group_arn", group)?;
         }
         if !role.is_empty() && !role.starts_with("arn:aws:iam::") {
             return Err(FieldError::new(

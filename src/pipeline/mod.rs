@@ -3,6 +3,7 @@
 //! digest writer signs, per period, what was delivered.
 
 pub mod batcher;
+pub mod cloudwatch_logs;
 pub mod digests;
 pub mod router;
 pub mod taps;

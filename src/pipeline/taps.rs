@@ -73,6 +73,12 @@ pub trait Tap: Send + Sync {
 }
 
 /// The taps every worker runs. Each feature adds its tap here.
-pub fn standard(_pool: &sqlx::PgPool) -> Vec<std::sync::Arc<dyn Tap>> {
-    Vec::new()
+pub fn standard(
+    pool: &sqlx::PgPool,
+    settings: &super::worker::WorkerSettings,
+) -> Vec<std::sync::Arc<dyn Tap>> {
+    vec![std::sync::Arc::new(super::cloudwatch_logs::CloudWatchLogsTap::new(
+        pool.clone(),
+        crate::sinks::cloudwatch_logs::CloudWatchLogsSink::new(settings.aws.clone()),
+    ))]
 }

@@ -15,13 +15,14 @@ use sqlx::PgPool;
 
 use super::batcher;
 use super::router::{self, Snapshot};
+use super::taps::{Tap, TapContext, TapEvent};
 use crate::model::AccountId;
 use crate::model::record::RecordView;
 use crate::model::trail::Trail;
 use crate::sinks::s3::{self, PutOutcome, S3Sink, SinkError};
 use crate::store::delivery::{self, Lease, SealedBatch, ShardInfo};
 use crate::store::staging::Staging;
-use crate::store::{StoreError, accounts, organizations, trails};
+use crate::store::{StoreError, accounts, organizations, taps, trails};
 
 /// Worker settings (see `config.rs` for their documentation and defaults).
 #[derive(Debug, Clone)]
@@ -41,6 +42,9 @@ pub struct WorkerSettings {
     pub signing_key_rotation: Option<Duration>,
     /// Pull collectors (LookupEvents, member trail buckets) run beside delivery when set.
     pub collectors: Option<crate::collectors::CollectorConfig>,
+    /// orgtrail's own AWS configuration (credentials, endpoints), for destinations in AWS such as
+    /// trails' CloudWatch Logs groups. None: such deliveries fail with that reason.
+    pub aws: Option<aws_config::SdkConfig>,
 }
 
 impl Default for WorkerSettings {
@@ -57,6 +61,7 @@ impl Default for WorkerSettings {
             master_key: None,
             signing_key_rotation: Some(Duration::from_secs(30 * 24 * 3600)),
             collectors: None,
+            aws: None,
         }
     }
 }
@@ -108,6 +113,10 @@ struct ShardState {
     checked_sealed: std::collections::HashSet<i64>,
     /// Per trail: no attempt before this instant (backoff after failures).
     retry_at: HashMap<i64, (Instant, Duration)>,
+    /// Per tap key: the last seq it consumed (missing: nothing yet).
+    tap_cursors: HashMap<String, i64>,
+    /// Per tap key: no attempt before this instant (backoff after failures).
+    tap_retry_at: HashMap<String, (Instant, Duration)>,
 }
 
 /// Events a shard may buffer however many shards the worker holds.
@@ -122,6 +131,14 @@ const SHARDS_IN_PARALLEL: usize = 8;
 /// How often a worker looks for shards nobody holds (new shards, dead workers' shards).
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 
+/// Events handed to one tap call at most (one transaction).
+const TAP_BATCH: usize = 5_000;
+
+/// Doubles the last backoff (1 s first, 30 s at most).
+fn next_backoff(last: Option<&(Instant, Duration)>) -> Duration {
+    last.map(|(_, last)| (*last * 2).min(Duration::from_secs(30))).unwrap_or(Duration::from_secs(1))
+}
+
 fn in_backoff(state: &ShardState, trail_id: i64) -> bool {
     state.retry_at.get(&trail_id).is_some_and(|(at, _)| Instant::now() < *at)
 }
@@ -132,6 +149,8 @@ pub struct Worker {
     sink: S3Sink,
     id: String,
     settings: WorkerSettings,
+    /// Consumers of every shard's events beside the trails.
+    taps: Vec<Arc<dyn Tap>>,
     /// Shards currently held, for the memory budget.
     shard_count: std::sync::atomic::AtomicI64,
 }
@@ -144,7 +163,14 @@ impl Worker {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        Self { pool, staging, sink, id, settings, shard_count: std::sync::atomic::AtomicI64::new(0) }
+        let taps = super::taps::standard(&pool, &settings);
+        Self { pool, staging, sink, id, settings, taps, shard_count: std::sync::atomic::AtomicI64::new(0) }
+    }
+
+    /// Adds a tap beside the standard ones.
+    pub fn with_tap(mut self, tap: Arc<dyn Tap>) -> Self {
+        self.taps.push(tap);
+        self
     }
 
     pub fn id(&self) -> &str {
@@ -298,6 +324,7 @@ impl Worker {
             let Some(info) = infos.get(&lease.shard_id).cloned() else { continue };
             let Ok(account) = AccountId::parse("account_id", &info.account_id) else { continue };
             let cursors = delivery::cursors(&self.pool, lease.shard_id).await?.into_iter().collect();
+            let tap_cursors = taps::cursors(&self.pool, lease.shard_id).await?;
             tracing::info!(shard = lease.shard_id, generation = lease.generation, account = %info.account_id,
                 region = %info.region, "shard claimed");
             shards.insert(
@@ -314,6 +341,8 @@ impl Worker {
                     orphans_checked: false,
                     checked_sealed: Default::default(),
                     retry_at: HashMap::new(),
+                    tap_cursors,
+                    tap_retry_at: HashMap::new(),
                 },
             );
         }
@@ -379,7 +408,14 @@ impl Worker {
             }
         }
 
-        let min_cursor = covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).min();
+        let tap_keys = self.tap_keys(state, snapshot);
+        let tap_floor =
+            tap_keys.iter().map(|(_, key)| state.tap_cursors.get(key).copied().unwrap_or(0)).min();
+        let trail_floor = covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).min();
+        let min_cursor = match (trail_floor, tap_floor) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let floor = min_cursor.unwrap_or(i64::MAX);
         while state.buffer.front().is_some_and(|e| e.seq <= floor) {
             state.buffer.pop_front();
@@ -419,18 +455,34 @@ impl Worker {
             }
         }
 
+        let was_full = state.buffer.len() as i64 >= state.capacity;
+        let taps_before: i64 =
+            tap_keys.iter().map(|(_, k)| state.tap_cursors.get(k).copied().unwrap_or(0)).sum();
+        self.run_taps(state, snapshot, &tap_keys).await?;
+        let tap_floor =
+            tap_keys.iter().map(|(_, key)| state.tap_cursors.get(key).copied().unwrap_or(0)).min();
+        let taps_after: i64 =
+            tap_keys.iter().map(|(_, k)| state.tap_cursors.get(k).copied().unwrap_or(0)).sum();
+
         if covering.is_empty() {
-            // No trail takes this account's events: nothing to deliver, nothing to keep.
-            if let Some(last) =
-                state.buffer.iter().filter(|e| e.received_at < snapshot.loaded_at).map(|e| e.seq).max()
+            // No trail takes this account's events: nothing to deliver; kept only until the taps
+            // consumed them.
+            if let Some(last) = state
+                .buffer
+                .iter()
+                .filter(|e| e.received_at < snapshot.loaded_at)
+                .map(|e| e.seq)
+                .max()
+                .map(|last| tap_floor.map_or(last, |taps| taps.min(last)))
+                .filter(|last| *last > state.released_through)
             {
                 self.staging.release(state.info.id, last, snapshot.loaded_at).await?;
+                state.released_through = last;
                 state.buffer.retain(|e| e.seq > last);
             }
-            return Ok(false);
+            return Ok(was_full && taps_after > taps_before);
         }
 
-        let was_full = state.buffer.len() as i64 >= state.capacity;
         let cursors_before: i64 =
             covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).sum();
         for trail in &covering {
@@ -447,13 +499,83 @@ impl Worker {
 
         let released_through =
             covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).min().unwrap_or(0);
+        let released_through = tap_floor.map_or(released_through, |taps| taps.min(released_through));
         if released_through > state.released_through {
             self.staging.release(state.info.id, released_through, snapshot.loaded_at).await?;
             state.released_through = released_through;
         }
         let cursors_after: i64 =
             covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).sum();
-        Ok(was_full && cursors_after > cursors_before)
+        Ok(was_full && (cursors_after > cursors_before || taps_after > taps_before))
+    }
+
+    /// Every (tap, key) that consumes this shard now.
+    fn tap_keys(&self, state: &ShardState, snapshot: &Snapshot) -> Vec<(usize, String)> {
+        self.taps
+            .iter()
+            .enumerate()
+            .flat_map(|(index, tap)| tap.keys(&state.info, snapshot).into_iter().map(move |key| (index, key)))
+            .collect()
+    }
+
+    /// Hands each tap key the buffered events after its cursor; its writes and the cursor's advance
+    /// commit together (fenced). A failing key backs off alone.
+    async fn run_taps(
+        &self,
+        state: &mut ShardState,
+        snapshot: &Snapshot,
+        keys: &[(usize, String)],
+    ) -> Result<(), StoreError> {
+        for (index, key) in keys {
+            if state.tap_retry_at.get(key).is_some_and(|(at, _)| Instant::now() < *at) {
+                continue;
+            }
+            let cursor = state.tap_cursors.get(key).copied().unwrap_or(0);
+            // Judge an event only with control-plane state loaded after it arrived.
+            let pending: Vec<&Staged> = state
+                .buffer
+                .iter()
+                .filter(|e| e.seq > cursor)
+                .take_while(|e| e.received_at < snapshot.loaded_at)
+                .take(TAP_BATCH)
+                .collect();
+            let Some(through) = pending.last().map(|e| e.seq) else { continue };
+            let events: Vec<TapEvent<'_>> = pending
+                .iter()
+                .filter_map(|e| {
+                    e.view.as_ref().map(|view| TapEvent {
+                        seq: e.seq,
+                        received_at: e.received_at,
+                        record: &e.record,
+                        view,
+                    })
+                })
+                .collect();
+            let tap = &self.taps[*index];
+            let mut tx = taps::begin_fenced(&self.pool, &self.id, state.lease).await?;
+            let consumed = if events.is_empty() {
+                Ok(())
+            } else {
+                let context = TapContext { shard: &state.info, snapshot };
+                tap.consume(key, &context, &events, &mut tx).await
+            };
+            match consumed {
+                Ok(()) => {
+                    taps::advance(&mut tx, state.info.id, key, through).await?;
+                    tx.commit().await?;
+                    state.tap_cursors.insert(key.clone(), through);
+                    state.tap_retry_at.remove(key);
+                }
+                Err(error) => {
+                    drop(tx);
+                    let backoff = next_backoff(state.tap_retry_at.get(key));
+                    state.tap_retry_at.insert(key.clone(), (Instant::now() + backoff, backoff));
+                    tracing::warn!(tap = tap.name(), %key, shard = state.info.id, %error, retry_in = ?backoff,
+                        "tap failed; its events come again");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Routes the buffered events after the trail's cursor and flushes a batch when due.
@@ -565,11 +687,7 @@ impl Worker {
                 if matches!(error, SinkError::Conflict { .. }) {
                     tracing::error!(trail = %batch.trail_arn, %message, "delivery conflict");
                 }
-                let backoff = state
-                    .retry_at
-                    .get(&trail_id)
-                    .map(|(_, last)| (*last * 2).min(Duration::from_secs(30)))
-                    .unwrap_or(Duration::from_secs(1));
+                let backoff = next_backoff(state.retry_at.get(&trail_id));
                 state.retry_at.insert(trail_id, (Instant::now() + backoff, backoff));
                 // The batch stays sealed: the retry re-sends the same key and bytes.
                 state.checked_sealed.remove(&trail_id);

@@ -1,3 +1,4 @@
 //! Where delivered batches go.
 
+pub mod cloudwatch_logs;
 pub mod s3;

@@ -57,7 +57,11 @@ pub async fn release_leases(pool: &PgPool, owner: &str) -> Result<(), StoreError
 
 /// Fails unless `lease` is still current; holds a share lock on the lease row until the
 /// transaction ends, so no takeover can slip in before the commit.
-async fn check_fence(conn: &mut sqlx::PgConnection, owner: &str, lease: Lease) -> Result<(), StoreError> {
+pub(super) async fn check_fence(
+    conn: &mut sqlx::PgConnection,
+    owner: &str,
+    lease: Lease,
+) -> Result<(), StoreError> {
     let current: Option<i64> = sqlx::query_scalar(
         "SELECT generation FROM shard_leases WHERE shard_id = $1 AND owner = $2 AND generation = $3
          AND expires_at > now() FOR SHARE",

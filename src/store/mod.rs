@@ -13,6 +13,7 @@ pub mod organizations;
 pub mod rules;
 pub mod signing_keys;
 pub mod staging;
+pub mod taps;
 pub mod tokens;
 pub mod trails;
 

@@ -390,3 +390,25 @@ pub async fn all(pool: &PgPool) -> Result<Vec<Trail>, StoreError> {
         .await?;
     rows.into_iter().map(Trail::try_from).collect()
 }
+
+/// Records a CloudWatch Logs delivery: `None` a success (now; clears the error), `Some` a failure.
+pub async fn record_cloud_watch_logs_delivery(
+    pool: &PgPool,
+    trail_id: i64,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO trail_delivery_status (trail_id, latest_cloud_watch_logs_delivery_time, latest_cloud_watch_logs_delivery_error)
+         SELECT $1, CASE WHEN $2::text IS NULL THEN now() END, COALESCE($2, '')
+         WHERE EXISTS (SELECT 1 FROM trails WHERE id = $1)
+         ON CONFLICT (trail_id) DO UPDATE SET
+             latest_cloud_watch_logs_delivery_time = CASE WHEN $2::text IS NULL THEN now()
+                 ELSE trail_delivery_status.latest_cloud_watch_logs_delivery_time END,
+             latest_cloud_watch_logs_delivery_error = COALESCE($2, '')",
+    )
+    .bind(trail_id)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
