@@ -3,6 +3,7 @@
 //! Data flows one way: source → router → batcher → sink → checkpoint. The control plane
 //! ([`api`]) keeps organizations, accounts, trails and tokens in Postgres ([`store`]).
 
+pub mod alerts;
 pub mod api;
 pub mod bench;
 pub mod cli;

@@ -77,8 +77,11 @@ pub fn standard(
     pool: &sqlx::PgPool,
     settings: &super::worker::WorkerSettings,
 ) -> Vec<std::sync::Arc<dyn Tap>> {
-    vec![std::sync::Arc::new(super::cloudwatch_logs::CloudWatchLogsTap::new(
-        pool.clone(),
-        crate::sinks::cloudwatch_logs::CloudWatchLogsSink::new(settings.aws.clone()),
-    ))]
+    vec![
+        std::sync::Arc::new(super::cloudwatch_logs::CloudWatchLogsTap::new(
+            pool.clone(),
+            crate::sinks::cloudwatch_logs::CloudWatchLogsSink::new(settings.aws.clone()),
+        )),
+        std::sync::Arc::new(crate::alerts::tap::RulesTap::new(pool.clone())),
+    ]
 }
