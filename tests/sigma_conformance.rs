@@ -16,8 +16,9 @@ fn data(path: &str) -> PathBuf {
 }
 
 fn oracle(rules: &Path, records: &Path) -> Value {
-    let python = std::env::var("ORGTRAIL_TEST_PYTHON")
-        .expect("ORGTRAIL_TEST_PYTHON names a python with pysigma and pysigma-backend-sqlite (run scripts/test)");
+    let python = std::env::var("ORGTRAIL_TEST_PYTHON").expect(
+        "ORGTRAIL_TEST_PYTHON names a python with pysigma and pysigma-backend-sqlite (run scripts/test)",
+    );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sigma_oracle.py");
     let output = std::process::Command::new(python).arg(script).arg(rules).arg(records).output().unwrap();
     assert!(output.status.success(), "the oracle failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -55,7 +56,8 @@ fn every_shared_sigma_rule_selects_the_same_records_as_the_pysigma_sqlite_oracle
         let matcher = match Definition::SigmaYaml(yaml).compile() {
             Ok(matcher) => matcher,
             Err(error) => {
-                let documented = DOCUMENTED_UNSUPPORTED.iter().any(|(f, why)| *f == name && error.message.contains(why));
+                let documented =
+                    DOCUMENTED_UNSUPPORTED.iter().any(|(f, why)| *f == name && error.message.contains(why));
                 if expected["status"] != "rejected" && !documented {
                     mismatches.push(format!("{name}: we reject ({error}) but the oracle converts it"));
                 }
@@ -68,8 +70,12 @@ fn every_shared_sigma_rule_selects_the_same_records_as_the_pysigma_sqlite_oracle
             continue;
         }
         loaded += 1;
-        let ours: BTreeSet<u64> =
-            events.iter().enumerate().filter(|(_, e)| matcher.matches(e)).map(|(i, _)| i as u64 + 1).collect();
+        let ours: BTreeSet<u64> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matcher.matches(e))
+            .map(|(i, _)| i as u64 + 1)
+            .collect();
         let theirs: BTreeSet<u64> =
             expected["matches"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
         selected_total += theirs.len();
@@ -81,7 +87,9 @@ fn every_shared_sigma_rule_selects_the_same_records_as_the_pysigma_sqlite_oracle
             ));
         }
         match &expected["positive"] {
-            Value::Null => mismatches.push(format!("{name}: no positive record could be built from the rule")),
+            Value::Null => {
+                mismatches.push(format!("{name}: no positive record could be built from the rule"))
+            }
             positive => {
                 if !matcher.matches(&Event::new(positive.clone())) {
                     mismatches.push(format!("{name}: we do not select the positive record {positive}"));

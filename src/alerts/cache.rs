@@ -27,7 +27,9 @@ pub struct RuleCache {
 
 pub fn target(stored: &StoredTarget) -> Target {
     match (stored.target_kind.as_str(), &stored.webhook_url, &stored.webhook_secret) {
-        ("webhook", Some(url), Some(secret)) => Target::Webhook { url: url.clone(), sealed_secret: secret.clone() },
+        ("webhook", Some(url), Some(secret)) => {
+            Target::Webhook { url: url.clone(), sealed_secret: secret.clone() }
+        }
         _ => Target::Log,
     }
 }

@@ -66,7 +66,8 @@ pub async fn pass(
                 } else {
                     let wait = settings.backoff(attempts);
                     tracing::info!(alert = alert.id, rule = %alert.rule_name, attempts, %error, retry_in_ms = wait.as_millis() as u64, "alert delivery failed");
-                    let next = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+                    let next = chrono::Utc::now()
+                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
                     store::retry_later(&mut tx, alert.id, next, &error).await?;
                 }
             }
@@ -76,7 +77,11 @@ pub async fn pass(
     Ok(due.len())
 }
 
-async fn send(alert: &PendingAlert, settings: &AlertSettings, client: Option<&WebhookClient>) -> Result<(), String> {
+async fn send(
+    alert: &PendingAlert,
+    settings: &AlertSettings,
+    client: Option<&WebhookClient>,
+) -> Result<(), String> {
     match alert.target.target_kind.as_str() {
         "log" => {
             tracing::info!(target: "orgtrail::alert", rule = %alert.rule_name, alert = %alert.body, "alert");
@@ -90,7 +95,8 @@ async fn send(alert: &PendingAlert, settings: &AlertSettings, client: Option<&We
                 .master_key
                 .as_ref()
                 .ok_or("the worker has no master_key to open the webhook secret")?;
-            let secret = master_key.decrypt(sealed).map_err(|e| format!("cannot open the webhook secret: {e}"))?;
+            let secret =
+                master_key.decrypt(sealed).map_err(|e| format!("cannot open the webhook secret: {e}"))?;
             client.post(url, &secret, &alert.body).await
         }
         other => Err(format!("unknown target type {other}")),

@@ -115,7 +115,8 @@ mod tests {
 
     #[test]
     fn body_embeds_the_record_verbatim() {
-        let rule = RuleInfo { name: "r".into(), title: "T".into(), author: Some("A".into()), ..Default::default() };
+        let rule =
+            RuleInfo { name: "r".into(), title: "T".into(), author: Some("A".into()), ..Default::default() };
         let record = r#"{"eventName":"StopLogging","n":1.50}"#;
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let body = alert_body(3, 7, &rule, record, now, now).unwrap();

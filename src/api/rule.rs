@@ -38,12 +38,20 @@ impl RuleApi {
                 let sealed = if target.secret.is_empty() {
                     match current.and_then(|c| c.webhook_secret.clone()) {
                         Some(sealed) => sealed,
-                        None => return Err(ApiError::invalid(&format!("{field}.secret"), "a webhook needs a secret")),
+                        None => {
+                            return Err(ApiError::invalid(
+                                &format!("{field}.secret"),
+                                "a webhook needs a secret",
+                            ));
+                        }
                     }
                 } else {
                     let length = target.secret.chars().count();
                     if !(16..=256).contains(&length) {
-                        return Err(ApiError::invalid(&format!("{field}.secret"), "must be 16 to 256 characters"));
+                        return Err(ApiError::invalid(
+                            &format!("{field}.secret"),
+                            "must be 16 to 256 characters",
+                        ));
                     }
                     let Some(master_key) = self.ctx.master_key.as_ref() else {
                         return Err(ApiError::FailedPrecondition(
@@ -55,9 +63,16 @@ impl RuleApi {
                         .encrypt(target.secret.as_bytes())
                         .map_err(|e| ApiError::Internal(format!("cannot seal the webhook secret: {e}")))?
                 };
-                Ok(StoredTarget { target_kind: "webhook".into(), webhook_url: Some(url), webhook_secret: Some(sealed) })
+                Ok(StoredTarget {
+                    target_kind: "webhook".into(),
+                    webhook_url: Some(url),
+                    webhook_secret: Some(sealed),
+                })
             }
-            other => Err(ApiError::invalid(&format!("{field}.type"), format!("must be log or webhook, got {other:?}"))),
+            other => Err(ApiError::invalid(
+                &format!("{field}.type"),
+                format!("must be log or webhook, got {other:?}"),
+            )),
         }
     }
 }
@@ -91,7 +106,11 @@ fn description(text: &str) -> Result<String, FieldError> {
     Ok(text.to_owned())
 }
 
-fn scope(field: &str, values: &[String], check: fn(&str, &str) -> Result<(), FieldError>) -> Result<Vec<String>, FieldError> {
+fn scope(
+    field: &str,
+    values: &[String],
+    check: fn(&str, &str) -> Result<(), FieldError>,
+) -> Result<Vec<String>, FieldError> {
     let mut out = Vec::new();
     for (i, value) in values.iter().enumerate() {
         check(&format!("{field}[{i}]"), value)?;
@@ -136,7 +155,8 @@ fn target_out(target: &StoredTarget) -> pb::AlertTarget {
 
 fn rule_out(rule: &StoredRule) -> pb::Rule {
     let definition = stored_definition(rule);
-    let info = definition.compile().ok().map(|m| crate::rules::rule_info(&rule.name, &rule.description, &m, None));
+    let info =
+        definition.compile().ok().map(|m| crate::rules::rule_info(&rule.name, &rule.description, &m, None));
     let info = info.unwrap_or_default();
     pb::Rule {
         name: rule.name.clone(),
@@ -167,7 +187,11 @@ fn pack_out(pack: &packs::Pack, enabled: Option<&store::EnabledPack>) -> pb::Rul
         rules: pack
             .rules
             .iter()
-            .map(|r| pb::PackRule { key: r.key.to_owned(), title: r.title.to_owned(), event_pattern: r.pattern.to_owned() })
+            .map(|r| pb::PackRule {
+                key: r.key.to_owned(),
+                title: r.title.to_owned(),
+                event_pattern: r.pattern.to_owned(),
+            })
             .collect(),
         target: enabled.map(|e| target_out(&e.target)),
         enabled_at: enabled.map(|e| convert::timestamp(e.enabled_at)),
@@ -263,7 +287,10 @@ impl pb::rule_service_server::RuleService for RuleApi {
         Ok(Response::new(rule_out(&rule)))
     }
 
-    async fn delete_rule(&self, request: Request<pb::DeleteRuleRequest>) -> ApiResult<pb::DeleteRuleResponse> {
+    async fn delete_rule(
+        &self,
+        request: Request<pb::DeleteRuleRequest>,
+    ) -> ApiResult<pb::DeleteRuleResponse> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Administer)?;
         store::delete(&self.ctx.pool, &request.get_ref().name).await?;
@@ -298,7 +325,10 @@ impl pb::rule_service_server::RuleService for RuleApi {
         Ok(Response::new(pack_out(pack, enabled.iter().find(|e| e.name == pack.name))))
     }
 
-    async fn disable_rule_pack(&self, request: Request<pb::DisableRulePackRequest>) -> ApiResult<pb::RulePack> {
+    async fn disable_rule_pack(
+        &self,
+        request: Request<pb::DisableRulePackRequest>,
+    ) -> ApiResult<pb::RulePack> {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Administer)?;
         let pack = find_pack(&request.get_ref().name)?;
@@ -316,7 +346,10 @@ impl pb::rule_service_server::RuleService for RuleApi {
         let input = request.into_inner();
         let limit = crate::store::page::size(input.page_size)?;
         let before = crate::store::page::decode(&input.next_token)?
-            .map(|key| key.parse::<i64>().map_err(|_| FieldError::new("next_token", "is not a token returned by this API")))
+            .map(|key| {
+                key.parse::<i64>()
+                    .map_err(|_| FieldError::new("next_token", "is not a token returned by this API"))
+            })
             .transpose()?;
         let mut letters = store::dead_letters(&self.ctx.pool, before, limit + 1).await?;
         let next_token = if letters.len() as i64 > limit {

@@ -89,8 +89,12 @@ mod tests {
         assert_eq!(event.envelope_field("source"), Some(&Value::from("aws.cloudtrail")));
         assert_eq!(event.envelope_field("detail-type"), Some(&Value::from("AWS API Call via CloudTrail")));
         assert_eq!(event.envelope_field("account"), Some(&Value::from("111122223333")));
-        let signin = Event::parse(r#"{"eventSource":"signin.amazonaws.com","eventType":"AwsConsoleSignIn"}"#).unwrap();
-        assert_eq!(signin.envelope_field("detail-type"), Some(&Value::from("AWS Console Sign In via CloudTrail")));
+        let signin =
+            Event::parse(r#"{"eventSource":"signin.amazonaws.com","eventType":"AwsConsoleSignIn"}"#).unwrap();
+        assert_eq!(
+            signin.envelope_field("detail-type"),
+            Some(&Value::from("AWS Console Sign In via CloudTrail"))
+        );
     }
 
     #[test]

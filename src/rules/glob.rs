@@ -26,7 +26,9 @@ impl Glob {
         let mut segments = vec![Vec::new()];
         for part in parts {
             match part {
-                Part::Text(text) => segments.last_mut().into_iter().for_each(|s| s.extend(text.bytes().map(Some))),
+                Part::Text(text) => {
+                    segments.last_mut().into_iter().for_each(|s| s.extend(text.bytes().map(Some)))
+                }
                 Part::One => segments.last_mut().into_iter().for_each(|s| s.push(None)),
                 Part::Any => {
                     // `**` is one `*`.

@@ -113,7 +113,11 @@ impl LoadedRule {
     pub fn matches(&self, event: &Event) -> bool {
         let in_scope = |scope: &[String], field: &str| {
             scope.is_empty()
-                || event.record.get(field).and_then(|v| v.as_str()).is_some_and(|v| scope.iter().any(|s| s == v))
+                || event
+                    .record
+                    .get(field)
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|v| scope.iter().any(|s| s == v))
         };
         in_scope(&self.account_ids, "recipientAccountId")
             && in_scope(&self.regions, "awsRegion")

@@ -189,7 +189,8 @@ mod tests {
     fn every_pack_rule_compiles_and_cis_has_fifteen() {
         for pack in PACKS {
             for rule in pack.rules {
-                EventPattern::parse(rule.pattern).unwrap_or_else(|e| panic!("{} {}: {e}", pack.name, rule.key));
+                EventPattern::parse(rule.pattern)
+                    .unwrap_or_else(|e| panic!("{} {}: {e}", pack.name, rule.key));
             }
         }
         assert_eq!(CIS.rules.len(), 15);

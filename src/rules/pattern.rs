@@ -52,7 +52,10 @@ enum Condition {
     /// prefix, suffix, wildcard and equals-ignore-case: string values only.
     Text(Glob),
     AnythingBut(Vec<NotCondition>),
-    Numeric { lower: Option<(f64, bool)>, upper: Option<(f64, bool)> },
+    Numeric {
+        lower: Option<(f64, bool)>,
+        upper: Option<(f64, bool)>,
+    },
     Exists(bool),
 }
 
@@ -65,7 +68,8 @@ enum NotCondition {
 impl EventPattern {
     /// Parses and checks a pattern given as JSON text.
     pub fn parse(json: &str) -> Result<Self, PatternError> {
-        let value: Value = serde_json::from_str(json).map_err(|e| error("(pattern)", format!("not JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(json).map_err(|e| error("(pattern)", format!("not JSON: {e}")))?;
         Self::from_value(&value)
     }
 
@@ -137,7 +141,10 @@ fn relocate(error: PatternError, base: &str, at: &str) -> PatternError {
     PatternError { path, message: error.message }
 }
 
-fn single_operator<'a>(path: &str, object: &'a Map<String, Value>) -> Result<(&'a str, &'a Value), PatternError> {
+fn single_operator<'a>(
+    path: &str,
+    object: &'a Map<String, Value>,
+) -> Result<(&'a str, &'a Value), PatternError> {
     let mut entries = object.iter();
     match (entries.next(), entries.next()) {
         (Some((key, value)), None) => Ok((key.as_str(), value)),
@@ -180,7 +187,10 @@ fn affix(path: &str, operator: &str, operand: &Value) -> Result<Glob, PatternErr
         Value::Object(inner) => {
             let (key, value) = single_operator(path, inner)?;
             if key != "equals-ignore-case" {
-                return Err(error(path, format!("{operator} takes a string or {{\"equals-ignore-case\": string}}")));
+                return Err(error(
+                    path,
+                    format!("{operator} takes a string or {{\"equals-ignore-case\": string}}"),
+                ));
             }
             (string(&format!("{path}.{key}"), value, "equals-ignore-case")?, true)
         }
@@ -231,9 +241,8 @@ fn numeric(path: &str, operand: &Value) -> Result<Condition, PatternError> {
     for (i, pair) in items.chunks(2).enumerate() {
         let at = format!("{path}[{}]", i * 2);
         let operator = pair[0].as_str().ok_or_else(|| error(&at, "expected an operator string"))?;
-        let number = pair[1]
-            .as_f64()
-            .ok_or_else(|| error(&format!("{path}[{}]", i * 2 + 1), "expected a number"))?;
+        let number =
+            pair[1].as_f64().ok_or_else(|| error(&format!("{path}[{}]", i * 2 + 1), "expected a number"))?;
         let (slot, bound) = match operator {
             "=" if items.len() == 2 => {
                 return Ok(Condition::Numeric { lower: Some((number, true)), upper: Some((number, true)) });
@@ -259,7 +268,9 @@ fn numeric(path: &str, operand: &Value) -> Result<Condition, PatternError> {
 
 fn anything_but(path: &str, operand: &Value) -> Result<Condition, PatternError> {
     let excluded = match operand {
-        Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null => vec![NotCondition::Exact(operand.clone())],
+        Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null => {
+            vec![NotCondition::Exact(operand.clone())]
+        }
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(error(path, "must list at least one value"));
@@ -430,7 +441,10 @@ mod tests {
         assert!(!matches(r#"{"detail":{"eventName":[{"anything-but":["StopLogging","X"]}]}}"#, STOP));
         assert!(!matches(r#"{"detail":{"eventName":[{"anything-but":{"prefix":"Stop"}}]}}"#, STOP));
         assert!(matches(r#"{"detail":{"eventName":[{"anything-but":{"suffix":"Trail"}}]}}"#, STOP));
-        assert!(!matches(r#"{"detail":{"eventName":[{"anything-but":{"equals-ignore-case":"STOPLOGGING"}}]}}"#, STOP));
+        assert!(!matches(
+            r#"{"detail":{"eventName":[{"anything-but":{"equals-ignore-case":"STOPLOGGING"}}]}}"#,
+            STOP
+        ));
         assert!(!matches(r#"{"detail":{"eventName":[{"anything-but":{"wildcard":"Stop*"}}]}}"#, STOP));
         assert!(matches(r#"{"detail":{"requestParameters":{"count":[{"anything-but":[1,2]}]}}}"#, STOP));
         // Anything-but needs the field.
@@ -459,7 +473,10 @@ mod tests {
     #[test]
     fn equals_ignore_case_and_wildcard() {
         assert!(matches(r#"{"detail":{"eventName":[{"equals-ignore-case":"STOPLOGGING"}]}}"#, STOP));
-        assert!(matches(r#"{"detail":{"userIdentity":{"arn":[{"wildcard":"arn:aws:sts::*:assumed-role/Admin/*"}]}}}"#, STOP));
+        assert!(matches(
+            r#"{"detail":{"userIdentity":{"arn":[{"wildcard":"arn:aws:sts::*:assumed-role/Admin/*"}]}}}"#,
+            STOP
+        ));
         assert!(!matches(r#"{"detail":{"userIdentity":{"arn":[{"wildcard":"arn:aws:iam::*"}]}}}"#, STOP));
         assert!(!matches(r#"{"detail":{"eventName":[{"wildcard":"Stop\\*"}]}}"#, STOP));
         assert!(matches(r#"{"detail":{"eventName":[{"wildcard":"Stop\\*"}]}}"#, r#"{"eventName":"Stop*"}"#));
@@ -483,13 +500,34 @@ mod tests {
 
     #[test]
     fn bad_patterns_name_the_path() {
-        assert_eq!(rejects(r#"{"detail":{"eventName":"StopLogging"}}"#), "detail.eventName: must be an array of values or an object");
-        assert_eq!(rejects(r#"{"detail":{"eventName":[{"prefx":"S"}]}}"#), "detail.eventName[0]: unknown operator \"prefx\"");
-        assert_eq!(rejects(r#"{"detail":{"eventName":["a",{"prefix":1}]}}"#), "detail.eventName[1].prefix: prefix takes a string");
-        assert_eq!(rejects(r#"{"detail":{"x":[{"numeric":[">",1,">",2]}]}}"#), "detail.x[0].numeric[2]: at most one lower and one upper bound");
-        assert_eq!(rejects(r#"{"detail":{"x":[{"wildcard":"a**b"}]}}"#), "detail.x[0].wildcard: consecutive wildcard characters are not allowed");
-        assert_eq!(rejects(r#"{"detail":{"x":[{"cidr":"10.0.0.0/8"}]}}"#), "detail.x[0].cidr: cidr matching is not supported");
-        assert_eq!(rejects(r#"{"detail":{"$or":[{"a":["x"]},{"b":"y"}]}}"#), "detail.$or[1].b: must be an array of values or an object");
+        assert_eq!(
+            rejects(r#"{"detail":{"eventName":"StopLogging"}}"#),
+            "detail.eventName: must be an array of values or an object"
+        );
+        assert_eq!(
+            rejects(r#"{"detail":{"eventName":[{"prefx":"S"}]}}"#),
+            "detail.eventName[0]: unknown operator \"prefx\""
+        );
+        assert_eq!(
+            rejects(r#"{"detail":{"eventName":["a",{"prefix":1}]}}"#),
+            "detail.eventName[1].prefix: prefix takes a string"
+        );
+        assert_eq!(
+            rejects(r#"{"detail":{"x":[{"numeric":[">",1,">",2]}]}}"#),
+            "detail.x[0].numeric[2]: at most one lower and one upper bound"
+        );
+        assert_eq!(
+            rejects(r#"{"detail":{"x":[{"wildcard":"a**b"}]}}"#),
+            "detail.x[0].wildcard: consecutive wildcard characters are not allowed"
+        );
+        assert_eq!(
+            rejects(r#"{"detail":{"x":[{"cidr":"10.0.0.0/8"}]}}"#),
+            "detail.x[0].cidr: cidr matching is not supported"
+        );
+        assert_eq!(
+            rejects(r#"{"detail":{"$or":[{"a":["x"]},{"b":"y"}]}}"#),
+            "detail.$or[1].b: must be an array of values or an object"
+        );
         assert_eq!(rejects(r#"{"detail":{"x":[]}}"#), "detail.x: must list at least one value");
         assert_eq!(rejects("[]"), "(pattern): must be a JSON object");
         assert_eq!(rejects("{}"), "(pattern): must name at least one field");

@@ -103,7 +103,9 @@ impl SigmaRule {
         let document = match documents.as_slice() {
             [one] => one,
             [] => return reject("the document is empty"),
-            _ => return reject("multi-document Sigma collections are not supported; import one rule per file"),
+            _ => {
+                return reject("multi-document Sigma collections are not supported; import one rule per file");
+            }
         };
         let value = to_json(document)?;
         let Value::Object(rule) = value else {
@@ -201,9 +203,12 @@ fn to_json(yaml: &yaml_rust2::Yaml) -> Result<Value, SigmaError> {
         Yaml::Null => Value::Null,
         Yaml::Boolean(b) => Value::Bool(*b),
         Yaml::Integer(i) => Value::from(*i),
-        Yaml::Real(text) => {
-            text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null)
-        }
+        Yaml::Real(text) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
         Yaml::String(s) => Value::String(s.clone()),
         Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
         Yaml::Hash(hash) => {
@@ -227,12 +232,12 @@ fn to_json(yaml: &yaml_rust2::Yaml) -> Result<Value, SigmaError> {
 fn alternatives(name: &str, definition: &Value) -> Result<Vec<Vec<FieldMatch>>, SigmaError> {
     match definition {
         Value::Object(fields) => Ok(vec![field_matches(name, fields)?]),
-        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => items
-            .iter()
-            .filter_map(Value::as_object)
-            .map(|fields| field_matches(name, fields))
-            .collect(),
-        Value::Array(items) if items.is_empty() => reject(format!("detection.{name}: an empty list matches nothing")),
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+            items.iter().filter_map(Value::as_object).map(|fields| field_matches(name, fields)).collect()
+        }
+        Value::Array(items) if items.is_empty() => {
+            reject(format!("detection.{name}: an empty list matches nothing"))
+        }
         _ => reject(format!(
             "detection.{name}: keyword (fieldless) detections are not supported; name the field to search"
         )),
@@ -307,10 +312,10 @@ fn field_test(at: &str, names: &[&str], value: &Value) -> Result<FieldTest, Sigm
             }
             other => return reject(format!("{at}: the modifier |{other} is not supported")),
         };
-        if let Some(affix) = affix {
-            if modifiers.affix.replace(affix).is_some() {
-                return reject(format!("{at}: only one of |contains, |startswith, |endswith"));
-            }
+        if let Some(affix) = affix
+            && modifiers.affix.replace(affix).is_some()
+        {
+            return reject(format!("{at}: only one of |contains, |startswith, |endswith"));
         }
     }
     if modifiers.exists {
@@ -320,14 +325,18 @@ fn field_test(at: &str, names: &[&str], value: &Value) -> Result<FieldTest, Sigm
         };
     }
     let values: Vec<&Value> = match value {
-        Value::Array(items) if items.is_empty() => return reject(format!("{at}: an empty list matches nothing")),
+        Value::Array(items) if items.is_empty() => {
+            return reject(format!("{at}: an empty list matches nothing"));
+        }
         Value::Array(items) => items.iter().collect(),
         Value::Object(_) => return reject(format!("{at}: a value cannot be a mapping")),
         one => vec![one],
     };
     if modifiers.fieldref {
         if modifiers.regex || modifiers.cased || modifiers.all || values.len() != 1 {
-            return reject(format!("{at}: |fieldref takes one field name, with at most |contains, |startswith or |endswith"));
+            return reject(format!(
+                "{at}: |fieldref takes one field name, with at most |contains, |startswith or |endswith"
+            ));
         }
         let Some(other) = values[0].as_str() else {
             return reject(format!("{at}: |fieldref takes a field name"));
@@ -351,10 +360,15 @@ fn field_test(at: &str, names: &[&str], value: &Value) -> Result<FieldTest, Sigm
         };
         if modifiers.regex {
             if modifiers.affix.is_some() {
-                return reject(format!("{at}: |re cannot be combined with |contains, |startswith or |endswith"));
+                return reject(format!(
+                    "{at}: |re cannot be combined with |contains, |startswith or |endswith"
+                ));
             }
-            let pattern =
-                if modifiers.regex_flags.is_empty() { text } else { format!("(?{}){text}", modifiers.regex_flags) };
+            let pattern = if modifiers.regex_flags.is_empty() {
+                text
+            } else {
+                format!("(?{}){text}", modifiers.regex_flags)
+            };
             let regex = regex::Regex::new(&pattern).map_err(|e| {
                 SigmaError(format!("{at}: the regular expression is not supported by this engine: {e}"))
             })?;
@@ -553,7 +567,9 @@ impl ConditionParser<'_> {
                 if keyword(self.peek(), "of") {
                     self.at += 1;
                     let Some(Token::Word(target)) = self.peek().cloned() else {
-                        return reject(format!("detection.condition: `{word} of` needs a name pattern or `them`"));
+                        return reject(format!(
+                            "detection.condition: `{word} of` needs a name pattern or `them`"
+                        ));
                     };
                     self.at += 1;
                     return self.quantified(&word, &target);
@@ -577,7 +593,9 @@ impl ConditionParser<'_> {
             .detections
             .iter()
             .enumerate()
-            .filter(|(_, d)| if target == "them" { !d.name.starts_with('_') } else { pattern.matches(&d.name) })
+            .filter(
+                |(_, d)| if target == "them" { !d.name.starts_with('_') } else { pattern.matches(&d.name) },
+            )
             .map(|(i, _)| Expr::Detection(i))
             .collect();
         if chosen.is_empty() {
@@ -612,10 +630,16 @@ mod tests {
 
     #[test]
     fn map_is_and_list_is_or_case_insensitive() {
-        assert!(matches("  sel:\n    eventName: consolelogin\n    additionalEventData.MFAUsed: 'NO'\n  condition: sel", LOGIN));
+        assert!(matches(
+            "  sel:\n    eventName: consolelogin\n    additionalEventData.MFAUsed: 'NO'\n  condition: sel",
+            LOGIN
+        ));
         assert!(!matches("  sel:\n    eventName: ConsoleLogin\n    eventSource: x\n  condition: sel", LOGIN));
         assert!(matches("  sel:\n    eventName:\n      - A\n      - ConsoleLogin\n  condition: sel", LOGIN));
-        assert!(matches("  sel:\n    - eventName: A\n    - eventSource: signin.amazonaws.com\n  condition: sel", LOGIN));
+        assert!(matches(
+            "  sel:\n    - eventName: A\n    - eventSource: signin.amazonaws.com\n  condition: sel",
+            LOGIN
+        ));
     }
 
     #[test]
@@ -623,8 +647,14 @@ mod tests {
         assert!(matches("  sel:\n    userAgent|contains: 's3 browser'\n  condition: sel", LOGIN));
         assert!(matches("  sel:\n    eventName|startswith: console\n  condition: sel", LOGIN));
         assert!(matches("  sel:\n    eventName|endswith: LOGIN\n  condition: sel", LOGIN));
-        assert!(matches("  sel:\n    userAgent|contains|all:\n      - Mozilla\n      - Browser\n  condition: sel", LOGIN));
-        assert!(!matches("  sel:\n    userAgent|contains|all:\n      - Mozilla\n      - Chrome\n  condition: sel", LOGIN));
+        assert!(matches(
+            "  sel:\n    userAgent|contains|all:\n      - Mozilla\n      - Browser\n  condition: sel",
+            LOGIN
+        ));
+        assert!(!matches(
+            "  sel:\n    userAgent|contains|all:\n      - Mozilla\n      - Chrome\n  condition: sel",
+            LOGIN
+        ));
         assert!(!matches("  sel:\n    eventName|cased: consolelogin\n  condition: sel", LOGIN));
         assert!(matches("  sel:\n    eventName|cased|startswith: Console\n  condition: sel", LOGIN));
     }
@@ -634,7 +664,10 @@ mod tests {
         assert!(matches("  sel:\n    eventName: 'Console*'\n  condition: sel", LOGIN));
         assert!(matches("  sel:\n    eventName: 'Console?ogin'\n  condition: sel", LOGIN));
         assert!(!matches("  sel:\n    eventName: 'Console\\*'\n  condition: sel", LOGIN));
-        assert!(matches("  sel:\n    eventName: 'Console\\*'\n  condition: sel", r#"{"eventName":"Console*"}"#));
+        assert!(matches(
+            "  sel:\n    eventName: 'Console\\*'\n  condition: sel",
+            r#"{"eventName":"Console*"}"#
+        ));
         assert!(matches("  sel:\n    errorMessage|contains: '*'\n  condition: not sel", LOGIN));
     }
 
@@ -650,7 +683,10 @@ mod tests {
 
     #[test]
     fn objects_arrays_and_booleans_compare_as_json_text() {
-        assert!(matches("  sel:\n    requestParameters|contains: '\"userName\":\"alice\"'\n  condition: sel", LOGIN));
+        assert!(matches(
+            "  sel:\n    requestParameters|contains: '\"userName\":\"alice\"'\n  condition: sel",
+            LOGIN
+        ));
         assert!(matches("  sel:\n    requestParameters.layers|contains: 'arn:one'\n  condition: sel", LOGIN));
         assert!(matches("  sel:\n    requestParameters.enable: 'false'\n  condition: sel", LOGIN));
     }
@@ -660,8 +696,14 @@ mod tests {
         assert!(matches("  sel:\n    userIdentity.arn|re: ':user/A.+'\n  condition: sel", LOGIN));
         assert!(!matches("  sel:\n    userIdentity.arn|re: ':user/a.+'\n  condition: sel", LOGIN));
         assert!(matches("  sel:\n    userIdentity.arn|re|i: ':user/a.+'\n  condition: sel", LOGIN));
-        assert!(matches("  sel:\n    userIdentity.arn|fieldref|endswith: requestParameters.userName\n  condition: sel", LOGIN));
-        assert!(!matches("  sel:\n    userIdentity.arn|fieldref: requestParameters.userName\n  condition: sel", LOGIN));
+        assert!(matches(
+            "  sel:\n    userIdentity.arn|fieldref|endswith: requestParameters.userName\n  condition: sel",
+            LOGIN
+        ));
+        assert!(!matches(
+            "  sel:\n    userIdentity.arn|fieldref: requestParameters.userName\n  condition: sel",
+            LOGIN
+        ));
     }
 
     #[test]
@@ -688,7 +730,10 @@ mod tests {
     #[test]
     fn unsupported_features_are_rejected_with_a_reason() {
         let reason = |d: &str| rule(d).unwrap_err().0;
-        assert!(reason("  sel:\n    sourceIPAddress|cidr: 10.0.0.0/8\n  condition: sel").contains("|cidr is not supported"));
+        assert!(
+            reason("  sel:\n    sourceIPAddress|cidr: 10.0.0.0/8\n  condition: sel")
+                .contains("|cidr is not supported")
+        );
         assert!(reason("  sel:\n    - foo\n    - bar\n  condition: sel").contains("keyword"));
         assert!(reason("  sel:\n    a: b\n  condition: sel | count() > 5").contains("aggregations"));
         assert!(reason("  sel:\n    a: b\n  condition: other").contains("no detection named"));

@@ -75,7 +75,9 @@ pub async fn create(pool: &PgPool, rule: &RuleFields) -> Result<StoredRule, Stor
     .await;
     let created = match created {
         Ok(rule) => rule,
-        Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists(format!("rule {}", rule.name))),
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::AlreadyExists(format!("rule {}", rule.name)));
+        }
         Err(e) => return Err(e.into()),
     };
     bump_version(&mut tx).await?;
@@ -121,7 +123,9 @@ pub async fn replace(pool: &PgPool, name: &str, rule: &RuleFields) -> Result<Sto
     let updated = match updated {
         Ok(Some(rule)) => rule,
         Ok(None) => return Err(StoreError::NotFound(format!("rule {name}"))),
-        Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists(format!("rule {}", rule.name))),
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::AlreadyExists(format!("rule {}", rule.name)));
+        }
         Err(e) => return Err(e.into()),
     };
     bump_version(&mut tx).await?;
@@ -302,7 +306,11 @@ pub struct DeadLetter {
 }
 
 /// Dead letters, newest first, after `before_id` when paging.
-pub async fn dead_letters(pool: &PgPool, before_id: Option<i64>, limit: i64) -> Result<Vec<DeadLetter>, StoreError> {
+pub async fn dead_letters(
+    pool: &PgPool,
+    before_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<DeadLetter>, StoreError> {
     Ok(sqlx::query_as::<_, DeadLetter>(
         "SELECT id, rule_name, target_kind, webhook_url, body, attempts, last_error, created_at, failed_at
          FROM alert_dead_letters WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
