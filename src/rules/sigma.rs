@@ -104,7 +104,9 @@ impl SigmaRule {
             [one] => one,
             [] => return reject("the document is empty"),
             _ => {
-                return reject("multi-document Sigma collections are not supported; import one rule per file");
+                return reject(
+                    "multi-document Sigma collections are not supported; import one rule per file",
+                );
             }
         };
         let value = to_json(document)?;
