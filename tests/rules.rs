@@ -53,6 +53,8 @@ struct Setup {
 
 /// A stack whose dispatcher trusts the test CA, retries fast and gives up after `attempts`.
 async fn setup(pool: PgPool, attempts: u32) -> Setup {
+    let _ =
+        tracing_subscriber::fmt().with_env_filter("info,sqlx=warn,aws=warn").with_test_writer().try_init();
     let certs = tempfile::tempdir().unwrap();
     let (ca, cert, key) = test_certificates(certs.path());
     let receiver = WebhookReceiver::start(&cert, &key).await.unwrap();
@@ -67,6 +69,12 @@ async fn setup(pool: PgPool, attempts: u32) -> Setup {
     let mut admin = stack.api.admin().await;
     org_with_members(&mut admin).await;
     Setup { stack, receiver, admin, _certs: certs }
+}
+
+/// Sends records; every one must be accepted.
+async fn send(admin: &mut orgtrail::cli::client::Clients, records: &[String]) {
+    let response = put(admin, records).await;
+    assert!(response.failed.is_empty(), "refused: {:?}", response.failed);
 }
 
 fn bodies(received: &[Received], path: &str) -> Vec<Value> {
@@ -108,8 +116,8 @@ async fn matching_event_raises_exactly_one_signed_alert_with_the_sigma_title_and
     // matching one's alert is in, the other one was evaluated too.
     let other = event(MEMBER_A, "us-east-1", "cloudtrail.amazonaws.com", "StartLogging", "evt-start");
     let matching = event(MEMBER_A, "us-east-1", "cloudtrail.amazonaws.com", "StopLogging", "evt-stop");
-    put(&mut admin, &[other]).await;
-    put(&mut admin, &[matching]).await;
+    send(&mut admin, &[other]).await;
+    send(&mut admin, &[matching]).await;
 
     let received = wait_for(&receiver, "/hook", 1).await;
     let hooks: Vec<&Received> = received.iter().filter(|r| r.path == "/hook").collect();
@@ -131,7 +139,7 @@ async fn failing_webhook_is_retried_then_dead_lettered_after_the_last_attempt(po
     let Setup { stack, receiver, mut admin, _certs } = setup(pool, 3).await;
     receiver.answer_with(500);
     admin.rules.create_rule(sigma_rule("stop-logging", webhook(&receiver, "/down"))).await.unwrap();
-    put(&mut admin, &[event(MEMBER_A, "us-east-1", "cloudtrail.amazonaws.com", "StopLogging", "evt-1")])
+    send(&mut admin, &[event(MEMBER_A, "us-east-1", "cloudtrail.amazonaws.com", "StopLogging", "evt-1")])
         .await;
 
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -181,14 +189,15 @@ async fn enabled_pack_alerts_and_disabled_pack_stops_while_rules_change_at_runti
     assert!(enabled.enabled);
     assert!(enabled.target.as_ref().is_some_and(|t| t.secret_set && t.secret.is_empty()));
     let leave = event(MEMBER_A, "us-east-1", "organizations.amazonaws.com", "LeaveOrganization", "evt-leave");
-    put(&mut admin, &[leave]).await;
+    send(&mut admin, &[leave]).await;
     let received = wait_for(&receiver, "/pack", 1).await;
     let alerts = bodies(&received, "/pack");
     assert_eq!(alerts[0]["rule"]["name"], "trail-tampering/leave-organization");
     assert_eq!(alerts[0]["rule"]["pack"], "trail-tampering");
 
-    // Disable, then prove with a marker rule created afterwards that the workers' rules moved on:
-    // the marker's alert arriving means later events are evaluated without the pack.
+    // Disable, then prove with a marker rule created afterwards that the workers' rules moved on
+    // (they pick changes up within a second or two): once a marker event raises an alert, later
+    // events are evaluated without the pack.
     admin
         .rules
         .disable_rule_pack(pb::DisableRulePackRequest { name: "trail-tampering".into() })
@@ -196,13 +205,20 @@ async fn enabled_pack_alerts_and_disabled_pack_stops_while_rules_change_at_runti
         .unwrap();
     let marker = r#"{"detail":{"eventName":["MarkerCall"]}}"#;
     admin.rules.create_rule(pattern_rule("marker", marker, webhook(&receiver, "/marker"))).await.unwrap();
-    put(&mut admin, &[event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", "MarkerCall", "marker-1")]).await;
-    wait_for(&receiver, "/marker", 1).await;
+    until_alerted(&mut admin, &receiver, "MarkerCall").await;
     let again =
         event(MEMBER_A, "us-east-1", "organizations.amazonaws.com", "LeaveOrganization", "evt-leave-2");
-    put(&mut admin, &[again, event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", "MarkerCall", "marker-2")])
+    send(
+        &mut admin,
+        &[again, event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", "MarkerCall", "marker-last")],
+    )
+    .await;
+    let received = receiver
+        .wait_until(Duration::from_secs(30), |r| {
+            bodies(r, "/marker").iter().any(|b| b["record"]["eventID"] == "marker-last")
+        })
         .await;
-    let received = wait_for(&receiver, "/marker", 2).await;
+    assert!(bodies(&received, "/marker").iter().any(|b| b["record"]["eventID"] == "marker-last"));
     assert_eq!(bodies(&received, "/pack").len(), 1, "no alert from a disabled pack");
 
     // An updated rule applies to the next events: the marker now also takes RunInstances.
@@ -217,24 +233,19 @@ async fn enabled_pack_alerts_and_disabled_pack_stops_while_rules_change_at_runti
         })
         .await
         .unwrap();
+    until_alerted(&mut admin, &receiver, "RunInstances").await;
+}
+
+/// Sends `name` events (fresh ids) until one raises an alert on /marker; fails after 10 s.
+async fn until_alerted(admin: &mut orgtrail::cli::client::Clients, receiver: &WebhookReceiver, name: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut n = 0;
-    loop {
-        n += 1;
-        put(
-            &mut admin,
-            &[event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", "RunInstances", &format!("run-{n}"))],
-        )
-        .await;
-        let received = receiver
-            .wait_until(Duration::from_millis(500), |r| {
-                bodies(r, "/marker").iter().any(|b| b["record"]["eventName"] == "RunInstances")
-            })
-            .await;
-        if bodies(&received, "/marker").iter().any(|b| b["record"]["eventName"] == "RunInstances") {
-            break;
+    for n in 0.. {
+        send(admin, &[event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", name, &format!("{name}-{n}"))]).await;
+        let alerted = |r: &[Received]| bodies(r, "/marker").iter().any(|b| b["record"]["eventName"] == name);
+        if alerted(&receiver.wait_until(Duration::from_millis(300), alerted).await) {
+            return;
         }
-        assert!(std::time::Instant::now() < deadline, "the updated rule never applied");
+        assert!(std::time::Instant::now() < deadline, "the rule change never applied to {name} events");
     }
 }
 
