@@ -123,6 +123,23 @@ pub struct Config {
     /// PEM file of CA certificates trusted for alert webhooks besides the system roots (for
     /// receivers with a private CA). Unset: the system roots only.
     pub alert_ca_file: Option<PathBuf>,
+    /// Insights (see docs/insights.md): minutes of baseline W a minute is judged against, silent
+    /// minutes counting as zero. 10080 (7 days, CloudTrail's minimum baseline) by default; at least
+    /// 1 (short baselines are for tests and demos). Counts older than W + 60 minutes are deleted.
+    pub insights_baseline_minutes: u32,
+    /// Insights: a minute is anomalous when its count exceeds mean + k·σ of the baseline; this is k.
+    pub insights_sigma_factor: f64,
+    /// Insights: ... and exceeds m times the baseline mean; this is m.
+    pub insights_mean_factor: f64,
+    /// Insights: ... and exceeds this count, however quiet the baseline (at least 1).
+    pub insights_min_count: u64,
+    /// Insights: an insight ends after this many non-anomalous minutes in a row (at least 1).
+    pub insights_end_after_minutes: u32,
+    /// Insights: seconds after a minute ends before it is judged (at most 3600); events for it staged
+    /// later count in later baselines only. The detector also waits (up to a minute more) until
+    /// every event staged in time was counted. Pull collectors stage events minutes after they
+    /// happened: with them, set this above their lag (e.g. 900).
+    pub insights_settle_seconds: u64,
 }
 
 impl Default for Config {
@@ -164,6 +181,12 @@ impl Default for Config {
             alert_poll_interval_ms: 200,
             alert_webhook_timeout_seconds: 10,
             alert_ca_file: None,
+            insights_baseline_minutes: 10_080,
+            insights_sigma_factor: 3.0,
+            insights_mean_factor: 2.0,
+            insights_min_count: 10,
+            insights_end_after_minutes: 3,
+            insights_settle_seconds: 5,
         }
     }
 }
@@ -205,6 +228,12 @@ const FIELDS: &[&str] = &[
     "lookup_backfill_days",
     "lookup_requests_per_second",
     "metrics_listen",
+    "insights_baseline_minutes",
+    "insights_sigma_factor",
+    "insights_mean_factor",
+    "insights_min_count",
+    "insights_end_after_minutes",
+    "insights_settle_seconds",
 ];
 
 /// An optional address for which an empty value (`ORGTRAIL_CLOUDTRAIL_LISTEN=`) means unset.
@@ -264,6 +293,7 @@ impl Config {
             gzip_level: self.gzip_level,
             staged_retention: std::time::Duration::from_secs(self.staged_retention_days * 24 * 3600),
             alerts: self.alert_settings()?,
+            insights: self.insights_settings()?,
             ..Default::default()
         })
     }
@@ -288,6 +318,44 @@ impl Config {
             poll_interval: std::time::Duration::from_millis(self.alert_poll_interval_ms.max(10)),
             request_timeout: std::time::Duration::from_secs(self.alert_webhook_timeout_seconds),
             ca_file: self.alert_ca_file.clone(),
+            ..Default::default()
+        })
+    }
+
+    /// The Insights detector's settings, checked.
+    pub fn insights_settings(&self) -> anyhow::Result<crate::insights::detector::DetectorSettings> {
+        if self.insights_baseline_minutes == 0 {
+            anyhow::bail!("insights_baseline_minutes must be at least 1");
+        }
+        for (name, value) in [
+            ("insights_sigma_factor", self.insights_sigma_factor),
+            ("insights_mean_factor", self.insights_mean_factor),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                anyhow::bail!("{name} must be a number of at least 0, got {value}");
+            }
+        }
+        if self.insights_min_count == 0 {
+            anyhow::bail!("insights_min_count must be at least 1");
+        }
+        if self.insights_end_after_minutes == 0 {
+            anyhow::bail!("insights_end_after_minutes must be at least 1");
+        }
+        if self.insights_settle_seconds > 3600 {
+            anyhow::bail!(
+                "insights_settle_seconds must be at most 3600, got {}",
+                self.insights_settle_seconds
+            );
+        }
+        Ok(crate::insights::detector::DetectorSettings {
+            params: crate::insights::detect::Params {
+                baseline_minutes: self.insights_baseline_minutes,
+                sigma_factor: self.insights_sigma_factor,
+                mean_factor: self.insights_mean_factor,
+                min_count: self.insights_min_count,
+                end_after_minutes: self.insights_end_after_minutes,
+            },
+            settle: std::time::Duration::from_secs(self.insights_settle_seconds),
             ..Default::default()
         })
     }
@@ -361,4 +429,22 @@ pub fn digest_period(seconds: u64) -> anyhow::Result<std::time::Duration> {
         anyhow::bail!("digest_period_seconds must be 60 to 86400, got {seconds}");
     }
     Ok(std::time::Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insights_defaults_are_the_detectors_and_bad_values_are_named() {
+        let mut config = Config::default();
+        assert_eq!(config.insights_settings().unwrap().params, crate::insights::detect::Params::default());
+        config.insights_end_after_minutes = 0;
+        let error = config.insights_settings().unwrap_err().to_string();
+        assert!(error.starts_with("insights_end_after_minutes"), "{error}");
+        config.insights_end_after_minutes = 1;
+        config.insights_sigma_factor = f64::NAN;
+        let error = config.insights_settings().unwrap_err().to_string();
+        assert!(error.starts_with("insights_sigma_factor"), "{error}");
+    }
 }

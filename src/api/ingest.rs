@@ -223,7 +223,12 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                     incoming.push(Incoming {
                         account_id: view.recipient_account_id,
                         region: view.aws_region,
-                        source: Source::Push,
+                        // Insights records have their own shards (and key layout).
+                        source: if view.category == crate::model::record::Category::Insight {
+                            Source::Insights
+                        } else {
+                            Source::Push
+                        },
                         event_id: view.event_id,
                         record: data,
                     });

@@ -500,21 +500,25 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Log files in the account and region folders for the requested days that no valid digest
+    /// Log and Insights files in the account and region folders for the requested days that no valid digest
     /// lists: INVALID when their delivery lies inside a covered window with a period to spare (a
     /// file delivered late in a window may be listed by the next digest); otherwise reported as
     /// not covered. A key that does not follow CloudTrail's layout is never a delivery: INVALID.
     async fn check_log_folder(&mut self) -> Result<Vec<UncoveredLogFile>, SourceError> {
-        let folder = self.chain.log_folder();
-        let keys = self
-            .objects
-            .list_keys(
-                self.bucket(),
-                &folder,
-                Some(&day_marker(&folder, self.request.start)),
-                Some(&after_day(&folder, self.request.end)),
-            )
-            .await?;
+        // Insights files sit in their own folder and are covered by the same digests.
+        let mut keys = Vec::new();
+        for folder in [self.chain.log_folder(), self.chain.insight_folder()] {
+            keys.extend(
+                self.objects
+                    .list_keys(
+                        self.bucket(),
+                        &folder,
+                        Some(&day_marker(&folder, self.request.start)),
+                        Some(&after_day(&folder, self.request.end)),
+                    )
+                    .await?,
+            );
+        }
         let period = self.period.unwrap_or(DEFAULT_PERIOD);
         let spans = merge(std::mem::take(&mut self.coverage));
         let newest_covered = spans.last().map(|(_, end)| *end);

@@ -20,6 +20,20 @@ struct Resource<'a> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InsightDetails<'a> {
+    #[serde(borrow, default)]
+    event_source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    insight_type: Option<Cow<'a, str>>,
+    /// orgtrail's addition: the category the insight was computed on (absent: Management).
+    #[serde(borrow, default)]
+    event_category: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
 struct UserIdentity<'a> {
     #[serde(borrow, default)]
     arn: Option<Cow<'a, str>>,
@@ -59,6 +73,8 @@ struct Fields<'a> {
     error_code: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     vpc_endpoint_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    insight_details: Option<InsightDetails<'a>>,
 }
 
 /// What kind of event a record is, for selectors.
@@ -84,6 +100,15 @@ impl Category {
     }
 }
 
+/// What an Insights record is about, for insight selectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsightView {
+    /// `ApiCallRateInsight` or `ApiErrorRateInsight` (anything else matches no selector).
+    pub insight_type: String,
+    /// The category of the calls the insight was computed on: Management or Data.
+    pub computed_on: Category,
+}
+
 /// The routing-relevant view of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordView {
@@ -103,6 +128,8 @@ pub struct RecordView {
     pub user_identity_arn: Option<String>,
     pub error_code: Option<String>,
     pub vpc_endpoint_id: Option<String>,
+    /// Set for Insights records (category Insight).
+    pub insight: Option<InsightView>,
 }
 
 /// Why a record was refused, with a stable code for per-event results.
@@ -153,8 +180,16 @@ impl RecordView {
             .map_err(|e| RecordError::new("InvalidJson", format!("not a JSON object: {e}")))?;
         let event_id = required(&fields.event_id, "eventID")?;
         let event_time_text = required(&fields.event_time, "eventTime")?;
-        let event_source = required(&fields.event_source, "eventSource")?;
-        let event_name = required(&fields.event_name, "eventName")?;
+        // Insights records name the API inside insightDetails, not at the top.
+        let details = fields.insight_details.as_ref();
+        let event_source = match (&fields.event_source, details) {
+            (None, Some(details)) => required(&details.event_source, "insightDetails.eventSource")?,
+            _ => required(&fields.event_source, "eventSource")?,
+        };
+        let event_name = match (&fields.event_name, details) {
+            (None, Some(details)) => required(&details.event_name, "insightDetails.eventName")?,
+            _ => required(&fields.event_name, "eventName")?,
+        };
         let region_text = required(&fields.aws_region, "awsRegion")?;
         let account_text = required(&fields.recipient_account_id, "recipientAccountId")?;
         let event_time = parse_event_time(event_time_text).ok_or_else(|| {
@@ -182,6 +217,16 @@ impl RecordView {
             None if fields.management_event == Some(false) => Category::Data,
             None => Category::Management,
         };
+        let insight = match (category, details) {
+            (Category::Insight, Some(details)) => Some(InsightView {
+                insight_type: details.insight_type.as_deref().unwrap_or_default().to_owned(),
+                computed_on: match details.event_category.as_deref() {
+                    Some("Data") => Category::Data,
+                    _ => Category::Management,
+                },
+            }),
+            _ => None,
+        };
         let resources = fields
             .resources
             .unwrap_or_default()
@@ -208,6 +253,7 @@ impl RecordView {
             user_identity_arn: fields.user_identity.and_then(|u| u.arn).map(Cow::into_owned),
             error_code: fields.error_code.map(Cow::into_owned),
             vpc_endpoint_id: fields.vpc_endpoint_id.map(Cow::into_owned),
+            insight,
         })
     }
 
@@ -272,6 +318,22 @@ mod tests {
             }
         }
         assert!(parsed > 2300, "parsed {parsed}, refused {refused}");
+    }
+
+    #[test]
+    fn insights_records_name_their_api_inside_insight_details() {
+        let json = r#"{"eventVersion":"1.07","eventTime":"2019-11-14T00:52:00Z","awsRegion":"us-east-1","eventID":"e-1","eventType":"AwsCloudTrailInsight","recipientAccountId":"123456789012","sharedEventID":"s-1","insightDetails":{"state":"End","eventSource":"ssm.amazonaws.com","eventName":"UpdateInstanceInformation","insightType":"ApiCallRateInsight","insightContext":{"statistics":{"baseline":{"average":85.42},"insight":{"average":664},"insightDuration":1}}},"eventCategory":"Insight"}"#;
+        let view = RecordView::parse(json).unwrap();
+        assert_eq!(view.category, Category::Insight);
+        assert_eq!(
+            (view.event_source.as_str(), view.event_name.as_str()),
+            ("ssm.amazonaws.com", "UpdateInstanceInformation")
+        );
+        let insight = view.insight.unwrap();
+        assert_eq!(
+            (insight.insight_type.as_str(), insight.computed_on),
+            ("ApiCallRateInsight", Category::Management)
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::record::RecordView;
+use crate::model::record::{Category, RecordView};
 use crate::model::selectors::matching::selects;
 use crate::model::trail::Trail;
 use crate::model::{AccountId, Region};
@@ -76,7 +76,23 @@ fn region_accepts(trail: &Trail, record: &RecordView) -> bool {
     }
 }
 
+/// Whether the trail's insight selectors take an Insights record: its InsightType is selected,
+/// for the category the insight was computed on. Event selectors never take Insights records.
+fn insight_selects(trail: &Trail, record: &RecordView) -> bool {
+    let Some(insight) = &record.insight else { return false };
+    trail.insight_selectors.iter().any(|selector| {
+        selector.insight_type == insight.insight_type
+            && (selector.event_categories.iter().any(|c| c == insight.computed_on.as_str())
+                || (selector.event_categories.is_empty() && insight.computed_on == Category::Management))
+    })
+}
+
 /// Whether `trail` (already known to cover the record's account) takes the record.
 pub fn routes(trail: &Trail, record: &RecordView, received_at: DateTime<Utc>) -> bool {
-    logging_at(trail, received_at) && region_accepts(trail, record) && selects(&trail.event_selectors, record)
+    let selected = if record.category == Category::Insight {
+        insight_selects(trail, record)
+    } else {
+        selects(&trail.event_selectors, record)
+    };
+    logging_at(trail, received_at) && region_accepts(trail, record) && selected
 }

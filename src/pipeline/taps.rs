@@ -83,5 +83,6 @@ pub fn standard(
             crate::sinks::cloudwatch_logs::CloudWatchLogsSink::new(settings.aws.clone()),
         )),
         std::sync::Arc::new(crate::alerts::tap::RulesTap::new(pool.clone())),
+        std::sync::Arc::new(crate::insights::count::InsightsTap),
     ]
 }

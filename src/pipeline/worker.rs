@@ -21,7 +21,7 @@ use crate::model::record::RecordView;
 use crate::model::trail::Trail;
 use crate::sinks::s3::{self, PutOutcome, S3Sink, SinkError};
 use crate::store::delivery::{self, Lease, SealedBatch, ShardInfo};
-use crate::store::staging::Staging;
+use crate::store::staging::{SOURCE_INSIGHTS, Staging};
 use crate::store::{StoreError, accounts, organizations, taps, trails};
 
 /// Worker settings (see `config.rs` for their documentation and defaults).
@@ -42,6 +42,8 @@ pub struct WorkerSettings {
     pub signing_key_rotation: Option<Duration>,
     /// Pull collectors (LookupEvents, member trail buckets) run beside delivery when set.
     pub collectors: Option<crate::collectors::CollectorConfig>,
+    /// The Insights detector, which runs beside delivery.
+    pub insights: crate::insights::detector::DetectorSettings,
     /// orgtrail's own AWS configuration (credentials, endpoints), for destinations in AWS such as
     /// trails' CloudWatch Logs groups. None: such deliveries fail with that reason.
     pub aws: Option<aws_config::SdkConfig>,
@@ -63,6 +65,7 @@ impl Default for WorkerSettings {
             master_key: None,
             signing_key_rotation: Some(Duration::from_secs(30 * 24 * 3600)),
             collectors: None,
+            insights: Default::default(),
             aws: None,
             alerts: crate::alerts::AlertSettings::default(),
         }
@@ -207,6 +210,16 @@ impl Worker {
                 let _ = stopped.wait_for(|s| *s).await;
             }))
         });
+        // The Insights detector stages Start/End records; this loop delivers them.
+        let mut insights_stopped = collectors_stopped.clone();
+        let insights = tokio::spawn(crate::insights::detector::run(
+            self.pool.clone(),
+            self.staging.clone(),
+            self.settings.insights.clone(),
+            async move {
+                let _ = insights_stopped.wait_for(|s| *s).await;
+            },
+        ));
         let mut shards: HashMap<i64, ShardState> = HashMap::new();
         let mut last_renewal = Instant::now() - self.settings.lease_ttl;
         let mut last_claim = Instant::now() - CLAIM_EVERY;
@@ -302,6 +315,9 @@ impl Worker {
         }
         let _ = stop_collectors.send(true);
         let _ = dispatcher.await;
+        if let Err(error) = insights.await {
+            tracing::warn!(%error, "insights detector ended abnormally");
+        }
         if let Some(collectors) = collectors
             && let Err(error) = collectors.await
         {
@@ -651,7 +667,10 @@ impl Worker {
         let unique = s3::unique_part(&format!("{}:{}:{}", trail.id, state.info.id, cursor));
         let organization =
             if trail.settings.is_organization_trail { snapshot.organization_id.as_deref() } else { None };
-        let key = s3::log_file_key(
+        // Insights shards hold Insights records only: CloudTrail keeps them in their own folder.
+        let key_of =
+            if state.info.source == SOURCE_INSIGHTS { s3::insight_file_key } else { s3::log_file_key };
+        let key = key_of(
             &trail.settings.s3_key_prefix,
             organization,
             &state.info.account_id,

@@ -39,6 +39,24 @@ pub fn log_file_key(
     key
 }
 
+/// `[prefix/]AWSLogs/[o-ORGID/]ACCOUNT/CloudTrail-Insight/REGION/YYYY/MM/DD/ACCOUNT_CloudTrail-Insight_REGION_YYYYMMDDTHHmmZ_UNIQUE.json.gz`
+pub fn insight_file_key(
+    prefix: &str,
+    organization_id: Option<&str>,
+    account: &str,
+    region: &str,
+    delivered_at: DateTime<Utc>,
+    unique: &str,
+) -> String {
+    let mut key = awslogs_root(prefix, organization_id);
+    key.push_str(&format!(
+        "{account}/CloudTrail-Insight/{region}/{}/{account}_CloudTrail-Insight_{region}_{}_{unique}.json.gz",
+        delivered_at.format("%Y/%m/%d"),
+        delivered_at.format("%Y%m%dT%H%MZ"),
+    ));
+    key
+}
+
 /// 16 letters and digits derived from a batch's identity: the same batch always gets the same key.
 pub fn unique_part(identity: &str) -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

@@ -10,6 +10,9 @@ use sqlx::PgPool;
 use super::StoreError;
 use crate::model::{AccountId, Region};
 
+/// The shard source of Insights records.
+pub const SOURCE_INSIGHTS: &str = "insights";
+
 /// Where events of a shard come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
@@ -19,6 +22,9 @@ pub enum Source {
     AwsLookup,
     /// Read from the member account's own CloudTrail bucket.
     AwsS3Trail,
+    /// Insights records: made by orgtrail's detector, or pushed with eventCategory Insight. Their
+    /// shards are delivered under the `CloudTrail-Insight` key layout.
+    Insights,
 }
 
 impl Source {
@@ -27,6 +33,7 @@ impl Source {
             Self::Push => "push",
             Self::AwsLookup => crate::model::collector::SOURCE_LOOKUP,
             Self::AwsS3Trail => crate::model::collector::SOURCE_S3_TRAIL,
+            Self::Insights => SOURCE_INSIGHTS,
         }
     }
 }

@@ -312,7 +312,7 @@ pub fn check_object(key: &str, body: &[u8]) -> LogObject {
     let records =
         object["Records"].as_array().unwrap_or_else(|| panic!("{key}: Records is not a list")).clone();
     let pattern = regex::Regex::new(
-        r"^(?:.+/)?AWSLogs/(?:o-[a-z0-9]{10,32}/)?(\d{12})/CloudTrail/([a-z0-9-]+)/(\d{4})/(\d{2})/(\d{2})/(\d{12})_CloudTrail_([a-z0-9-]+)_(\d{4})(\d{2})(\d{2})T\d{4}Z_[A-Za-z0-9]{16}\.json\.gz$",
+        r"^(?:.+/)?AWSLogs/(?:o-[a-z0-9]{10,32}/)?(\d{12})/CloudTrail(?:-Insight)?/([a-z0-9-]+)/(\d{4})/(\d{2})/(\d{2})/(\d{12})_CloudTrail(?:-Insight)?_([a-z0-9-]+)_(\d{4})(\d{2})(\d{2})T\d{4}Z_[A-Za-z0-9]{16}\.json\.gz$",
     )
     .unwrap();
     let captures =

@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::integrity::digest;
-use crate::sinks::s3::{awslogs_root, log_file_key};
+use crate::sinks::s3::{awslogs_root, insight_file_key, log_file_key};
 
 /// Where a trail writes: what `orgtrail validate` needs to know about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,12 @@ impl ChainLocation {
         format!("{}{}/CloudTrail/{}/", self.trail.root(), self.account, self.region)
     }
 
+    /// `ROOT/ACCOUNT/CloudTrail-Insight/REGION/`: Insights files of every trail writing here (the
+    /// same digests cover them).
+    pub fn insight_folder(&self) -> String {
+        format!("{}{}/CloudTrail-Insight/{}/", self.trail.root(), self.account, self.region)
+    }
+
     /// The key of this chain's digest ending at `end`.
     pub fn digest_key(&self, end: DateTime<Utc>) -> String {
         digest::digest_key(
@@ -79,14 +85,21 @@ impl ChainLocation {
         (in_date_folder && self.digest_time(key).is_none()).then_some(time)
     }
 
-    /// The delivery time (minute precision) named by a log file key of this account and region;
-    /// None when the key does not follow CloudTrail's layout exactly.
+    /// The delivery time (minute precision) named by a log file or Insights file key of this
+    /// account and region; None when the key does not follow CloudTrail's layout exactly.
     pub fn log_time(&self, key: &str) -> Option<DateTime<Utc>> {
         let name = file_name(key);
-        let rest = name.strip_prefix(&format!("{}_CloudTrail_{}_", self.account, self.region))?;
+        let (rest, build): (&str, KeyBuilder) =
+            match name.strip_prefix(&format!("{}_CloudTrail_{}_", self.account, self.region)) {
+                Some(rest) => (rest, log_file_key),
+                None => (
+                    name.strip_prefix(&format!("{}_CloudTrail-Insight_{}_", self.account, self.region))?,
+                    insight_file_key,
+                ),
+            };
         let time = parse_time(rest.get(..14)?, "%Y%m%dT%H%MZ")?;
         let unique = rest.get(14..)?.strip_prefix('_')?.strip_suffix(".json.gz")?;
-        let rebuilt = log_file_key(
+        let rebuilt = build(
             &self.trail.prefix,
             self.trail.organization_id.as_deref(),
             &self.account,
@@ -97,6 +110,9 @@ impl ChainLocation {
         (rebuilt == key).then_some(time)
     }
 }
+
+/// Builds a log or Insights file key from (prefix, organization, account, region, time, unique).
+type KeyBuilder = fn(&str, Option<&str>, &str, &str, DateTime<Utc>, &str) -> String;
 
 fn file_name(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
@@ -165,5 +181,10 @@ mod tests {
             chain.log_time("audit/AWSLogs/222222222222/CloudTrail/eu-west-1/2026/11/24/evil.json.gz"),
             None
         );
+        let insight =
+            insight_file_key("audit", None, "222222222222", "eu-west-1", at_time, "AbCdEfGhIjKlMnOp");
+        assert!(insight.starts_with(&chain.insight_folder()), "{insight}");
+        assert_eq!(chain.log_time(&insight), Some(at_time));
+        assert_eq!(chain.log_time(&insight.replace("/CloudTrail-Insight/", "/CloudTrail/")), None);
     }
 }
