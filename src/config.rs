@@ -55,6 +55,10 @@ pub struct Config {
     pub s3_secret_access_key: Option<String>,
     /// Days an event identity (recipientAccountId, eventID) is remembered to drop re-sent copies.
     pub dedupe_horizon_days: i64,
+    /// Days events stay in the event history (LookupEvents: management and Insights events,
+    /// looked up across the organization); CloudTrail keeps 90. Expiry drops weekly partitions, so an
+    /// event stays up to a week longer.
+    pub event_history_retention_days: i64,
     /// Days an accepted event is kept while some trail has not delivered it (bucket missing, ...).
     pub staged_retention_days: u64,
     /// A log file is cut at this many uncompressed bytes even before the trail's interval.
@@ -158,6 +162,7 @@ impl Default for Config {
             s3_access_key_id: None,
             s3_secret_access_key: None,
             dedupe_horizon_days: 90,
+            event_history_retention_days: 90,
             staged_retention_days: 30,
             max_batch_bytes: 10 * 1024 * 1024,
             gzip_level: 6,
@@ -211,6 +216,7 @@ const FIELDS: &[&str] = &[
     "s3_access_key_id",
     "s3_secret_access_key",
     "dedupe_horizon_days",
+    "event_history_retention_days",
     "staged_retention_days",
     "max_batch_bytes",
     "gzip_level",
@@ -414,6 +420,20 @@ impl Config {
     pub async fn aws_settings(&self) -> anyhow::Result<crate::members::aws::AwsSettings> {
         let sdk = crate::members::aws::load(&self.region, self.organizations_role_arn.as_deref()).await;
         Ok(crate::members::aws::AwsSettings::new(sdk, &self.member_role_name, &self.org_sync_ou_ids)?)
+    }
+
+    /// How long the maintenance pass keeps dedupe identities and event history.
+    pub fn horizons(&self) -> anyhow::Result<crate::store::maintenance::Horizons> {
+        if !(1..=3650).contains(&self.event_history_retention_days) {
+            anyhow::bail!(
+                "event_history_retention_days must be 1 to 3650, got {}",
+                self.event_history_retention_days
+            );
+        }
+        Ok(crate::store::maintenance::Horizons {
+            dedupe_days: self.dedupe_horizon_days,
+            event_history_days: self.event_history_retention_days,
+        })
     }
 
     pub fn database_url(&self) -> anyhow::Result<&str> {

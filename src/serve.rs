@@ -52,12 +52,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let wait_stop = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
-    crate::store::maintenance::prepare(&pool, config.dedupe_horizon_days).await?;
-    let maintenance = tokio::spawn(crate::store::maintenance::run(
-        pool.clone(),
-        config.dedupe_horizon_days,
-        wait_stop(stopped.clone()),
-    ));
+    let horizons = config.horizons()?;
+    crate::store::maintenance::prepare(&pool, horizons).await?;
+    let maintenance =
+        tokio::spawn(crate::store::maintenance::run(pool.clone(), horizons, wait_stop(stopped.clone())));
     let org_sync = (config.org_sync_interval_seconds > 0).then(|| {
         tracing::info!(
             interval_seconds = config.org_sync_interval_seconds,

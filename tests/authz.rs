@@ -439,6 +439,42 @@ fn cases() -> Vec<Case> {
             }),
         },
         Case {
+            rpc: "LookupEvents",
+            what: "the whole organization (members: narrowed to their account)",
+            expect: [Allow, Allow, Allow],
+            call: call(|_, mut c| async move {
+                c.events.lookup_events(pb::LookupEventsRequest::default()).await.map(drop)
+            }),
+        },
+        Case {
+            rpc: "LookupEvents",
+            what: "the member's own account by name",
+            expect: [Allow, Allow, Allow],
+            call: call(|_, mut c| async move {
+                c.events
+                    .lookup_events(pb::LookupEventsRequest {
+                        account_id: MEMBER_A.into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(drop)
+            }),
+        },
+        Case {
+            rpc: "LookupEvents",
+            what: "another account by name",
+            expect: [Allow, Allow, DENIED],
+            call: call(|_, mut c| async move {
+                c.events
+                    .lookup_events(pb::LookupEventsRequest {
+                        account_id: MEMBER_B.into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(drop)
+            }),
+        },
+        Case {
             rpc: "RotateSigningKey",
             what: "a region's key",
             expect: [Allow, DENIED, DENIED],

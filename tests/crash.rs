@@ -32,7 +32,7 @@ async fn fresh_database() -> (PgPool, String) {
     let url = format!("{base}/{name}");
     let pool = orgtrail::store::connect(&url, 8).await.unwrap();
     orgtrail::store::migrate(&pool).await.unwrap();
-    orgtrail::store::maintenance::prepare(&pool, 90).await.unwrap();
+    orgtrail::store::maintenance::prepare(&pool, Default::default()).await.unwrap();
     (pool, url)
 }
 

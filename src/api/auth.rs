@@ -74,6 +74,8 @@ pub enum Action<'a> {
     Ingest,
     /// Read alert rules, packs and dead letters (organization-wide: not for members).
     ReadRules,
+    /// Look events up in the event history, of one account or (None) of all the caller may see.
+    ReadEvents(Option<&'a AccountId>),
 }
 
 /// The authorization policy: the only place that knows what each role may do.
@@ -84,8 +86,17 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ApiError> {
     match (caller.role, action) {
         (_, Action::ReadOrganization | Action::WhoAmI | Action::ReadTrails | Action::ListAccounts) => Ok(()),
         (Role::Admin, _) => Ok(()),
-        (Role::Auditor, Action::ReadAccount(_) | Action::ReadRules) => Ok(()),
+        (Role::Auditor, Action::ReadAccount(_) | Action::ReadEvents(_) | Action::ReadRules) => Ok(()),
         (Role::Member, Action::ReadRules) => denied("read alert rules (they cover the whole organization)"),
+        // A member's lookups are narrowed to its account; naming another account is refused.
+        (Role::Member, Action::ReadEvents(None)) => Ok(()),
+        (Role::Member, Action::ReadEvents(Some(account))) => {
+            if caller.account_id.as_ref() == Some(account) {
+                Ok(())
+            } else {
+                denied(&format!("look up events of account {account}"))
+            }
+        }
         (Role::Auditor, Action::Ingest) => denied("send events (auditors are read-only)"),
         (Role::Member, Action::Ingest) => Ok(()),
         (Role::Auditor, Action::Administer) => denied("administer the organization, accounts or tokens"),

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod convert;
 pub mod enrollment;
 pub mod error;
+pub mod event;
 pub mod ingest;
 pub mod key;
 pub mod organization;
@@ -22,6 +23,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::model::Region;
 use crate::proto::v1::account_service_server::AccountServiceServer;
+use crate::proto::v1::event_service_server::EventServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::key_service_server::KeyServiceServer;
 use crate::proto::v1::organization_service_server::OrganizationServiceServer;
@@ -75,6 +77,7 @@ pub async fn serve(
     health_reporter.set_serving::<IngestServiceServer<ingest::IngestApi>>().await;
     health_reporter.set_serving::<KeyServiceServer<key::KeyApi>>().await;
     health_reporter.set_serving::<RuleServiceServer<rule::RuleApi>>().await;
+    health_reporter.set_serving::<EventServiceServer<event::EventApi>>().await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -103,11 +106,26 @@ pub async fn serve(
         .add_service(TrailServiceServer::new(trail::TrailApi::new(ctx.clone())))
         .add_service(TokenServiceServer::new(token::TokenApi::new(ctx.clone())))
         .add_service(IngestServiceServer::new(ingest::IngestApi::new(ctx.clone())))
+        .add_service(EventServiceServer::new(event::EventApi::new(ctx.clone())))
         .add_service(KeyServiceServer::new(key::KeyApi::new(ctx.clone())))
         .add_service(RuleServiceServer::new(rule::RuleApi::new(ctx)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: a gRPC answer is several small writes
+/// (headers, message, trailers), and a client's delayed ACK would hold each call ~40 ms.
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        // A socket that refuses is still served, only slower.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    })
 }
 
 /// Binds a listener, with a clear error naming the address.

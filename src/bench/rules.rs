@@ -163,7 +163,7 @@ async fn alert_latency(args: &RulesBenchArgs) -> anyhow::Result<()> {
     crate::dev::postgres::ensure_database(&pg.url("postgres"), "orgtrail").await?;
     let pool = crate::store::connect(&pg.url("orgtrail"), 8).await?;
     crate::store::migrate(&pool).await?;
-    crate::store::maintenance::prepare(&pool, 90).await?;
+    crate::store::maintenance::prepare(&pool, Default::default()).await?;
 
     let master_key =
         Arc::new(crate::secrets::MasterKey::from_base64(&crate::secrets::MasterKey::generate_base64()?)?);

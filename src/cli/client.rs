@@ -11,6 +11,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 use crate::dev::DevInfo;
 use crate::proto::v1::account_service_client::AccountServiceClient;
+use crate::proto::v1::event_service_client::EventServiceClient;
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
 use crate::proto::v1::key_service_client::KeyServiceClient;
 use crate::proto::v1::organization_service_client::OrganizationServiceClient;
@@ -43,6 +44,7 @@ pub struct Clients {
     pub ingest: IngestServiceClient<Authed>,
     pub keys: KeyServiceClient<Authed>,
     pub rules: RuleServiceClient<Authed>,
+    pub events: EventServiceClient<Authed>,
 }
 
 pub struct Target {
@@ -106,7 +108,8 @@ pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
         tokens: TokenServiceClient::with_interceptor(channel.clone(), auth.clone()),
         ingest: IngestServiceClient::with_interceptor(channel.clone(), auth.clone()),
         keys: KeyServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        rules: RuleServiceClient::with_interceptor(channel, auth),
+        rules: RuleServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        events: EventServiceClient::with_interceptor(channel, auth),
     })
 }
 

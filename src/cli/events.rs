@@ -1,5 +1,6 @@
 //! `orgtrail events put`: replays CloudTrail files (`{"Records":[...]}`), JSON arrays and JSON
 //! lines, gzipped or not, single files or whole directory trees, through PutAuditEvents.
+//! `orgtrail events lookup`: the event history, as `aws cloudtrail lookup-events` looks it up.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -33,6 +34,65 @@ pub enum EventsCommand {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
+    /// Look events up in the organization's event history (management and Insights events),
+    /// newest first, like `aws cloudtrail lookup-events`.
+    Lookup(LookupArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LookupArgs {
+    /// At most one `AttributeKey=KEY,AttributeValue=VALUE`; KEY is EventId, EventName, ReadOnly,
+    /// Username, ResourceType, ResourceName, EventSource or AccessKeyId.
+    #[arg(long, value_parser = parse_attribute)]
+    lookup_attributes: Vec<pb::LookupAttribute>,
+    /// Events at or after this time: RFC 3339 (2026-11-24T10:00:00Z), a UTC date or date and
+    /// time (2026-11-24, 2026-11-24T10:00:00), or epoch seconds.
+    #[arg(long, value_parser = parse_time)]
+    start_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// Events at or before this time (same forms as --start-time).
+    #[arg(long, value_parser = parse_time)]
+    end_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// `insight`: Insights events only (otherwise management events only).
+    #[arg(long, default_value = "")]
+    event_category: String,
+    /// Events to print at most; pages of up to 50 are fetched until then.
+    #[arg(long, default_value_t = 50)]
+    max_results: usize,
+    /// Continue where an earlier lookup with the same parameters stopped.
+    #[arg(long, default_value = "")]
+    next_token: String,
+    /// Only events of this account.
+    #[arg(long, default_value = "")]
+    account_id: String,
+    /// Only events of this region.
+    #[arg(long, default_value = "")]
+    region: String,
+}
+
+/// `AttributeKey=K,AttributeValue=V` (the aws CLI's shorthand); the value may contain commas.
+fn parse_attribute(text: &str) -> Result<pb::LookupAttribute, String> {
+    let usage = || format!("{text:?} is not AttributeKey=KEY,AttributeValue=VALUE");
+    let rest = text.strip_prefix("AttributeKey=").ok_or_else(usage)?;
+    let (key, value) = rest.split_once(",AttributeValue=").ok_or_else(usage)?;
+    Ok(pb::LookupAttribute { attribute_key: key.to_owned(), attribute_value: value.to_owned() })
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    if let Ok(time) = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S") {
+        return Ok(time.and_utc());
+    }
+    if let Some(time) = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
+    {
+        return Ok(time.and_utc());
+    }
+    if let Some(time) = text.parse::<i64>().ok().and_then(|s| DateTime::from_timestamp(s, 0)) {
+        return Ok(time);
+    }
+    Err(format!("{text:?} is not a time (2026-11-24T10:00:00Z, 2026-11-24 or epoch seconds)"))
 }
 
 #[derive(Deserialize)]
@@ -93,7 +153,82 @@ struct Tally {
 }
 
 pub async fn run(clients: Clients, command: EventsCommand, format: Output) -> anyhow::Result<()> {
-    let EventsCommand::Put { file, register_missing_accounts, channel_id, concurrency } = command;
+    match command {
+        EventsCommand::Put { file, register_missing_accounts, channel_id, concurrency } => {
+            put(clients, file, register_missing_accounts, channel_id, concurrency, format).await
+        }
+        EventsCommand::Lookup(args) => lookup(clients, args, format).await,
+    }
+}
+
+async fn lookup(clients: Clients, args: LookupArgs, format: Output) -> anyhow::Result<()> {
+    let mut client = clients.events.clone();
+    let mut events = Vec::new();
+    let mut next_token = args.next_token.clone();
+    while events.len() < args.max_results {
+        let page_size = (args.max_results - events.len()).min(crate::api::event::MAX_RESULTS as usize);
+        let request = pb::LookupEventsRequest {
+            lookup_attributes: args.lookup_attributes.clone(),
+            start_time: args.start_time.map(Into::into),
+            end_time: args.end_time.map(Into::into),
+            event_category: args.event_category.clone(),
+            max_results: page_size as i32,
+            next_token: next_token.clone(),
+            account_id: args.account_id.clone(),
+            region: args.region.clone(),
+        };
+        let page = client.lookup_events(request).await.map_err(call_error)?.into_inner();
+        events.extend(page.events);
+        next_token = page.next_token;
+        if next_token.is_empty() {
+            break;
+        }
+    }
+    if format == Output::Json {
+        return output::json(&pb::LookupEventsResponse { events, next_token });
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                output::time(&e.event_time),
+                e.account_id.clone(),
+                e.region.clone(),
+                e.event_source.clone(),
+                e.event_name.clone(),
+                output::or_dash(&e.username),
+                output::or_dash(&e.read_only),
+                e.event_id.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "EVENT TIME",
+            "ACCOUNT",
+            "REGION",
+            "EVENT SOURCE",
+            "EVENT NAME",
+            "USERNAME",
+            "READ ONLY",
+            "EVENT ID",
+        ],
+        &rows,
+    );
+    if !next_token.is_empty() {
+        eprintln!("more events: continue with --next-token {next_token}");
+    }
+    Ok(())
+}
+
+async fn put(
+    clients: Clients,
+    file: PathBuf,
+    register_missing_accounts: bool,
+    channel_id: String,
+    concurrency: usize,
+    format: Output,
+) -> anyhow::Result<()> {
     let mut files = Vec::new();
     files_under(&file, &mut files)?;
     let mut records = Vec::new();

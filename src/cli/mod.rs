@@ -149,6 +149,9 @@ pub enum BenchCommand {
     /// Rule evaluation cost per event with both packs on (shared real records), and alert latency
     /// ingest → webhook over the real stack with a local HTTPS receiver.
     Rules(crate::bench::rules::RulesBenchArgs),
+    /// Fill the event history (10M events by default) and send LookupEvents at a target rate;
+    /// prints latency percentiles and the rate achieved.
+    Lookup(crate::bench::lookup::LookupBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -317,6 +320,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Rules(args)) => {
             init_tracing(LogFormat::Text);
             crate::bench::rules::run(args).await
+        }
+        Command::Bench(BenchCommand::Lookup(args)) => {
+            init_tracing(LogFormat::Text);
+            crate::bench::lookup::lookup(args).await
         }
         Command::S3Server(args) => {
             init_tracing(LogFormat::Text);

@@ -9,6 +9,7 @@ use super::dispatch::Call;
 use super::error::AwsError;
 use super::protocol::{self, EpochSeconds, Object};
 use crate::proto::v1 as pb;
+use crate::proto::v1::event_service_server::EventService;
 use crate::proto::v1::key_service_server::KeyService;
 use crate::proto::v1::trail_service_server::TrailService;
 
@@ -39,6 +40,30 @@ struct ListPublicKeysInput {
     /// "Reserved for future use" by CloudTrail; every answer fits in one page.
     #[serde(rename = "NextToken")]
     _next_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LookupAttributeInput {
+    #[serde(rename = "AttributeKey", default)]
+    attribute_key: String,
+    #[serde(rename = "AttributeValue", default)]
+    attribute_value: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct LookupEventsInput {
+    #[serde(rename = "LookupAttributes", default)]
+    lookup_attributes: Vec<LookupAttributeInput>,
+    #[serde(rename = "StartTime")]
+    start_time: Option<EpochSeconds>,
+    #[serde(rename = "EndTime")]
+    end_time: Option<EpochSeconds>,
+    #[serde(rename = "EventCategory", default)]
+    event_category: String,
+    #[serde(rename = "MaxResults", default)]
+    max_results: Option<i64>,
+    #[serde(rename = "NextToken", default)]
+    next_token: String,
 }
 
 pub async fn describe_trails(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
@@ -120,6 +145,87 @@ pub async fn list_public_keys(call: &Call<'_>, body: &[u8]) -> Result<Value, Aws
         })
         .collect();
     Ok(Object::new().value("PublicKeyList", list).build())
+}
+
+/// LookupEvents over the event history EventService keeps: the whole organization (a member's
+/// own account), not only the region signed for, with CloudTrail's exceptions for bad input.
+pub async fn lookup_events(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
+    let input: LookupEventsInput = protocol::input(body)?;
+    let max_results = match input.max_results {
+        None => 0,
+        // 0 would mean "the default" to EventService; CloudTrail refuses it.
+        Some(n) if !(1..=i64::from(crate::api::event::MAX_RESULTS)).contains(&n) => {
+            return Err(AwsError::client(
+                "InvalidMaxResultsException",
+                format!("MaxResults must be 1 to {}, got {n}", crate::api::event::MAX_RESULTS),
+            ));
+        }
+        Some(n) => n as i32,
+    };
+    let request = call.request(pb::LookupEventsRequest {
+        lookup_attributes: input
+            .lookup_attributes
+            .into_iter()
+            .map(|a| pb::LookupAttribute {
+                attribute_key: a.attribute_key,
+                attribute_value: a.attribute_value,
+            })
+            .collect(),
+        start_time: input.start_time.map(EpochSeconds::to_timestamp),
+        end_time: input.end_time.map(EpochSeconds::to_timestamp),
+        event_category: input.event_category,
+        max_results,
+        next_token: input.next_token,
+        account_id: String::new(),
+        region: String::new(),
+    });
+    let page = call.services.events.lookup_events(request).await.map_err(lookup_error)?.into_inner();
+    let events: Vec<Value> = page
+        .events
+        .iter()
+        .map(|event| {
+            let resources: Vec<Value> = event
+                .resources
+                .iter()
+                .map(|r| {
+                    Object::new()
+                        .text("ResourceType", &r.resource_type)
+                        .text("ResourceName", &r.resource_name)
+                        .build()
+                })
+                .collect();
+            Object::new()
+                .value("EventId", event.event_id.as_str())
+                .text("EventName", &event.event_name)
+                .text("ReadOnly", &event.read_only)
+                .text("AccessKeyId", &event.access_key_id)
+                .time("EventTime", EpochSeconds::from_proto(event.event_time.as_ref()))
+                .text("EventSource", &event.event_source)
+                .text("Username", &event.username)
+                .value("Resources", resources)
+                .value("CloudTrailEvent", event.cloud_trail_event.as_str())
+                .build()
+        })
+        .collect();
+    Ok(Object::new().value("Events", events).text("NextToken", &page.next_token).build())
+}
+
+/// CloudTrail's LookupEvents exceptions, chosen by the field EventService names.
+fn lookup_error(status: tonic::Status) -> AwsError {
+    if status.code() == tonic::Code::InvalidArgument {
+        const BY_FIELD: &[(&str, &str)] = &[
+            ("lookup_attributes", "InvalidLookupAttributesException"),
+            ("start_time", "InvalidTimeRangeException"),
+            ("end_time", "InvalidTimeRangeException"),
+            ("max_results", "InvalidMaxResultsException"),
+            ("next_token", "InvalidNextTokenException"),
+            ("event_category", "InvalidEventCategoryException"),
+        ];
+        if let Some((_, exception)) = BY_FIELD.iter().find(|(field, _)| status.message().starts_with(field)) {
+            return AwsError::client(exception, status.message());
+        }
+    }
+    AwsError::from_status(&status, "ResourceNotFoundException")
 }
 
 /// Every trail the caller may see, as TrailService lists them (it applies the visibility rules).

@@ -9,6 +9,7 @@ use super::{cloudtrail, organizations};
 use crate::api::Ctx;
 use crate::api::account::AccountApi;
 use crate::api::auth::Caller;
+use crate::api::event::EventApi;
 use crate::api::key::KeyApi;
 use crate::api::organization::OrganizationApi;
 use crate::api::trail::TrailApi;
@@ -47,6 +48,7 @@ pub struct Services {
     pub keys: KeyApi,
     pub organizations: OrganizationApi,
     pub accounts: AccountApi,
+    pub events: EventApi,
 }
 
 impl Services {
@@ -56,6 +58,7 @@ impl Services {
             keys: KeyApi::new(ctx.clone()),
             organizations: OrganizationApi::new(ctx.clone()),
             accounts: AccountApi::new(ctx.clone()),
+            events: EventApi::new(ctx.clone()),
         }
     }
 }
@@ -122,6 +125,12 @@ pub static OPERATIONS: &[Operation] = &[
         name: "ListPublicKeys",
         not_found: "ResourceNotFoundException",
         handler: |call, body| Box::pin(cloudtrail::list_public_keys(call, body)),
+    },
+    Operation {
+        service: Service::CloudTrail,
+        name: "LookupEvents",
+        not_found: "ResourceNotFoundException",
+        handler: |call, body| Box::pin(cloudtrail::lookup_events(call, body)),
     },
     Operation {
         service: Service::Organizations,

@@ -238,9 +238,10 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         wait_stop(stop_rx.clone()),
     ));
     let server = tokio::spawn(api::serve(ctx, listener, None, wait_stop(stop_rx.clone())));
-    crate::store::maintenance::prepare(&pool, 90).await?;
+    let horizons = crate::store::maintenance::Horizons::default();
+    crate::store::maintenance::prepare(&pool, horizons).await?;
     let maintenance =
-        tokio::spawn(crate::store::maintenance::run(pool.clone(), 90, wait_stop(stop_rx.clone())));
+        tokio::spawn(crate::store::maintenance::run(pool.clone(), horizons, wait_stop(stop_rx.clone())));
     let demo = options.demo.then(|| {
         let target = crate::cli::client::Target {
             endpoint: info.grpc_endpoint.clone(),

@@ -5,6 +5,7 @@
 pub mod batcher;
 pub mod cloudwatch_logs;
 pub mod digests;
+pub mod history;
 pub mod router;
 pub mod taps;
 pub mod worker;

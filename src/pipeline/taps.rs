@@ -84,5 +84,6 @@ pub fn standard(
         )),
         std::sync::Arc::new(crate::alerts::tap::RulesTap::new(pool.clone())),
         std::sync::Arc::new(crate::insights::count::InsightsTap),
+        std::sync::Arc::new(super::history::HistoryTap),
     ]
 }

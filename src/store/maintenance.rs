@@ -1,27 +1,44 @@
-//! Housekeeping that any process may run: dedupe partitions ahead of time and expiry of those past
-//! the horizon.
+//! Housekeeping that any process may run: partitions ahead of time (dedupe identities, event
+//! history) and expiry of those past their horizon.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 
+/// How long things are kept (see `config.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizons {
+    /// Days an event identity is remembered for dedupe.
+    pub dedupe_days: i64,
+    /// Days events stay in the event history (LookupEvents).
+    pub event_history_days: i64,
+}
+
+impl Default for Horizons {
+    fn default() -> Self {
+        Self { dedupe_days: 90, event_history_days: 90 }
+    }
+}
+
 /// Before accepting events: this week's and the next two weeks' dedupe partitions must exist, or
-/// identities would land in the default partition and block creating the week's partition later.
-pub async fn prepare(pool: &PgPool, dedupe_horizon_days: i64) -> Result<(), super::StoreError> {
+/// identities would land in the default partition and block creating the week's partition later;
+/// likewise this week's and the next weeks' event-history partitions.
+pub async fn prepare(pool: &PgPool, horizons: Horizons) -> Result<(), super::StoreError> {
     let today = chrono::Utc::now().date_naive();
-    super::staging::maintain_identity_partitions(pool, today, dedupe_horizon_days).await
+    super::staging::maintain_identity_partitions(pool, today, horizons.dedupe_days).await?;
+    super::history::maintain_partitions(pool, today, horizons.event_history_days).await
 }
 
 /// Repeats [`prepare`] hourly until `shutdown` resolves.
-pub async fn run(pool: PgPool, dedupe_horizon_days: i64, shutdown: impl Future<Output = ()>) {
+pub async fn run(pool: PgPool, horizons: Horizons, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
-        if let Err(error) = prepare(&pool, dedupe_horizon_days).await {
-            tracing::warn!(%error, "dedupe partition maintenance failed");
+        if let Err(error) = prepare(&pool, horizons).await {
+            tracing::warn!(%error, "partition maintenance failed");
         }
     }
 }

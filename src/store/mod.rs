@@ -7,6 +7,7 @@ pub mod collectors;
 pub mod delivery;
 pub mod digests;
 pub mod enrollments;
+pub mod history;
 pub mod insights;
 pub mod maintenance;
 pub mod org_sync;

@@ -245,7 +245,7 @@ pub async fn stack_over(
     .await
     .unwrap();
     let s3_client = orgtrail::dev::s3_client(&s3.endpoint(), S3_KEY, S3_SECRET, "us-east-1").await;
-    orgtrail::store::maintenance::prepare(&pool, 90).await.unwrap();
+    orgtrail::store::maintenance::prepare(&pool, Default::default()).await.unwrap();
     let (stop_worker, mut stopped) = watch::channel(false);
     let mut worker_settings = test_worker_settings();
     worker_settings.master_key = Some(api.master_key.clone());
@@ -538,6 +538,33 @@ impl AwsCli {
     /// Runs `aws ARGS --output json` with extra environment variables (`AWS_ENDPOINT_URL_S3`, ...);
     /// returns the parsed output (null when it printed nothing).
     pub fn run(&self, env: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
+        let output = self.command(env, args).output().expect("the aws CLI runs");
+        assert!(
+            output.status.success(),
+            "aws {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if stdout.trim().is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("aws {args:?} printed no JSON ({e}): {stdout}"))
+    }
+
+    /// Runs `aws ARGS` that must fail; returns what it printed on stderr.
+    pub fn run_failing(&self, env: &[(&str, &str)], args: &[&str]) -> String {
+        let output = self.command(env, args).output().expect("the aws CLI runs");
+        assert!(
+            !output.status.success(),
+            "aws {args:?} succeeded: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    fn command(&self, env: &[(&str, &str)], args: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new(aws_binary());
         for (name, _) in std::env::vars() {
             if name.starts_with("AWS_") {
@@ -557,19 +584,7 @@ impl AwsCli {
             .envs(env.iter().copied())
             .args(args)
             .args(["--output", "json"]);
-        let output = command.output().expect("the aws CLI runs");
-        assert!(
-            output.status.success(),
-            "aws {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if stdout.trim().is_empty() {
-            return serde_json::Value::Null;
-        }
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("aws {args:?} printed no JSON ({e}): {stdout}"))
+        command
     }
 }
 

@@ -1,0 +1,2 @@
+DROP TABLE event_history_resources;
+DROP TABLE event_history;
