@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "proto/orgtrail/v1/token.proto",
     "proto/orgtrail/v1/ingest.proto",
     "proto/orgtrail/v1/key.proto",
+    "proto/orgtrail/v1/rule.proto",
     "proto/orgtrail/v1/event.proto",
 ];
 

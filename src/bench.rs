@@ -16,6 +16,9 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+pub mod rules;
+pub mod webhook_receiver;
+
 use crate::cli::client::{Target, connect};
 use crate::dev::postgres::{Durability, EmbeddedPostgres, free_port};
 use crate::model::record::{Category, RecordView};

@@ -111,6 +111,22 @@ pub struct Config {
     /// the last success. Unset or empty: not served.
     #[serde(deserialize_with = "optional_address")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Delivery attempts of an alert (webhook) before it goes to the dead letters
+    /// (`RuleService.ListDeadLetters`); 1 to 100.
+    pub alert_max_attempts: u32,
+    /// Milliseconds an alert waits after its first failed delivery; doubled after each further
+    /// failure, up to `alert_retry_max_seconds`.
+    pub alert_retry_base_ms: u64,
+    /// The longest wait, in seconds, between two delivery attempts of an alert.
+    pub alert_retry_max_seconds: u64,
+    /// Milliseconds an idle alert dispatcher waits between looks at the outbox (the bulk of the
+    /// ingest-to-webhook latency).
+    pub alert_poll_interval_ms: u64,
+    /// Seconds one webhook call may take before it counts as failed.
+    pub alert_webhook_timeout_seconds: u64,
+    /// PEM file of CA certificates trusted for alert webhooks besides the system roots (for
+    /// receivers with a private CA). Unset: the system roots only.
+    pub alert_ca_file: Option<PathBuf>,
     /// Insights (see docs/insights.md): minutes of baseline W a minute is judged against, silent
     /// minutes counting as zero. 10080 (7 days, CloudTrail's minimum baseline) by default; at least
     /// 1 (short baselines are for tests and demos). Counts older than W + 60 minutes are deleted.
@@ -164,6 +180,12 @@ impl Default for Config {
             lookup_backfill_days: 0,
             lookup_requests_per_second: 2.0,
             metrics_listen: None,
+            alert_max_attempts: 8,
+            alert_retry_base_ms: 1000,
+            alert_retry_max_seconds: 300,
+            alert_poll_interval_ms: 200,
+            alert_webhook_timeout_seconds: 10,
+            alert_ca_file: None,
             insights_baseline_minutes: 10_080,
             insights_sigma_factor: 3.0,
             insights_mean_factor: 2.0,
@@ -175,6 +197,12 @@ impl Default for Config {
 }
 
 const FIELDS: &[&str] = &[
+    "alert_max_attempts",
+    "alert_retry_base_ms",
+    "alert_retry_max_seconds",
+    "alert_poll_interval_ms",
+    "alert_webhook_timeout_seconds",
+    "alert_ca_file",
     "database_url",
     "database_max_connections",
     "grpc_listen",
@@ -270,7 +298,32 @@ impl Config {
             max_batch_bytes: self.max_batch_bytes,
             gzip_level: self.gzip_level,
             staged_retention: std::time::Duration::from_secs(self.staged_retention_days * 24 * 3600),
+            alerts: self.alert_settings()?,
             insights: self.insights_settings()?,
+            ..Default::default()
+        })
+    }
+
+    /// Alert delivery settings, checked (the master key is added by the worker).
+    pub fn alert_settings(&self) -> anyhow::Result<crate::alerts::AlertSettings> {
+        if !(1..=100).contains(&self.alert_max_attempts) {
+            anyhow::bail!("alert_max_attempts must be 1 to 100, got {}", self.alert_max_attempts);
+        }
+        if self.alert_webhook_timeout_seconds == 0 {
+            anyhow::bail!("alert_webhook_timeout_seconds must be at least 1");
+        }
+        if let Some(path) = &self.alert_ca_file
+            && !path.is_file()
+        {
+            anyhow::bail!("alert_ca_file {} is not a readable file", path.display());
+        }
+        Ok(crate::alerts::AlertSettings {
+            max_attempts: self.alert_max_attempts,
+            retry_base: std::time::Duration::from_millis(self.alert_retry_base_ms.max(1)),
+            retry_max: std::time::Duration::from_secs(self.alert_retry_max_seconds.max(1)),
+            poll_interval: std::time::Duration::from_millis(self.alert_poll_interval_ms.max(10)),
+            request_timeout: std::time::Duration::from_secs(self.alert_webhook_timeout_seconds),
+            ca_file: self.alert_ca_file.clone(),
             ..Default::default()
         })
     }

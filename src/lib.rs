@@ -3,6 +3,7 @@
 //! Data flows one way: source → router → batcher → sink → checkpoint. The control plane
 //! ([`api`]) keeps organizations, accounts, trails and tokens in Postgres ([`store`]).
 
+pub mod alerts;
 pub mod api;
 pub mod bench;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod proto;
+pub mod rules;
 pub mod secrets;
 pub mod serve;
 pub mod sinks;

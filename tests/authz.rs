@@ -544,6 +544,91 @@ fn cases() -> Vec<Case> {
             }),
         },
         Case {
+            rpc: "CreateRule",
+            what: "an event-pattern rule",
+            expect: [Allow, DENIED, DENIED],
+            call: call(|_, mut c| async move {
+                c.rules.create_rule(rule_request(&unique("rule"))).await.map(drop)
+            }),
+        },
+        Case {
+            rpc: "GetRule",
+            what: "a rule",
+            expect: [Allow, Allow, DENIED],
+            call: call(|mut a, mut c| async move {
+                let name = fresh_rule(&mut a).await;
+                c.rules.get_rule(pb::GetRuleRequest { name }).await.map(drop)
+            }),
+        },
+        Case {
+            rpc: "ListRules",
+            what: "every rule",
+            expect: [Allow, Allow, DENIED],
+            call: call(|_, mut c| async move { c.rules.list_rules(pb::ListRulesRequest {}).await.map(drop) }),
+        },
+        Case {
+            rpc: "UpdateRule",
+            what: "disable a rule",
+            expect: [Allow, DENIED, DENIED],
+            call: call(|mut a, mut c| async move {
+                let name = fresh_rule(&mut a).await;
+                c.rules
+                    .update_rule(pb::UpdateRuleRequest { name, enabled: Some(false), ..Default::default() })
+                    .await
+                    .map(drop)
+            }),
+        },
+        Case {
+            rpc: "DeleteRule",
+            what: "a rule",
+            expect: [Allow, DENIED, DENIED],
+            call: call(|mut a, mut c| async move {
+                let name = fresh_rule(&mut a).await;
+                c.rules.delete_rule(pb::DeleteRuleRequest { name }).await.map(drop)
+            }),
+        },
+        Case {
+            rpc: "ListRulePacks",
+            what: "the built-in packs",
+            expect: [Allow, Allow, DENIED],
+            call: call(|_, mut c| async move {
+                c.rules.list_rule_packs(pb::ListRulePacksRequest {}).await.map(drop)
+            }),
+        },
+        Case {
+            rpc: "EnableRulePack",
+            what: "the tampering pack",
+            expect: [Allow, DENIED, DENIED],
+            call: call(|_, mut c| async move {
+                c.rules
+                    .enable_rule_pack(pb::EnableRulePackRequest {
+                        name: "trail-tampering".into(),
+                        target: None,
+                    })
+                    .await
+                    .map(drop)
+            }),
+        },
+        Case {
+            rpc: "DisableRulePack",
+            what: "the tampering pack",
+            expect: [Allow, DENIED, DENIED],
+            call: call(|_, mut c| async move {
+                c.rules
+                    .disable_rule_pack(pb::DisableRulePackRequest { name: "trail-tampering".into() })
+                    .await
+                    .map(drop)
+            }),
+        },
+        Case {
+            rpc: "ListDeadLetters",
+            what: "dead letters",
+            expect: [Allow, Allow, DENIED],
+            call: call(|_, mut c| async move {
+                c.rules.list_dead_letters(pb::ListDeadLettersRequest::default()).await.map(drop)
+            }),
+        },
+        Case {
             rpc: "WhoAmI",
             what: "own token",
             expect: [Allow, Allow, Allow],
@@ -579,6 +664,22 @@ fn enroll_request(enrollment_token: String, external_id: String) -> pb::EnrollRe
         name: String::new(),
         email: String::new(),
     }
+}
+
+fn rule_request(name: &str) -> pb::CreateRuleRequest {
+    pb::CreateRuleRequest {
+        name: name.into(),
+        definition: Some(pb::create_rule_request::Definition::EventPattern(
+            r#"{"detail":{"eventName":["StopLogging"]}}"#.into(),
+        )),
+        ..Default::default()
+    }
+}
+
+async fn fresh_rule(admin: &mut Clients) -> String {
+    let name = unique("rule");
+    admin.rules.create_rule(rule_request(&name)).await.unwrap();
+    name
 }
 
 /// Sends one event of `account`; a per-event refusal counts as PermissionDenied here.

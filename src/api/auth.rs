@@ -72,6 +72,8 @@ pub enum Action<'a> {
     WhoAmI,
     /// Push events (members: their own account's; checked per event).
     Ingest,
+    /// Read alert rules, packs and dead letters (organization-wide: not for members).
+    ReadRules,
     /// Look events up in the event history, of one account or (None) of all the caller may see.
     ReadEvents(Option<&'a AccountId>),
 }
@@ -84,7 +86,8 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ApiError> {
     match (caller.role, action) {
         (_, Action::ReadOrganization | Action::WhoAmI | Action::ReadTrails | Action::ListAccounts) => Ok(()),
         (Role::Admin, _) => Ok(()),
-        (Role::Auditor, Action::ReadAccount(_) | Action::ReadEvents(_)) => Ok(()),
+        (Role::Auditor, Action::ReadAccount(_) | Action::ReadEvents(_) | Action::ReadRules) => Ok(()),
+        (Role::Member, Action::ReadRules) => denied("read alert rules (they cover the whole organization)"),
         // A member's lookups are narrowed to its account; naming another account is refused.
         (Role::Member, Action::ReadEvents(None)) => Ok(()),
         (Role::Member, Action::ReadEvents(Some(account))) => {

@@ -9,6 +9,7 @@ pub mod event;
 pub mod ingest;
 pub mod key;
 pub mod organization;
+pub mod rule;
 pub mod token;
 pub mod trail;
 
@@ -26,6 +27,7 @@ use crate::proto::v1::event_service_server::EventServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::key_service_server::KeyServiceServer;
 use crate::proto::v1::organization_service_server::OrganizationServiceServer;
+use crate::proto::v1::rule_service_server::RuleServiceServer;
 use crate::proto::v1::token_service_server::TokenServiceServer;
 use crate::proto::v1::trail_service_server::TrailServiceServer;
 use crate::secrets::MasterKey;
@@ -74,6 +76,7 @@ pub async fn serve(
     health_reporter.set_serving::<TokenServiceServer<token::TokenApi>>().await;
     health_reporter.set_serving::<IngestServiceServer<ingest::IngestApi>>().await;
     health_reporter.set_serving::<KeyServiceServer<key::KeyApi>>().await;
+    health_reporter.set_serving::<RuleServiceServer<rule::RuleApi>>().await;
     health_reporter.set_serving::<EventServiceServer<event::EventApi>>().await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -104,7 +107,8 @@ pub async fn serve(
         .add_service(TokenServiceServer::new(token::TokenApi::new(ctx.clone())))
         .add_service(IngestServiceServer::new(ingest::IngestApi::new(ctx.clone())))
         .add_service(EventServiceServer::new(event::EventApi::new(ctx.clone())))
-        .add_service(KeyServiceServer::new(key::KeyApi::new(ctx)))
+        .add_service(KeyServiceServer::new(key::KeyApi::new(ctx.clone())))
+        .add_service(RuleServiceServer::new(rule::RuleApi::new(ctx)))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())

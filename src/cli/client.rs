@@ -15,6 +15,7 @@ use crate::proto::v1::event_service_client::EventServiceClient;
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
 use crate::proto::v1::key_service_client::KeyServiceClient;
 use crate::proto::v1::organization_service_client::OrganizationServiceClient;
+use crate::proto::v1::rule_service_client::RuleServiceClient;
 use crate::proto::v1::token_service_client::TokenServiceClient;
 use crate::proto::v1::trail_service_client::TrailServiceClient;
 
@@ -42,6 +43,7 @@ pub struct Clients {
     pub tokens: TokenServiceClient<Authed>,
     pub ingest: IngestServiceClient<Authed>,
     pub keys: KeyServiceClient<Authed>,
+    pub rules: RuleServiceClient<Authed>,
     pub events: EventServiceClient<Authed>,
 }
 
@@ -106,6 +108,7 @@ pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
         tokens: TokenServiceClient::with_interceptor(channel.clone(), auth.clone()),
         ingest: IngestServiceClient::with_interceptor(channel.clone(), auth.clone()),
         keys: KeyServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        rules: RuleServiceClient::with_interceptor(channel.clone(), auth.clone()),
         events: EventServiceClient::with_interceptor(channel, auth),
     })
 }

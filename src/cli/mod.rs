@@ -7,6 +7,7 @@ pub mod client;
 pub mod events;
 pub mod org_sync;
 pub mod output;
+pub mod rules;
 pub mod trails;
 pub mod validate;
 
@@ -78,6 +79,9 @@ pub enum Command {
     /// Send events.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Alert rules, built-in rule packs and undeliverable alerts.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
     /// Prove that no delivered log file was modified, deleted or forged: walk the trail's signed
     /// digest chains (as `aws cloudtrail validate-logs` does) and look for deleted digests and
     /// unlisted log files. Exit code 1 when anything is INVALID.
@@ -142,6 +146,9 @@ pub struct ServerArgs {
 pub enum BenchCommand {
     /// Replay the shared real records through ingest → worker → S3 with every part in its own process.
     Pipeline(crate::bench::BenchArgs),
+    /// Rule evaluation cost per event with both packs on (shared real records), and alert latency
+    /// ingest → webhook over the real stack with a local HTTPS receiver.
+    Rules(crate::bench::rules::RulesBenchArgs),
     /// Fill the event history (10M events by default) and send LookupEvents at a target rate;
     /// prints latency percentiles and the rate achieved.
     Lookup(crate::bench::lookup::LookupBenchArgs),
@@ -310,6 +317,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing(LogFormat::Text);
             crate::bench::pipeline(args).await
         }
+        Command::Bench(BenchCommand::Rules(args)) => {
+            init_tracing(LogFormat::Text);
+            crate::bench::rules::run(args).await
+        }
         Command::Bench(BenchCommand::Lookup(args)) => {
             init_tracing(LogFormat::Text);
             crate::bench::lookup::lookup(args).await
@@ -347,6 +358,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokens(command) => {
             let clients = connect().await?;
             admin::tokens(clients, command, output).await
+        }
+        Command::Rules(command) => {
+            let clients = connect().await?;
+            rules::run(clients, command, output).await
         }
         Command::Bootstrap(args) => bootstrap::run(args, endpoint, ca_cert, output).await,
         Command::Validate(args) => validate::run(args, endpoint, token, ca_cert, output).await,

@@ -82,6 +82,7 @@ pub fn standard(
             pool.clone(),
             crate::sinks::cloudwatch_logs::CloudWatchLogsSink::new(settings.aws.clone()),
         )),
+        std::sync::Arc::new(crate::alerts::tap::RulesTap::new(pool.clone())),
         std::sync::Arc::new(crate::insights::count::InsightsTap),
         std::sync::Arc::new(super::history::HistoryTap),
     ]

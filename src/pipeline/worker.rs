@@ -47,6 +47,8 @@ pub struct WorkerSettings {
     /// orgtrail's own AWS configuration (credentials, endpoints), for destinations in AWS such as
     /// trails' CloudWatch Logs groups. None: such deliveries fail with that reason.
     pub aws: Option<aws_config::SdkConfig>,
+    /// Alert delivery (the dispatcher every worker runs).
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 impl Default for WorkerSettings {
@@ -65,6 +67,7 @@ impl Default for WorkerSettings {
             collectors: None,
             insights: Default::default(),
             aws: None,
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }
@@ -186,6 +189,15 @@ impl Worker {
         tokio::pin!(shutdown);
         // Collectors stage what they pull; this loop delivers it like pushed events.
         let (stop_collectors, collectors_stopped) = tokio::sync::watch::channel(false);
+        // Alerts the rules tap wrote to the outbox are sent from every worker.
+        let mut dispatcher_stopped = collectors_stopped.clone();
+        let dispatcher = tokio::spawn(crate::alerts::dispatch::run(
+            self.pool.clone(),
+            self.settings.alerts.with_master_key(self.settings.master_key.clone()),
+            async move {
+                let _ = dispatcher_stopped.wait_for(|s| *s).await;
+            },
+        ));
         let collectors = self.settings.collectors.clone().map(|config| {
             let collector = Arc::new(crate::collectors::Collector::new(
                 self.pool.clone(),
@@ -302,6 +314,7 @@ impl Worker {
             }
         }
         let _ = stop_collectors.send(true);
+        let _ = dispatcher.await;
         if let Err(error) = insights.await {
             tracing::warn!(%error, "insights detector ended abnormally");
         }

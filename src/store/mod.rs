@@ -12,6 +12,7 @@ pub mod insights;
 pub mod maintenance;
 pub mod org_sync;
 pub mod organizations;
+pub mod rules;
 pub mod signing_keys;
 pub mod staging;
 pub mod taps;
