@@ -11,6 +11,7 @@ pub mod cloudtrail_api;
 pub mod collectors;
 pub mod config;
 pub mod dev;
+pub mod error_text;
 pub mod insights;
 pub mod integrity;
 pub mod members;

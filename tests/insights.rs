@@ -413,6 +413,40 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
         json!([{"value": format!("arn:aws:sts::{MEMBER_A}:assumed-role/App/loader"), "average": 30.0}])
     );
 
+    // In the event history: lookup with the Insight category finds exactly these four, and a lookup
+    // without it none of them.
+    let ids: std::collections::BTreeSet<String> =
+        all.iter().map(|(_, r)| r["eventID"].as_str().unwrap().to_owned()).collect();
+    let lookup = |category: &str| pb::LookupEventsRequest {
+        event_category: category.into(),
+        account_id: MEMBER_A.into(),
+        lookup_attributes: vec![pb::LookupAttribute {
+            attribute_key: "EventSource".into(),
+            attribute_value: "dynamodb.amazonaws.com".into(),
+        }],
+        ..Default::default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found: std::collections::BTreeSet<String> = admin
+            .events
+            .lookup_events(lookup("insight"))
+            .await
+            .unwrap()
+            .into_inner()
+            .events
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        if found == ids {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "lookup found {found:?}, not {ids:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let plain = admin.events.lookup_events(lookup("")).await.unwrap().into_inner().events;
+    assert!(plain.iter().all(|e| !ids.contains(&e.event_id)), "Insights only with their category");
+
     // Measured: the end of the anomalous minute → the Start record staged.
     let shared = uuid::Uuid::parse_str(start["sharedEventID"].as_str().unwrap()).unwrap();
     let (_, start_staged, _, end_staged) =

@@ -82,6 +82,11 @@ pub async fn load(pool: &PgPool) -> Result<Vec<LoadedRule>, StoreError> {
 }
 
 impl RuleCache {
+    /// The rules as last loaded, without asking Postgres.
+    pub async fn cached(&self) -> Arc<Vec<LoadedRule>> {
+        self.state.lock().await.rules.clone()
+    }
+
     /// The current rules; asks Postgres for the version at most every [`CHECK_EVERY`].
     pub async fn current(&self, pool: &PgPool) -> Result<Arc<Vec<LoadedRule>>, StoreError> {
         let mut state = self.state.lock().await;

@@ -29,6 +29,11 @@ impl Tap for RulesTap {
         "rules"
     }
 
+    async fn refresh(&self) -> Result<(), TapError> {
+        self.cache.current(&self.pool).await?;
+        Ok(())
+    }
+
     async fn consume(
         &self,
         _key: &str,
@@ -36,7 +41,7 @@ impl Tap for RulesTap {
         events: &[TapEvent<'_>],
         tx: &mut sqlx::PgConnection,
     ) -> Result<(), TapError> {
-        let rules = self.cache.current(&self.pool).await?;
+        let rules = self.cache.cached().await;
         if rules.is_empty() {
             return Ok(());
         }

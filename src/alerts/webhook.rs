@@ -84,21 +84,10 @@ impl WebhookClient {
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
             .map_err(|_| format!("no answer within {} s", self.timeout.as_secs_f64()))?
-            .map_err(|e| source_chain(&e))?;
+            .map_err(|e| crate::error_text::source_chain(&e))?;
         let status = response.status();
         if status.is_success() { Ok(()) } else { Err(format!("HTTP {status}")) }
     }
-}
-
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -117,10 +117,12 @@ fn stop_logging(event_id: &str) -> String {
     .to_string()
 }
 
-fn make_certificates(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+/// A private CA and a server certificate it signs for localhost and 127.0.0.1, made with openssl
+/// in `dir`; returns (CA, certificate, key) PEM paths. The tests use it too.
+pub fn make_certificates(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     let script = r#"
         set -e
-        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=bench-ca -keyout ca.key -out ca.pem
+        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=orgtrail-test-ca -keyout ca.key -out ca.pem
         openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout key.pem -out server.csr
         printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > ext.cnf
         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext.cnf -out cert.pem

@@ -92,7 +92,10 @@ pub async fn channel(endpoint: &str, ca_cert: Option<&Path>) -> anyhow::Result<C
         }
         builder = builder.tls_config(tls)?;
     }
-    builder.connect().await.map_err(|e| anyhow::anyhow!("cannot connect to {endpoint}: {}", source_chain(&e)))
+    builder
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {endpoint}: {}", crate::error_text::source_chain(&e)))
 }
 
 pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
@@ -111,17 +114,6 @@ pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
         rules: RuleServiceClient::with_interceptor(channel.clone(), auth.clone()),
         events: EventServiceClient::with_interceptor(channel, auth),
     })
-}
-
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// One line for a failed call: the status code's name and the server's message.

@@ -50,7 +50,7 @@ impl Tap for CloudWatchLogsTap {
         key: &str,
         context: &TapContext<'_>,
         events: &[TapEvent<'_>],
-        _tx: &mut sqlx::PgConnection,
+        tx: &mut sqlx::PgConnection,
     ) -> Result<(), TapError> {
         let trail_id: Option<i64> = key.strip_prefix(KEY_PREFIX).and_then(|id| id.parse().ok());
         let Some(trail) = context.snapshot.trails.iter().find(|t| Some(t.id) == trail_id) else {
@@ -90,16 +90,25 @@ impl Tap for CloudWatchLogsTap {
         };
         match outcome {
             Ok(delivered) => {
-                crate::store::trails::record_cloud_watch_logs_delivery(&self.pool, trail.id, None).await?;
+                crate::store::trails::record_cloud_watch_logs_delivery(&mut *tx, trail.id, None).await?;
                 tracing::debug!(trail = %trail.arn, accepted = delivered.accepted, rejected = delivered.rejected,
                     "events streamed to CloudWatch Logs");
                 Ok(())
             }
-            Err(message) => {
-                crate::store::trails::record_cloud_watch_logs_delivery(&self.pool, trail.id, Some(&message))
-                    .await?;
-                Err(TapError::External(message))
-            }
+            Err(message) => Err(TapError::External(message)),
+        }
+    }
+
+    async fn failed(&self, key: &str, error: &TapError) {
+        let Some(trail_id) = key.strip_prefix(KEY_PREFIX).and_then(|id| id.parse::<i64>().ok()) else {
+            return;
+        };
+        let message = error.to_string();
+        let recorded =
+            crate::store::trails::record_cloud_watch_logs_delivery(&self.pool, trail_id, Some(&message))
+                .await;
+        if let Err(error) = recorded {
+            tracing::warn!(trail_id, %error, "cannot record the CloudWatch Logs delivery error");
         }
     }
 }

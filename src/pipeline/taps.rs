@@ -61,8 +61,17 @@ pub trait Tap: Send + Sync {
         vec![self.name().to_owned()]
     }
 
+    /// Called before each [`Tap::consume`], outside any transaction: the place to read from the pool
+    /// what `consume` needs (e.g. a cache of rules). An error skips this round of the key, with backoff.
+    async fn refresh(&self) -> Result<(), TapError> {
+        Ok(())
+    }
+
     /// Consumes `events` (non-empty, in sequence order, all after the key's cursor). On `Ok` the
     /// cursor moves past the last one in the same transaction; on `Err` nothing is kept.
+    ///
+    /// Postgres only through `tx`: the worker holds one connection per shard it processes, so a
+    /// second connection taken from the pool here can wait for ever on a busy pool.
     async fn consume(
         &self,
         key: &str,
@@ -70,6 +79,10 @@ pub trait Tap: Send + Sync {
         events: &[TapEvent<'_>],
         tx: &mut sqlx::PgConnection,
     ) -> Result<(), TapError>;
+
+    /// Called after a failed [`Tap::consume`] once its transaction is rolled back (e.g. to record
+    /// the failure where users see it).
+    async fn failed(&self, _key: &str, _error: &TapError) {}
 }
 
 /// The taps every worker runs. Each feature adds its tap here.

@@ -581,6 +581,13 @@ impl Worker {
                 })
                 .collect();
             let tap = &self.taps[*index];
+            let refreshed = if events.is_empty() { Ok(()) } else { tap.refresh().await };
+            if let Err(error) = refreshed {
+                let backoff = next_backoff(state.tap_retry_at.get(key));
+                state.tap_retry_at.insert(key.clone(), (Instant::now() + backoff, backoff));
+                tracing::warn!(tap = tap.name(), %key, %error, retry_in = ?backoff, "tap could not refresh");
+                continue;
+            }
             let mut tx = taps::begin_fenced(&self.pool, &self.id, state.lease).await?;
             let consumed = if events.is_empty() {
                 Ok(())
@@ -597,6 +604,7 @@ impl Worker {
                 }
                 Err(error) => {
                     drop(tx);
+                    tap.failed(key, &error).await;
                     let backoff = next_backoff(state.tap_retry_at.get(key));
                     state.tap_retry_at.insert(key.clone(), (Instant::now() + backoff, backoff));
                     tracing::warn!(tap = tap.name(), %key, shard = state.info.id, %error, retry_in = ?backoff,

@@ -30,13 +30,7 @@ pub fn log_file_key(
     delivered_at: DateTime<Utc>,
     unique: &str,
 ) -> String {
-    let mut key = awslogs_root(prefix, organization_id);
-    key.push_str(&format!(
-        "{account}/CloudTrail/{region}/{}/{account}_CloudTrail_{region}_{}_{unique}.json.gz",
-        delivered_at.format("%Y/%m/%d"),
-        delivered_at.format("%Y%m%dT%H%MZ"),
-    ));
-    key
+    file_key("CloudTrail", prefix, organization_id, account, region, delivered_at, unique)
 }
 
 /// `[prefix/]AWSLogs/[o-ORGID/]ACCOUNT/CloudTrail-Insight/REGION/YYYY/MM/DD/ACCOUNT_CloudTrail-Insight_REGION_YYYYMMDDTHHmmZ_UNIQUE.json.gz`
@@ -48,9 +42,22 @@ pub fn insight_file_key(
     delivered_at: DateTime<Utc>,
     unique: &str,
 ) -> String {
+    file_key("CloudTrail-Insight", prefix, organization_id, account, region, delivered_at, unique)
+}
+
+/// Log and Insights files differ only in their folder, which their names repeat.
+fn file_key(
+    folder: &str,
+    prefix: &str,
+    organization_id: Option<&str>,
+    account: &str,
+    region: &str,
+    delivered_at: DateTime<Utc>,
+    unique: &str,
+) -> String {
     let mut key = awslogs_root(prefix, organization_id);
     key.push_str(&format!(
-        "{account}/CloudTrail-Insight/{region}/{}/{account}_CloudTrail-Insight_{region}_{}_{unique}.json.gz",
+        "{account}/{folder}/{region}/{}/{account}_{folder}_{region}_{}_{unique}.json.gz",
         delivered_at.format("%Y/%m/%d"),
         delivered_at.format("%Y%m%dT%H%MZ"),
     ));

@@ -393,7 +393,7 @@ pub async fn all(pool: &PgPool) -> Result<Vec<Trail>, StoreError> {
 
 /// Records a CloudWatch Logs delivery: `None` a success (now; clears the error), `Some` a failure.
 pub async fn record_cloud_watch_logs_delivery(
-    pool: &PgPool,
+    conn: impl sqlx::PgExecutor<'_>,
     trail_id: i64,
     error: Option<&str>,
 ) -> Result<(), StoreError> {
@@ -408,7 +408,7 @@ pub async fn record_cloud_watch_logs_delivery(
     )
     .bind(trail_id)
     .bind(error)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

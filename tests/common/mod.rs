@@ -38,8 +38,23 @@ pub async fn start(pool: PgPool) -> TestApi {
     start_with_aws(pool, None).await
 }
 
+/// `ORGTRAIL_TEST_LOG=<filter>` (e.g. `warn` or `orgtrail=debug`) prints the test's server and
+/// worker logs, for diagnosing a failure.
+fn init_test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("ORGTRAIL_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 /// The control plane with AWS settings (for Organizations sync against moto).
 pub async fn start_with_aws(pool: PgPool, aws: Option<orgtrail::members::aws::AwsSettings>) -> TestApi {
+    init_test_log();
     let master_key = Arc::new(MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap());
     let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -459,22 +474,7 @@ pub fn field(name: &str, equals: &[&str]) -> pb::AdvancedFieldSelector {
 pub fn test_certificates(
     dir: &std::path::Path,
 ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let script = r#"
-        set -e
-        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem
-        openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout key.pem -out server.csr
-        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > ext.cnf
-        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext.cnf -out cert.pem
-    "#;
-    let made = std::process::Command::new("sh")
-        .args(["-c", script])
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl makes test certificates");
-    assert!(made.success());
-    (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
+    orgtrail::bench::rules::make_certificates(dir).expect("openssl makes test certificates")
 }
 
 /// The URL of a test's database, for server processes.
