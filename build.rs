@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+#[allow(dead_code)]
+#[path = "src/terraform/codegen.rs"]
+mod codegen;
+
 const PROTOS: &[&str] = &[
     "proto/orgtrail/v1/organization.proto",
     "proto/orgtrail/v1/account.proto",
@@ -35,6 +39,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .emit_fields()
         .build(&[".orgtrail"])?;
 
+    // The Terraform provider's schemas and conversions, from the same descriptors (comments included).
+    std::fs::write(out.join("terraform_generated.rs"), codegen::generate(&descriptor_set)?)?;
+    compile_terraform_protocol()?;
+
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=src/terraform/codegen.rs");
+    Ok(())
+}
+
+/// Terraform's plugin protocol (tfplugin6.5) and go-plugin's services, vendored under proto/tfplugin6.
+fn compile_terraform_protocol() -> Result<(), Box<dyn std::error::Error>> {
+    tonic_prost_build::configure().build_client(false).compile_protos(
+        &["proto/tfplugin6/tfplugin6.5.proto", "proto/tfplugin6/plugin.proto"],
+        &["proto/tfplugin6"],
+    )?;
     Ok(())
 }
