@@ -386,12 +386,12 @@ fn field_kind(
 
 fn describe(catalog: &Catalog, field: &FieldDescriptorProto, comment: &str) -> String {
     let mut text = comment.to_string();
-    if field.r#type() == Type::Enum {
-        if let Some(values) = catalog.enums.get(field.type_name().trim_start_matches('.')) {
-            let values: Vec<&str> =
-                values.iter().map(String::as_str).filter(|v| !v.ends_with("_UNSPECIFIED")).collect();
-            let _ = write!(text, " One of: {}.", values.join(", "));
-        }
+    if field.r#type() == Type::Enum
+        && let Some(values) = catalog.enums.get(field.type_name().trim_start_matches('.'))
+    {
+        let values: Vec<&str> =
+            values.iter().map(String::as_str).filter(|v| !v.ends_with("_UNSPECIFIED")).collect();
+        let _ = write!(text, " One of: {}.", values.join(", "));
     }
     if field.type_name() == TIMESTAMP {
         text.push_str(" (RFC 3339)");

@@ -288,10 +288,10 @@ impl tf::provider_server::Provider for OrgtrailProvider {
         let schema = self.schema(&request.type_name, SpecKind::Resource)?;
         let config = decode(request.config.as_ref(), &schema.attrs)?;
         let mut diagnostics = Vec::new();
-        if let Some(resource) = resources::resource(&request.type_name) {
-            if let Err(e) = resource.validate(&config) {
-                diagnostics.push(invalid(&e));
-            }
+        if let Some(resource) = resources::resource(&request.type_name)
+            && let Err(e) = resource.validate(&config)
+        {
+            diagnostics.push(invalid(&e));
         }
         Ok(Response::new(tf::validate_resource_config::Response { diagnostics }))
     }

@@ -305,6 +305,7 @@ mod tests {
             stable: false,
             write_only: false,
             default: None,
+            presence: false,
         }
     }
 
