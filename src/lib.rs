@@ -24,3 +24,4 @@ pub mod secrets;
 pub mod serve;
 pub mod sinks;
 pub mod store;
+pub mod terraform;
