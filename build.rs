@@ -48,9 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Terraform's plugin protocol (tfplugin6.5) and go-plugin's services, vendored under proto/tfplugin6.
+/// Terraform's plugin protocol and go-plugin's services (`proto/tfplugin6/`), server side only, for
+/// `terraform-provider-orgtrail`. Kept out of the orgtrail step: no pbjson, default well-known types
+/// (`google.protobuf.Empty` is `()`). Default stubs answer Unimplemented for RPCs a provider leaves out.
 fn compile_terraform_protocol() -> Result<(), Box<dyn std::error::Error>> {
-    tonic_prost_build::configure().build_client(false).compile_protos(
+    tonic_prost_build::configure().build_client(false).generate_default_stubs(true).compile_protos(
         &["proto/tfplugin6/tfplugin6.5.proto", "proto/tfplugin6/plugin.proto"],
         &["proto/tfplugin6"],
     )?;

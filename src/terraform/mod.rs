@@ -1,5 +1,6 @@
-//! The Terraform provider (`terraform-provider-orgtrail`): Terraform's plugin protocol 6 served on
-//! our tonic, with schemas and conversions generated from the proto at build time (`codegen`).
+//! The Terraform provider (`terraform-provider-orgtrail`): Terraform's plugin protocol 6 served over
+//! go-plugin ([`plugin`]) on our tonic, with schemas and conversions generated from the proto at
+//! build time ([`codegen`]).
 
 pub mod codegen;
 pub mod convert;
@@ -11,13 +12,13 @@ pub mod provider;
 pub mod resources;
 pub mod value;
 
-/// Terraform's plugin protocol, version 6.5 (vendored in proto/tfplugin6).
+/// Terraform's plugin protocol 6.5 (generated from `proto/tfplugin6/`, see build.rs).
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod tfplugin6 {
     tonic::include_proto!("tfplugin6");
 }
 
-/// go-plugin's own services (controller, stdio, broker).
+/// go-plugin's own services: controller (shutdown), stdio and broker (generated, see build.rs).
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod goplugin {
     tonic::include_proto!("plugin");

@@ -47,12 +47,15 @@ pub fn provider_attrs() -> Vec<Attr> {
 
 pub struct OrgtrailProvider {
     schemas: Vec<Schema>,
-    clients: RwLock<Option<Clients>>,
+    /// Connected clients, or why there are none (reported when a resource needs them, so that a
+    /// configuration without orgtrail resources validates and plans without credentials).
+    clients: RwLock<Result<Clients, String>>,
 }
 
 impl Default for OrgtrailProvider {
     fn default() -> Self {
-        Self { schemas: super::generated::schemas(), clients: RwLock::new(None) }
+        let unconfigured = "Terraform called the provider before configuring it.".to_string();
+        Self { schemas: super::generated::schemas(), clients: RwLock::new(Err(unconfigured)) }
     }
 }
 
@@ -89,13 +92,11 @@ impl OrgtrailProvider {
     }
 
     async fn clients(&self) -> Result<Clients, tf::Diagnostic> {
-        self.clients.read().await.clone().ok_or_else(|| {
-            diagnostic(
-                "Provider not configured",
-                "Terraform called the provider before configuring it.",
-                None,
-            )
-        })
+        self.clients
+            .read()
+            .await
+            .clone()
+            .map_err(|why| diagnostic("orgtrail provider not configured", why, None))
     }
 
     /// A failure as a diagnostic; an InvalidArgument naming an attribute points at it.
@@ -343,7 +344,7 @@ impl tf::provider_server::Provider for OrgtrailProvider {
         let ca_cert = env_or(&config, "ca_cert", "ORGTRAIL_CA_CERT").map(PathBuf::from);
         let mut diagnostics = Vec::new();
         match connect(&Target { endpoint, token, ca_cert }).await {
-            Ok(clients) => *self.clients.write().await = Some(clients),
+            Ok(clients) => *self.clients.write().await = Ok(clients),
             Err(e) => {
                 diagnostics.push(diagnostic("Cannot connect to orgtrail", format!("{e:#}"), Some("endpoint")))
             }
