@@ -244,6 +244,11 @@ async fn terraform_manages_orgtrail_through_the_generated_provider() {
     let tf = Terraform::new(&dir.path().join("tf"), &info);
     let mut c = admin(&info).await;
 
+    // The example configuration shipped in deploy/terraform is valid against this provider.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/terraform/main.tf");
+    std::fs::write(tf.root.join("module/main.tf"), std::fs::read(example).unwrap()).unwrap();
+    tf.expect(&["validate", "-no-color"], 0);
+
     // plan, apply.
     tf.write(&config(&info.bucket, &selectors(WRITES_S3, READS_LAMBDA), ""));
     let plan = tf.plan(2);
@@ -350,14 +355,14 @@ async fn terraform_manages_orgtrail_through_the_generated_provider() {
 
     // Bad input fails the plan or apply with the attribute named, and changes nothing.
     let bad_role = changed.replace("ROLE_AUDITOR", "ROLE_BOSS");
-    tf.write(&bad_role);
+    tf.write(&format!("{bad_role}{IMPORTED}"));
     let output = tf.run(&["plan", "-no-color", "-input=false"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_ne!(output.status.code(), Some(0));
     assert!(stderr.contains("role") && stderr.contains("ROLE_BOSS"), "{stderr}");
     let bad_selector =
         changed.replace(r#"read_write_type           = "WriteOnly""#, r#"read_write_type = "Sometimes""#);
-    tf.write(&bad_selector);
+    tf.write(&format!("{bad_selector}{IMPORTED}"));
     let output = tf.run(&["apply", "-auto-approve", "-no-color", "-input=false"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_ne!(output.status.code(), Some(0));
