@@ -9,7 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -106,9 +106,10 @@ pub struct Config {
     /// LookupEvents requests per second per account and region (AWS's limit is 2), shared by
     /// the live window and the backfill.
     pub lookup_requests_per_second: f64,
-    /// Address `orgtrail worker` serves Prometheus metrics on (`GET /metrics`, plain HTTP/1.1):
-    /// per collector account, source and region, events pulled, errors by code and the time of
-    /// the last success. Unset or empty: not served.
+    /// Address `orgtrail worker` and `orgtrail serve` serve Prometheus metrics on (`GET /metrics`,
+    /// plain HTTP/1.1): ingest, delivery, shard lag, latency, errors, leases and digests (see
+    /// README "Metrics"), and per collector target the events pulled, errors by code and the time
+    /// of the last success. Unset or empty: not served.
     #[serde(deserialize_with = "optional_address")]
     pub metrics_listen: Option<SocketAddr>,
     /// Delivery attempts of an alert (webhook) before it goes to the dead letters

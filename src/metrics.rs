@@ -1,5 +1,6 @@
-//! Prometheus metrics of the pull collectors, and the small HTTP/1.1 server `orgtrail worker`
-//! exposes them on (`GET /metrics`, with `metrics_listen`).
+//! Prometheus metrics: the pull collectors' (one registry per worker), the pipeline's (one per
+//! process, [`pipeline`]), and the small HTTP/1.1 server `orgtrail worker`, `serve` and `dev`
+//! expose them on (`GET /metrics`, with `metrics_listen`).
 //!
 //! Labels are (account, source, region) — exactly the collector targets, so the number of series
 //! is bounded by the accounts configured — plus, for errors, the error's short code from a fixed
@@ -16,7 +17,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -104,9 +108,159 @@ impl Metrics {
     /// The registry in the Prometheus text exposition format.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut buffer = Vec::new();
-        TextEncoder::new().encode(&self.inner.registry.gather(), &mut buffer)?;
+        let mut families = self.inner.registry.gather();
+        families.extend(pipeline().registry.gather());
+        TextEncoder::new().encode(&families, &mut buffer)?;
         String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
     }
+}
+
+/// Ingest, delivery, lease and error metrics. Process-wide rather than per worker: the code that
+/// counts (ingest handlers, the store's error conversion, the S3 sink) is shared by every part of
+/// the process, and one process is one scrape target. Several workers in one process (`dev`,
+/// tests) add into the same series.
+pub struct Pipeline {
+    registry: Registry,
+    /// Events in PutAuditEvents calls that passed request-level checks.
+    pub received: IntCounter,
+    /// Events staged for delivery (first copies).
+    pub accepted: IntCounter,
+    /// Events dropped as copies of an eventID already staged.
+    pub duplicates: IntCounter,
+    /// Events refused, by the per-event error code (a fixed set).
+    pub rejected: IntCounterVec,
+    /// Log files delivered, by kind (`log`, `insight`).
+    pub delivered_files: IntCounterVec,
+    /// Bytes (gzip) of delivered log files, by kind.
+    pub delivered_bytes: IntCounterVec,
+    /// Events delivered, by kind.
+    pub delivered_events: IntCounterVec,
+    /// Per held shard: now − the oldest undelivered staged event (0 when none).
+    pub shard_lag: GaugeVec,
+    /// Shards this process's workers hold.
+    pub shards_held: IntGauge,
+    /// Per delivered event: time from arrival (staging) to its log file being committed.
+    pub delivery_latency: Histogram,
+    /// Failed S3 requests, by operation.
+    pub s3_errors: IntCounterVec,
+    /// Database errors, by kind (`server`: Postgres answered with an error; `connection`; `other`).
+    pub postgres_errors: IntCounterVec,
+    /// Shards claimed whose lease had expired under another worker.
+    pub lease_takeovers: IntCounter,
+    /// Digest files written to S3.
+    pub digest_writes: IntCounter,
+}
+
+impl Pipeline {
+    fn new() -> Self {
+        // Constants and a fresh registry: only a programming error can fail here.
+        fn counter(name: &str, help: &str) -> IntCounter {
+            IntCounter::new(name, help).expect("valid metric definition")
+        }
+        fn counters(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+        }
+        let pipeline = Self {
+            registry: Registry::new(),
+            received: counter("orgtrail_ingest_events_received_total", "Events received by PutAuditEvents."),
+            accepted: counter("orgtrail_ingest_events_accepted_total", "Events accepted and staged."),
+            duplicates: counter(
+                "orgtrail_ingest_events_duplicate_total",
+                "Events dropped as copies of an eventID already seen.",
+            ),
+            rejected: counters(
+                "orgtrail_ingest_events_rejected_total",
+                "Events refused, by error code.",
+                &["reason"],
+            ),
+            delivered_files: counters(
+                "orgtrail_delivered_files_total",
+                "Log files delivered to S3, by kind (log, insight).",
+                &["kind"],
+            ),
+            delivered_bytes: counters(
+                "orgtrail_delivered_bytes_total",
+                "Bytes (gzip) of log files delivered to S3, by kind.",
+                &["kind"],
+            ),
+            delivered_events: counters(
+                "orgtrail_delivered_events_total",
+                "Events in delivered log files, by kind.",
+                &["kind"],
+            ),
+            shard_lag: GaugeVec::new(
+                Opts::new(
+                    "orgtrail_shard_lag_seconds",
+                    "Per held shard: now minus the oldest undelivered staged event (0: none).",
+                ),
+                &["shard", "account", "region", "source"],
+            )
+            .expect("valid metric definition"),
+            shards_held: IntGauge::new("orgtrail_shards_held", "Shards whose lease this process holds.")
+                .expect("valid metric definition"),
+            delivery_latency: Histogram::with_opts(
+                HistogramOpts::new(
+                    "orgtrail_delivery_latency_seconds",
+                    "Per delivered event: seconds from arrival to its log file being committed.",
+                )
+                .buckets(vec![0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0]),
+            )
+            .expect("valid metric definition"),
+            s3_errors: counters(
+                "orgtrail_s3_errors_total",
+                "Failed S3 requests, by operation.",
+                &["operation"],
+            ),
+            postgres_errors: counters(
+                "orgtrail_postgres_errors_total",
+                "Database errors, by kind (server, connection, other).",
+                &["kind"],
+            ),
+            lease_takeovers: counter(
+                "orgtrail_lease_takeovers_total",
+                "Shards claimed after their lease expired under another worker.",
+            ),
+            digest_writes: counter("orgtrail_digest_writes_total", "Digest files written to S3."),
+        };
+        for collector in [
+            Box::new(pipeline.received.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(pipeline.accepted.clone()),
+            Box::new(pipeline.duplicates.clone()),
+            Box::new(pipeline.rejected.clone()),
+            Box::new(pipeline.delivered_files.clone()),
+            Box::new(pipeline.delivered_bytes.clone()),
+            Box::new(pipeline.delivered_events.clone()),
+            Box::new(pipeline.shard_lag.clone()),
+            Box::new(pipeline.shards_held.clone()),
+            Box::new(pipeline.delivery_latency.clone()),
+            Box::new(pipeline.s3_errors.clone()),
+            Box::new(pipeline.postgres_errors.clone()),
+            Box::new(pipeline.lease_takeovers.clone()),
+            Box::new(pipeline.digest_writes.clone()),
+        ] {
+            pipeline.registry.register(collector).expect("metric names are unique");
+        }
+        pipeline
+    }
+
+    /// Counts a database error by kind.
+    pub fn postgres_error(&self, error: &sqlx::Error) {
+        let kind = match error {
+            sqlx::Error::Database(_) => "server",
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed => "connection",
+            _ => "other",
+        };
+        self.postgres_errors.with_label_values(&[kind]).inc();
+    }
+}
+
+/// The process's pipeline metrics.
+pub fn pipeline() -> &'static Pipeline {
+    static PIPELINE: std::sync::LazyLock<Pipeline> = std::sync::LazyLock::new(Pipeline::new);
+    &PIPELINE
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves, then lets in-flight requests

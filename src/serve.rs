@@ -68,6 +68,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             wait_stop(stopped.clone()),
         ))
     });
+    let metrics = match config.metrics_listen {
+        Some(address) => {
+            // Bound before serving, so a taken port fails the command at once.
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on metrics_listen {address}"))?;
+            tracing::info!(address = %listener.local_addr()?, "metrics served on /metrics");
+            Some(tokio::spawn(crate::metrics::serve(
+                crate::metrics::Metrics::new(),
+                listener,
+                wait_stop(stopped.clone()),
+            )))
+        }
+        None => None,
+    };
     let listener = api::bind(config.grpc_listen).await?;
     tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "control plane listening");
     let cloudtrail = match config.cloudtrail_listen {
@@ -100,6 +115,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => Ok(()),
     };
     let _ = maintenance.await;
+    if let Some(metrics) = metrics
+        && let Ok(Err(error)) = metrics.await
+    {
+        tracing::warn!(%error, "metrics server failed");
+    }
     if let Some(org_sync) = org_sync {
         let _ = org_sync.await;
     }

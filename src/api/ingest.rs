@@ -152,6 +152,8 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                 .into());
             }
         }
+        let metrics = crate::metrics::pipeline();
+        metrics.received.inc_by(input.audit_events.len() as u64);
         let channel = if input.channel_id.is_empty() {
             None
         } else {
@@ -234,6 +236,7 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                     });
                 }
                 Err(error) => {
+                    metrics.rejected.with_label_values(&[error.code]).inc();
                     if let Some(own) = caller.member_account() {
                         rejected_accounts.push(own.clone());
                     }
@@ -250,6 +253,9 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         } else {
             self.ctx.staging.stage(incoming, &rejected_accounts).await?
         };
+        let duplicates = outcomes.iter().filter(|o| **o == StageOutcome::Duplicate).count() as u64;
+        metrics.duplicates.inc_by(duplicates);
+        metrics.accepted.inc_by(outcomes.len() as u64 - duplicates);
         crate::pipeline::worker::failpoint("after-ingest-commit");
         let successful = accepted_entries
             .into_iter()

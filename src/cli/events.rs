@@ -33,6 +33,10 @@ pub enum EventsCommand {
         /// Calls in flight at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// A progress line on stderr every 2 seconds and at the end (default: when stderr is a
+        /// terminal).
+        #[arg(long)]
+        progress: bool,
     },
     /// Look events up in the organization's event history (management and Insights events),
     /// newest first, like `aws cloudtrail lookup-events`.
@@ -154,8 +158,10 @@ struct Tally {
 
 pub async fn run(clients: Clients, command: EventsCommand, format: Output) -> anyhow::Result<()> {
     match command {
-        EventsCommand::Put { file, register_missing_accounts, channel_id, concurrency } => {
-            put(clients, file, register_missing_accounts, channel_id, concurrency, format).await
+        EventsCommand::Put { file, register_missing_accounts, channel_id, concurrency, progress } => {
+            let progress = progress || std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let options = PutOptions { register_missing_accounts, channel_id, concurrency, progress };
+            put(clients, file, options, format).await
         }
         EventsCommand::Lookup(args) => lookup(clients, args, format).await,
     }
@@ -221,19 +227,49 @@ async fn lookup(clients: Clients, args: LookupArgs, format: Output) -> anyhow::R
     Ok(())
 }
 
-async fn put(
-    clients: Clients,
-    file: PathBuf,
+struct PutOptions {
     register_missing_accounts: bool,
     channel_id: String,
     concurrency: usize,
-    format: Output,
-) -> anyhow::Result<()> {
+    progress: bool,
+}
+
+/// Progress lines on stderr for long runs: at most one every [`Progress::EVERY`], and the last.
+struct Progress {
+    on: bool,
+    started: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn new(on: bool) -> Self {
+        let now = std::time::Instant::now();
+        Self { on, started: now, last: now }
+    }
+
+    /// Prints `line()` when due (or `last`), with the elapsed time.
+    fn tick(&mut self, last: bool, line: impl FnOnce() -> String) {
+        if !self.on || (!last && self.last.elapsed() < Self::EVERY) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        eprintln!("{} ({:.1}s)", line(), self.started.elapsed().as_secs_f64());
+    }
+}
+
+async fn put(clients: Clients, file: PathBuf, options: PutOptions, format: Output) -> anyhow::Result<()> {
+    let PutOptions { register_missing_accounts, channel_id, concurrency, progress } = options;
+    let mut progress = Progress::new(progress);
     let mut files = Vec::new();
     files_under(&file, &mut files)?;
     let mut records = Vec::new();
-    for path in &files {
+    for (read, path) in files.iter().enumerate() {
         records.extend(records_of(path)?);
+        progress.tick(read + 1 == files.len(), || {
+            format!("read {}/{} files, {} events", read + 1, files.len(), records.len())
+        });
     }
     if register_missing_accounts {
         register_missing(&clients, &records).await?;
@@ -261,6 +297,7 @@ async fn put(
         calls.push(current);
     }
 
+    let calls_count = calls.len();
     let mut responses = futures::stream::iter(calls.into_iter().map(|events| {
         let mut client = clients.ingest.clone();
         let channel_id = channel_id.clone();
@@ -270,7 +307,10 @@ async fn put(
     }))
     .buffer_unordered(concurrency.max(1));
     let mut tally = Tally::default();
+    let total_calls = calls_count;
+    let mut done_calls = 0;
     while let Some(response) = responses.next().await {
+        done_calls += 1;
         let response = response.map_err(call_error)?.into_inner();
         for entry in response.successful {
             if entry.duplicate {
@@ -283,6 +323,13 @@ async fn put(
             let slot = tally.rejected.entry(entry.error_code).or_insert((0, entry.error_message));
             slot.0 += 1;
         }
+        progress.tick(done_calls == total_calls, || {
+            let rejected: u64 = tally.rejected.values().map(|(n, _)| n).sum();
+            format!(
+                "sent {done_calls}/{total_calls} calls: {} accepted, {} duplicates, {rejected} rejected",
+                tally.accepted, tally.duplicates
+            )
+        });
     }
     let rejected: u64 = tally.rejected.values().map(|(n, _)| n).sum();
     if format == Output::Json {

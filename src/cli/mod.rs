@@ -103,6 +103,13 @@ pub struct DevArgs {
     /// or a free port when --grpc-listen asks for one with port 0]
     #[arg(long)]
     pub cloudtrail_listen: Option<SocketAddr>,
+    /// Prometheus metrics listen address (`GET /metrics`; written to dev.json) [default:
+    /// 127.0.0.1:50053, or a free port when --grpc-listen asks for one with port 0]
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log lines on stderr: `text` or `json` (one JSON object per line).
+    #[arg(long, value_enum, default_value = "text", env = "ORGTRAIL_LOG_FORMAT")]
+    pub log_format: LogFormat,
     /// Port of the embedded Postgres; 0 picks a free port.
     #[arg(long, default_value_t = 0)]
     pub postgres_port: u16,
@@ -140,6 +147,20 @@ pub struct ServerArgs {
     /// TOML config file; environment variables (ORGTRAIL_*, DATABASE_URL) override it.
     #[arg(long, short = 'c', env = "ORGTRAIL_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log lines on stderr: `text` or `json`; overrides `log_format` (ORGTRAIL_LOG_FORMAT).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl ServerArgs {
+    /// The configuration, with the command line's overrides.
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(format) = self.log_format {
+            config.log_format = format;
+        }
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,16 +266,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match command {
         Command::Dev(args) => {
-            init_tracing(LogFormat::Text);
+            init_tracing(args.log_format);
+            let free_or = |port: u16| if args.grpc_listen.port() == 0 { 0 } else { port };
             crate::dev::run(crate::dev::DevOptions {
                 data_dir: args.data_dir,
                 grpc_listen: args.grpc_listen,
                 s3_listen: args.s3_listen,
                 // Scripts and tests that ask for free ports get one here too without knowing the flag.
-                cloudtrail_listen: args.cloudtrail_listen.unwrap_or_else(|| {
-                    let port = if args.grpc_listen.port() == 0 { 0 } else { 50052 };
-                    SocketAddr::from(([127, 0, 0, 1], port))
-                }),
+                cloudtrail_listen: args
+                    .cloudtrail_listen
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_or(50052)))),
+                metrics_listen: args
+                    .metrics_listen
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_or(50053)))),
                 postgres_port: args.postgres_port,
                 demo: args.demo,
                 digest_period: args.digest_period,
@@ -262,12 +286,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Serve(args) => {
-            let config = Config::load(args.config.as_deref())?;
+            let config = args.load()?;
             init_tracing(config.log_format);
             crate::serve::serve(config).await
         }
         Command::Worker(args) => {
-            let config = Config::load(args.config.as_deref())?;
+            let config = args.load()?;
             init_tracing(config.log_format);
             let shutdown = shutdown_signal();
             let mut settings = config.worker_settings()?;
@@ -306,7 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Migrate(args) => {
-            let config = Config::load(args.config.as_deref())?;
+            let config = args.load()?;
             init_tracing(config.log_format);
             let pool = crate::store::connect(config.database_url()?, 2).await?;
             crate::store::migrate(&pool).await?;

@@ -33,6 +33,8 @@ pub struct DevOptions {
     pub grpc_listen: SocketAddr,
     pub s3_listen: SocketAddr,
     pub cloudtrail_listen: SocketAddr,
+    /// Prometheus `/metrics` listen address.
+    pub metrics_listen: SocketAddr,
     /// Postgres port; 0 picks a free one.
     pub postgres_port: u16,
     /// Enroll demo accounts and a trail, and generate synthetic traffic.
@@ -66,6 +68,9 @@ pub struct DevInfo {
     pub cloudtrail_access_key_id: String,
     #[serde(default)]
     pub cloudtrail_secret_access_key: String,
+    /// Prometheus metrics (`GET /metrics`), e.g. `http://127.0.0.1:50053/metrics`.
+    #[serde(default)]
+    pub metrics_endpoint: String,
 }
 
 /// Secrets generated on first start and kept in `DIR/secrets.json` (mode 0600).
@@ -183,6 +188,10 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let grpc_addr = listener.local_addr()?;
     let cloudtrail_listener = api::bind(options.cloudtrail_listen).await?;
     let cloudtrail_addr = cloudtrail_listener.local_addr()?;
+    let metrics_listener = tokio::net::TcpListener::bind(options.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for metrics", options.metrics_listen))?;
+    let metrics_addr = metrics_listener.local_addr()?;
     let info = DevInfo {
         grpc_endpoint: format!("http://{grpc_addr}"),
         s3_endpoint: s3.endpoint(),
@@ -199,6 +208,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         cloudtrail_endpoint: format!("http://{cloudtrail_addr}"),
         cloudtrail_access_key_id: admin_key_id,
         cloudtrail_secret_access_key: admin_secret,
+        metrics_endpoint: format!("http://{metrics_addr}/metrics"),
     };
     write_private(&data_dir.join("dev.json"), serde_json::to_string_pretty(&info)?.as_bytes())?;
 
@@ -238,6 +248,11 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         wait_stop(stop_rx.clone()),
     ));
     let server = tokio::spawn(api::serve(ctx, listener, None, wait_stop(stop_rx.clone())));
+    let metrics = tokio::spawn(crate::metrics::serve(
+        crate::metrics::Metrics::new(),
+        metrics_listener,
+        wait_stop(stop_rx.clone()),
+    ));
     let horizons = crate::store::maintenance::Horizons::default();
     crate::store::maintenance::prepare(&pool, horizons).await?;
     let maintenance =
@@ -266,6 +281,9 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         tracing::warn!(%error, "worker stopped with an error");
     }
     let _ = maintenance.await;
+    if let Ok(Err(error)) = metrics.await {
+        tracing::warn!(%error, "metrics server stopped with an error");
+    }
     if let Some(demo) = demo
         && let Ok(Err(error)) = demo.await
     {
@@ -290,6 +308,7 @@ fn print_banner(info: &DevInfo, data_dir: &Path) {
         "  CloudTrail API    {}  (aws --endpoint-url; access key {}, which S3 accepts too)",
         info.cloudtrail_endpoint, info.cloudtrail_access_key_id
     );
+    println!("  metrics           {}", info.metrics_endpoint);
     println!("  bucket            {}", info.bucket);
     println!("  region            {}", info.region);
     println!(

@@ -159,6 +159,8 @@ pub struct Worker {
     taps: Vec<Arc<dyn Tap>>,
     /// Shards currently held, for the memory budget.
     shard_count: std::sync::atomic::AtomicI64,
+    /// Per held shard, the labels of its lag series (removed when the shard goes).
+    lag_series: std::sync::Mutex<HashMap<i64, [String; 4]>>,
 }
 
 impl Worker {
@@ -170,7 +172,16 @@ impl Worker {
             uuid::Uuid::new_v4().simple()
         );
         let taps = super::taps::standard(&pool, &settings);
-        Self { pool, staging, sink, id, settings, taps, shard_count: std::sync::atomic::AtomicI64::new(0) }
+        Self {
+            pool,
+            staging,
+            sink,
+            id,
+            settings,
+            taps,
+            shard_count: std::sync::atomic::AtomicI64::new(0),
+            lag_series: Default::default(),
+        }
     }
 
     /// Adds a tap beside the standard ones.
@@ -238,6 +249,7 @@ impl Worker {
                     tracing::warn!(%error, "lease round failed");
                 }
                 last_claim = Instant::now();
+                self.refresh_lag(&shards).await;
                 if renew {
                     last_renewal = Instant::now();
                 }
@@ -346,16 +358,18 @@ impl Worker {
         if claimed.is_empty() {
             return Ok(());
         }
-        let ids: Vec<i64> = claimed.iter().map(|l| l.shard_id).collect();
+        let ids: Vec<i64> = claimed.iter().map(|c| c.lease.shard_id).collect();
         let infos: HashMap<i64, ShardInfo> =
             delivery::shard_infos(&self.pool, &ids).await?.into_iter().map(|i| (i.id, i)).collect();
-        for lease in claimed {
+        let metrics = crate::metrics::pipeline();
+        metrics.lease_takeovers.inc_by(claimed.iter().filter(|c| c.taken_over).count() as u64);
+        for delivery::Claim { lease, taken_over } in claimed {
             let Some(info) = infos.get(&lease.shard_id).cloned() else { continue };
             let Ok(account) = AccountId::parse("account_id", &info.account_id) else { continue };
             let cursors = delivery::cursors(&self.pool, lease.shard_id).await?.into_iter().collect();
             let tap_cursors = taps::cursors(&self.pool, lease.shard_id).await?;
             tracing::info!(shard = lease.shard_id, generation = lease.generation, account = %info.account_id,
-                region = %info.region, "shard claimed");
+                region = %info.region, taken_over, "shard claimed");
             shards.insert(
                 lease.shard_id,
                 ShardState {
@@ -376,6 +390,42 @@ impl Worker {
             );
         }
         Ok(())
+    }
+
+    /// Sets `orgtrail_shard_lag_seconds` of every held shard and drops the series of shards no
+    /// longer held.
+    async fn refresh_lag(&self, shards: &HashMap<i64, ShardState>) {
+        let metrics = crate::metrics::pipeline();
+        let ids: Vec<i64> = shards.keys().copied().collect();
+        let lag = match delivery::staged_lag(&self.pool, &ids).await {
+            Ok(lag) => lag,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read shard lag");
+                return;
+            }
+        };
+        let mut series = self.lag_series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        series.retain(|id, labels| {
+            let held = shards.contains_key(id);
+            if !held {
+                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                let _ = metrics.shard_lag.remove_label_values(&labels);
+            }
+            held
+        });
+        for (id, state) in shards {
+            let labels = series.entry(*id).or_insert_with(|| {
+                [
+                    id.to_string(),
+                    state.info.account_id.clone(),
+                    state.info.region.clone(),
+                    state.info.source.clone(),
+                ]
+            });
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            metrics.shard_lag.with_label_values(&labels).set(lag.get(id).copied().unwrap_or(0.0));
+        }
+        metrics.shards_held.set(series.len() as i64);
     }
 
     async fn snapshot(&self) -> Result<Snapshot, StoreError> {
@@ -664,6 +714,7 @@ impl Worker {
             return Ok(());
         }
 
+        let arrivals: Vec<DateTime<Utc>> = selected.iter().map(|e| e.received_at).collect();
         let records: Vec<Arc<str>> = selected.iter().map(|e| e.record.clone()).collect();
         let times: Vec<DateTime<Utc>> =
             selected.iter().filter_map(|e| e.view.as_ref().map(|v| v.event_time)).collect();
@@ -705,7 +756,15 @@ impl Worker {
         delivery::seal(&self.pool, &self.id, state.lease, &batch).await?;
         failpoint("after-seal");
         test_pause().await;
-        self.deliver(state, batch).await
+        self.deliver(state, batch).await?;
+        if state.cursors.get(&trail.id) == Some(&judged_through) {
+            let latency = &crate::metrics::pipeline().delivery_latency;
+            let now = Utc::now();
+            for arrival in arrivals {
+                latency.observe((now - arrival).num_milliseconds().max(0) as f64 / 1000.0);
+            }
+        }
+        Ok(())
     }
 
     /// Steps (b) and (c) for a sealed batch.
@@ -750,6 +809,11 @@ impl Worker {
         .await?;
         state.retry_at.remove(&trail_id);
         state.cursors.insert(trail_id, batch.to_seq);
+        let kind = if state.info.source == SOURCE_INSIGHTS { "insight" } else { "log" };
+        let metrics = crate::metrics::pipeline();
+        metrics.delivered_files.with_label_values(&[kind]).inc();
+        metrics.delivered_bytes.with_label_values(&[kind]).inc_by(batch.body.len() as u64);
+        metrics.delivered_events.with_label_values(&[kind]).inc_by(batch.record_count.max(0) as u64);
         tracing::debug!(trail = %batch.trail_arn, key = %batch.object_key, records = batch.record_count, "log file delivered");
         Ok(())
     }

@@ -135,7 +135,9 @@ impl S3Sink {
         if !kms_key_id.is_empty() {
             put = put.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(kms_key_id);
         }
-        self.put_once(put, bucket, key, sha256).await
+        self.put_once(put, bucket, key, sha256).await.inspect_err(|_| {
+            crate::metrics::pipeline().s3_errors.with_label_values(&["put_log_file"]).inc();
+        })
     }
 
     /// Writes a digest file with its signature in S3 user metadata, where `aws cloudtrail
@@ -152,7 +154,12 @@ impl S3Sink {
             .put_request(bucket, key, body)
             .metadata("signature", signature_hex)
             .metadata("signature-algorithm", crate::integrity::keys::SIGNATURE_ALGORITHM);
-        self.put_once(put, bucket, key, sha256).await
+        let put = self.put_once(put, bucket, key, sha256).await;
+        match &put {
+            Ok(_) => crate::metrics::pipeline().digest_writes.inc(),
+            Err(_) => crate::metrics::pipeline().s3_errors.with_label_values(&["put_digest"]).inc(),
+        }
+        put
     }
 
     fn put_request(&self, bucket: &str, key: &str, body: &[u8]) -> PutObjectFluentBuilder {

@@ -13,25 +13,50 @@ pub struct Lease {
     pub generation: i64,
 }
 
+/// A lease just claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Claim {
+    #[sqlx(flatten)]
+    pub lease: Lease,
+    /// The lease had expired under another worker (not given up, never held): a takeover.
+    pub taken_over: bool,
+}
+
 /// Claims up to `limit` shards whose lease expired (or was never taken).
 pub async fn claim_shards(
     pool: &PgPool,
     owner: &str,
     ttl_ms: i64,
     limit: i64,
-) -> Result<Vec<Lease>, StoreError> {
-    Ok(sqlx::query_as::<_, Lease>(
-        "UPDATE shard_leases SET owner = $1, generation = generation + 1,
+) -> Result<Vec<Claim>, StoreError> {
+    Ok(sqlx::query_as::<_, Claim>(
+        "WITH picked AS (SELECT shard_id, owner FROM shard_leases WHERE expires_at < now()
+                         ORDER BY shard_id LIMIT $3 FOR UPDATE SKIP LOCKED)
+         UPDATE shard_leases l SET owner = $1, generation = l.generation + 1,
                 expires_at = now() + make_interval(secs => $2::double precision / 1000)
-         WHERE shard_id IN (SELECT shard_id FROM shard_leases WHERE expires_at < now()
-                            ORDER BY shard_id LIMIT $3 FOR UPDATE SKIP LOCKED)
-         RETURNING shard_id, generation",
+         FROM picked WHERE l.shard_id = picked.shard_id
+         RETURNING l.shard_id, l.generation, picked.owner IS NOT NULL AS taken_over",
     )
     .bind(owner)
     .bind(ttl_ms)
     .bind(limit)
     .fetch_all(pool)
     .await?)
+}
+
+/// Per shard of `ids` holding staged events: seconds since the oldest of them arrived.
+pub async fn staged_lag(
+    pool: &PgPool,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, f64>, StoreError> {
+    let rows: Vec<(i64, f64)> = sqlx::query_as(
+        "SELECT shard_id, EXTRACT(EPOCH FROM now() - min(received_at))::float8 FROM staged_chunks
+         WHERE shard_id = ANY($1) GROUP BY shard_id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Extends every unexpired lease of `owner`; returns the leases still held.

@@ -41,9 +41,17 @@ pub enum StoreError {
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Every database error the store sees passes here once: counted for `/metrics`.
+    fn from(error: sqlx::Error) -> Self {
+        crate::metrics::pipeline().postgres_error(&error);
+        Self::Database(error)
+    }
 }
 
 impl StoreError {
