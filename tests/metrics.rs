@@ -33,8 +33,16 @@ async fn worker_serves_metrics_while_it_runs(pool: PgPool) {
 
     let (status, body) = http_get(address, "/metrics").await;
     assert_eq!(status, 200, "{body}");
-    // No collector target yet: no series, and every line is exposition format.
-    assert!(body.lines().all(|line| line.is_empty() || line.starts_with('#')), "{body}");
+    // No collector target yet: no collector series; every line is exposition format.
+    assert!(!body.contains("orgtrail_collector_events_total{"), "{body}");
+    assert!(
+        body.lines().all(|line| line.is_empty()
+            || line.starts_with('#')
+            || line.starts_with("orgtrail_")
+                && line.rsplit_once(' ').is_some_and(|(_, v)| v.parse::<f64>().is_ok())),
+        "{body}"
+    );
+    assert!(body.contains("# TYPE orgtrail_ingest_events_received_total counter"), "{body}");
     assert_eq!(http_get(address, "/").await.0, 404);
     assert_eq!(http_get(address, "/metric").await.0, 404);
 

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use orgtrail::dev::DevInfo;
 
 const BIN: &str = env!("CARGO_BIN_EXE_orgtrail");
-const DATA: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cloudtrail/sources/invictus-ir_aws_dataset");
+const DATA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/data/cloudtrail/sources/invictus-ir_aws_dataset/CloudTrail"
+);
 
 struct Dev(Child);
 
