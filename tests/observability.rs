@@ -171,6 +171,28 @@ fn dev_metrics_move_with_traffic_and_are_documented() {
         assert!(delivered.contains(&format!("# TYPE {always} ")), "{always} missing:\n{delivered}");
     }
 
+    // `orgtrail status` sums it up from the API and dev.json's metrics endpoint.
+    let status = cli(dir, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(text.contains(&format!("organization      {}", info.organization_id)), "{text}");
+    assert!(
+        text.contains("ACTIVE") && text.contains("demo-org-trail") && text.contains("oldest lag"),
+        "{text}"
+    );
+    let json = cli(dir, &["--output", "json", "status"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["organization"]["id"], info.organization_id.as_str(), "{json}");
+    assert!(json["accounts"]["ACTIVE"].as_u64().is_some_and(|n| n >= 4), "{json}");
+    let trail = json["trails"].as_array().unwrap().iter().find(|t| t["name"] == "demo-org-trail").unwrap();
+    assert_eq!(trail["is_logging"], true, "{json}");
+    assert!(trail["latest_delivery_time"].is_string(), "{json}");
+    assert!(json["pipeline"]["shards_held"].as_u64().is_some_and(|n| n >= 1), "{json}");
+    assert!(json["pipeline"]["events_delivered"].as_u64().is_some_and(|n| n as f64 >= staged), "{json}");
+    let unreachable = cli(dir, &["status", "--metrics-endpoint", "ftp://x"]);
+    assert!(!unreachable.status.success());
+    assert_eq!(String::from_utf8_lossy(&unreachable.stderr).lines().count(), 1);
+
     // Every metric served has a row in the README's table.
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     for line in delivered.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {

@@ -8,6 +8,7 @@ pub mod events;
 pub mod org_sync;
 pub mod output;
 pub mod rules;
+pub mod status;
 pub mod trails;
 pub mod validate;
 
@@ -82,6 +83,9 @@ pub enum Command {
     /// Alert rules, built-in rule packs and undeliverable alerts.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
+    /// One screen: organization, accounts by state, trails and their latest deliveries, and the
+    /// delivery pipeline (shards, backlog, lag, leases) from a metrics endpoint.
+    Status(status::StatusArgs),
     /// Prove that no delivered log file was modified, deleted or forged: walk the trail's signed
     /// digest chains (as `aws cloudtrail validate-logs` does) and look for deleted digests and
     /// unlisted log files. Exit code 1 when anything is INVALID.
@@ -386,6 +390,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rules(command) => {
             let clients = connect().await?;
             rules::run(clients, command, output).await
+        }
+        Command::Status(args) => {
+            let clients = connect().await?;
+            status::run(clients, args, output).await
         }
         Command::Bootstrap(args) => bootstrap::run(args, endpoint, ca_cert, output).await,
         Command::Validate(args) => validate::run(args, endpoint, token, ca_cert, output).await,
