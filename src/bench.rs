@@ -3,6 +3,7 @@
 //! and memory. Every server-side part runs as its own process so its CPU can be read from /proc:
 //! Postgres (durable settings), `orgtrail serve`, `orgtrail worker`, `orgtrail s3-server`.
 
+pub mod leases;
 pub mod lookup;
 
 use std::collections::{BTreeSet, HashMap};

@@ -177,6 +177,9 @@ pub enum BenchCommand {
     /// Fill the event history (10M events by default) and send LookupEvents at a target rate;
     /// prints latency percentiles and the rate achieved.
     Lookup(crate::bench::lookup::LookupBenchArgs),
+    /// Shard leases at organization scale (170,000 shards by default) against a real Postgres:
+    /// claim and renew latency percentiles, and the takeover time of a stopped worker.
+    Leases(crate::bench::leases::LeaseBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -348,6 +351,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Rules(args)) => {
             init_tracing(LogFormat::Text);
             crate::bench::rules::run(args).await
+        }
+        Command::Bench(BenchCommand::Leases(args)) => {
+            init_tracing(LogFormat::Text);
+            crate::bench::leases::leases(args).await
         }
         Command::Bench(BenchCommand::Lookup(args)) => {
             init_tracing(LogFormat::Text);
