@@ -191,12 +191,28 @@ async fn three_workers_survive_a_kill_without_loss_or_duplicates(pool: PgPool) {
     let started = Instant::now();
     let half = total / 2;
     let mut killed_pid = 0;
+    let mut victim_slot = 0;
+    let mut victim_shards = 0;
     for (n, chunk) in records.chunks(100).enumerate() {
         if n * 100 >= half && killed_pid == 0 {
             // Let the workers take the shards (and deliver some) before one dies.
             tokio::time::sleep(Duration::from_secs(3)).await;
-            let mut victim = workers[0].take().unwrap();
-            killed_pid = victim.0.id();
+            // The victim: the worker holding most shards (ids are `HOST-PID-UUID`).
+            let owners: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT owner, count(*) FROM shard_leases WHERE owner IS NOT NULL AND expires_at > now()
+                 GROUP BY owner ORDER BY count(*) DESC",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let (owner, held) = owners.first().expect("shards are leased").clone();
+            let pid: u32 =
+                owner.rsplit('-').nth(1).and_then(|p| p.parse().ok()).expect("pid in the owner id");
+            let slot = workers.iter().position(|w| w.as_ref().is_some_and(|w| w.0.id() == pid)).unwrap();
+            victim_slot = slot;
+            let mut victim = workers[slot].take().unwrap();
+            killed_pid = pid;
+            victim_shards = held;
             victim.0.kill().unwrap(); // SIGKILL
             let _ = victim.0.wait();
         }
@@ -207,7 +223,9 @@ async fn three_workers_survive_a_kill_without_loss_or_duplicates(pool: PgPool) {
     let pushed_in = started.elapsed();
 
     // The dead worker's shards are taken over by the others.
-    let survivors = &metrics_ports[1..];
+    let survivors: Vec<u16> =
+        metrics_ports.iter().enumerate().filter(|(n, _)| *n != victim_slot).map(|(_, p)| *p).collect();
+    let survivors = &survivors[..];
     let deadline = Instant::now() + Duration::from_secs(120);
     while takeovers(survivors).await < 1.0 {
         assert!(Instant::now() < deadline, "no lease takeover seen");
@@ -254,8 +272,8 @@ async fn three_workers_survive_a_kill_without_loss_or_duplicates(pool: PgPool) {
     assert_eq!(seen.len(), total, "only the pushed events");
     println!(
         "scaleout: {accounts} accounts x {} regions = {} shards, {total} events; pushed in {:.1}s, all \
-         delivered exactly once {:.1}s after the first push; one worker killed (pid {killed_pid}) half-way, \
-         {taken_over} lease takeovers by the others",
+         delivered exactly once {:.1}s after the first push; one worker killed (pid {killed_pid}) half-way \
+         holding {victim_shards} shards, {taken_over} lease takeovers by the others",
         REGIONS.len(),
         accounts * REGIONS.len(),
         pushed_in.as_secs_f64(),
