@@ -216,6 +216,7 @@ async fn duckdb_reads_every_delivered_record_through_the_org_trail_ddl(pool: PgP
     let expected: BTreeMap<(String, String), usize> =
         pushed.iter().map(|(k, v)| (k.clone(), v.len())).collect();
     assert_eq!(per_account_region, expected, "rows per (account, region) = management events pushed");
+    assert_eq!(identity_arns, pushed_identity_arns, "useridentity.arn read through the STRUCT type");
     for column in ["eventversion", "useridentity", "eventtime", "eventsource", "eventname", "eventid"] {
         assert_eq!(report["non_null"][column].as_u64(), Some(expected_total as u64), "column {column}");
     }
@@ -223,9 +224,13 @@ async fn duckdb_reads_every_delivered_record_through_the_org_trail_ddl(pool: PgP
     {
         assert!(report["non_null"][column].as_u64().unwrap() > 0, "column {column} never read");
     }
+    let accounts: BTreeSet<&String> = read.keys().map(|k| &k.0).collect();
+    let regions: BTreeSet<&String> = read.keys().map(|k| &k.1).collect();
     println!(
-        "athena: {} partitions, {} rows, {} files through the DDL",
+        "athena: {} partitions ({} accounts, {} regions), {} rows, {} files through the DDL",
         read.len(),
+        accounts.len(),
+        regions.len(),
         read.values().sum::<usize>(),
         copied
     );
