@@ -42,7 +42,9 @@ fn worker(dir: &std::path::Path, db: &str, s3: &str, metrics_port: u16, n: usize
             .env("DATABASE_URL", db)
             .env("ORGTRAIL_DATABASE_MAX_CONNECTIONS", "10")
             .env("ORGTRAIL_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-            .env("ORGTRAIL_LEASE_TTL_SECONDS", "3")
+            // The production TTL (15 s): with a much shorter one, a pass over thousands of shards
+            // outlasts the TTL and leases bounce between workers.
+            .env("ORGTRAIL_LEASE_TTL_SECONDS", "15")
             .env("ORGTRAIL_S3_ENDPOINT", s3)
             .env("ORGTRAIL_S3_FORCE_PATH_STYLE", "true")
             .env("ORGTRAIL_S3_ACCESS_KEY_ID", "scaleout")
