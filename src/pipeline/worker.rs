@@ -60,7 +60,11 @@ impl Default for WorkerSettings {
             read_limit: 50_000,
             gzip_level: 6,
             staged_retention: Duration::from_secs(30 * 24 * 3600),
-            claim_limit: 10_000,
+            // Per claim round (one a second). Each claimed shard costs a few queries before the
+            // next renewal; with thousands at once a worker outlasted its TTL and leases bounced
+            // between workers (the scale-out test at 4,000 shards). Small rounds also spread new
+            // shards over the fleet.
+            claim_limit: 500,
             digest_period: super::digests::DEFAULT_PERIOD,
             master_key: None,
             signing_key_rotation: Some(Duration::from_secs(30 * 24 * 3600)),
