@@ -22,7 +22,7 @@ pub struct LeaseBenchArgs {
     #[arg(long, default_value_t = 8)]
     pub workers: usize,
     /// Shards one claim takes at most (the worker's `claim_limit`).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 500)]
     pub claim_limit: i64,
     /// Renewal rounds per worker measured.
     #[arg(long, default_value_t = 20)]
@@ -158,7 +158,8 @@ async fn run(args: &LeaseBenchArgs, database_url: &str) -> anyhow::Result<()> {
     // Phase 3: the fleet runs the worker's lease loop with a short TTL; worker 0 stops renewing
     // (kill -9). Takeover time: from its last renewal until no shard is owned by it any more.
     let ttl = args.takeover_ttl_ms;
-    for owner in &owners {
+    // The one that dies renews last, so its last renewal is the instant measured from.
+    for owner in owners.iter().rev() {
         delivery::renew_leases(&pool, owner, ttl).await?;
     }
     let dead = &owners[0];
