@@ -193,7 +193,8 @@ impl TrailApi {
         owners.dedup();
         let mut active = HashSet::new();
         for owner in owners {
-            if accounts::get(&self.ctx.pool, owner).await?.is_some_and(|a| a.status == AccountStatus::Active) {
+            if accounts::get(&self.ctx.pool, owner).await?.is_some_and(|a| a.status == AccountStatus::Active)
+            {
                 active.insert(owner.clone());
             }
         }
@@ -518,13 +519,8 @@ impl pb::trail_service_server::TrailService for TrailApi {
             "" => None,
             name_or_arn => Some(self.resolve(&caller, "trail", name_or_arn).await?.id),
         };
-        let filter = UsageFilter {
-            trail_id,
-            account_id: account_id.map(|a| a.to_string()),
-            start,
-            end,
-            granularity,
-        };
+        let filter =
+            UsageFilter { trail_id, account_id: account_id.map(|a| a.to_string()), start, end, granularity };
         let rows = usage::query(&self.ctx.pool, &filter).await?;
         Ok(Response::new(pb::GetTrailUsageResponse {
             usage: rows

@@ -37,7 +37,11 @@ fn scopes_overlap(a: &Trail, b: &Trail, is_member: &dyn Fn(&AccountId) -> bool) 
 }
 
 /// Warnings about `trail` as saved, given every other trail.
-pub fn trail_warnings(trail: &Trail, others: &[Trail], is_member: &dyn Fn(&AccountId) -> bool) -> Vec<String> {
+pub fn trail_warnings(
+    trail: &Trail,
+    others: &[Trail],
+    is_member: &dyn Fn(&AccountId) -> bool,
+) -> Vec<String> {
     let mut warnings = Vec::new();
     if delivers_management(&trail.event_selectors) {
         for other in others.iter().filter(|o| o.id != trail.id) {

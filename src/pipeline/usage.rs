@@ -6,7 +6,10 @@ use crate::store::usage::CategoryTally;
 
 /// Tallies `(category, record length)` pairs of one file whose body is `object_bytes` long. The
 /// byte shares add up to `object_bytes` exactly (the remainder goes to the first category).
-pub fn tally(records: impl IntoIterator<Item = (Category, usize)>, object_bytes: usize) -> Vec<CategoryTally> {
+pub fn tally(
+    records: impl IntoIterator<Item = (Category, usize)>,
+    object_bytes: usize,
+) -> Vec<CategoryTally> {
     // (category, events, record bytes), in first-seen order so the result is deterministic.
     let mut groups: Vec<(Category, i64, u128)> = Vec::new();
     for (category, len) in records {
@@ -40,10 +43,8 @@ mod tests {
 
     #[test]
     fn counts_per_category_and_splits_bytes_exactly() {
-        let tallies = tally(
-            [(Category::Management, 100), (Category::Data, 300), (Category::Management, 100)],
-            1001,
-        );
+        let tallies =
+            tally([(Category::Management, 100), (Category::Data, 300), (Category::Management, 100)], 1001);
         assert_eq!(tallies.len(), 2);
         assert_eq!((tallies[0].category.as_str(), tallies[0].events), ("Management", 2));
         assert_eq!((tallies[1].category.as_str(), tallies[1].events), ("Data", 1));

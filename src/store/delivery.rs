@@ -187,7 +187,11 @@ impl SealedBatch {
                     .iter()
                     .zip(events)
                     .zip(bytes)
-                    .map(|((category, &events), &bytes)| CategoryTally { category: category.clone(), events, bytes })
+                    .map(|((category, &events), &bytes)| CategoryTally {
+                        category: category.clone(),
+                        events,
+                        bytes,
+                    })
                     .collect()
             }
             _ => vec![CategoryTally {
