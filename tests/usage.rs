@@ -142,7 +142,7 @@ fn by_trail(rows: &[pb::TrailUsage], trail_arn: &str) -> (Tally, BTreeMap<String
     (events, bytes)
 }
 
-#[sqlx::test(migrations = false)]
+#[sqlx::test(migrations = "./migrations")]
 async fn usage_equals_what_was_delivered(pool: PgPool) {
     let stack = stack(pool).await;
     stack.create_bucket(MGMT_BUCKET).await;
@@ -326,7 +326,7 @@ fn s3_selector(values: &[&str]) -> pb::PutEventSelectorsRequest {
     }
 }
 
-#[sqlx::test(migrations = false)]
+#[sqlx::test(migrations = "./migrations")]
 async fn cost_warnings(pool: PgPool) {
     let api = start(pool).await;
     let mut admin = api.admin().await;
