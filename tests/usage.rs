@@ -433,3 +433,77 @@ async fn cost_warnings(pool: PgPool) {
         .unwrap();
     assert!(got.into_inner().warnings.is_empty());
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn cli_prints_usage_and_warnings(pool: PgPool) {
+    let stack = stack(pool).await;
+    stack.create_bucket(MGMT_BUCKET).await;
+    let mut admin = stack.api.admin().await;
+    org_with_members(&mut admin).await;
+    let trail = logging_trail(&mut admin, org_trail("cli-trail")).await;
+    let records: Vec<String> = (0..3)
+        .map(|i| event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", "RunInstances", &format!("cli-{i}")))
+        .collect();
+    put(&mut admin, &records).await;
+    stack.wait_for_records(MGMT_BUCKET, 3).await;
+
+    let token = stack.api.token(orgtrail::store::tokens::Role::Admin, None).await;
+    let endpoint = stack.api.endpoint();
+    let run = async |args: &[&str]| {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_orgtrail"))
+            .args(["--endpoint", &endpoint, "--token", &token])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (ok, stdout, stderr) =
+            run(&["--output", "json", "usage", "--trail", "cli-trail", "--by", "day"]).await;
+        assert!(ok, "{stderr}");
+        let answer: Value = serde_json::from_str(&stdout).unwrap();
+        let events: i64 = answer["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                assert_eq!(row["trail_arn"], trail.trail_arn.as_str());
+                row["events"].as_str().and_then(|e| e.parse().ok()).or(row["events"].as_i64()).unwrap()
+            })
+            .sum();
+        if events == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "usage shows {events} of 3 events");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (ok, stdout, _) = run(&["usage", "--account", MEMBER_A]).await;
+    assert!(ok);
+    assert!(stdout.starts_with("PERIOD_START") && stdout.contains("Management"), "{stdout}");
+
+    // Bad input: one line naming the field, non-zero exit.
+    let (ok, _, stderr) = run(&["usage", "--account", "12"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("account_id"), "{stderr}");
+
+    // Warnings go to stderr; stdout stays the trail.
+    let (ok, stdout, stderr) = run(&[
+        "trails",
+        "create",
+        "--name",
+        "cli-second",
+        "--s3-bucket-name",
+        MGMT_BUCKET,
+        "--is-organization-trail",
+    ])
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("warning: trail ") && stderr.contains(&trail.trail_arn), "{stderr}");
+    assert!(!stdout.contains("warning"), "{stdout}");
+}
