@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod athena;
 pub mod bench;
 pub mod cli;
 pub mod cloudtrail_api;

@@ -6,6 +6,7 @@ use super::client::Clients;
 use super::output::{self, Output};
 use super::{call_error, flag_pair, read_json_argument};
 use crate::api::convert;
+use crate::athena;
 use crate::model::selectors::{AdvancedEventSelector, EventSelector, InsightSelector};
 use crate::proto::v1 as pb;
 
@@ -144,6 +145,22 @@ pub enum TrailsCommand {
         #[arg(long, num_args = 1.., required = true)]
         tags_list: Vec<String>,
     },
+    /// Print an Athena/Trino CREATE EXTERNAL TABLE for the trail's log files, with partition
+    /// projection over account (organization trails), region and date.
+    AthenaDdl {
+        #[command(flatten)]
+        trail: TrailRef,
+        /// Table name (default: cloudtrail_ and the trail name, lowercased, other characters as _).
+        #[arg(long)]
+        table_name: Option<String>,
+        /// Database the table goes in (default: the query's current database).
+        #[arg(long)]
+        database: Option<String>,
+        /// Project `account` as `injected` (every query must name its account) instead of listing
+        /// the organization's accounts; for organizations beyond a few dozen accounts.
+        #[arg(long)]
+        injected_accounts: bool,
+    },
     /// Remove tags by key.
     RemoveTags {
         #[command(flatten)]
@@ -265,9 +282,88 @@ fn print_insights(response: &pb::InsightSelectorsResponse, format: Output) -> an
     output::json(&serde_json::json!({ "TrailARN": response.trail_arn, "InsightSelectors": selectors }))
 }
 
+/// The organization's id, regions and account ids: what a trail's table layout ranges over.
+async fn table_layout(
+    clients: &mut Clients,
+    trail: &pb::Trail,
+    injected_accounts: bool,
+) -> anyhow::Result<athena::TableLayout> {
+    let organization =
+        match clients.organizations.describe_organization(pb::DescribeOrganizationRequest {}).await {
+            Ok(organization) => Some(organization.into_inner()),
+            // An account trail needs no organization: it then covers its home region only.
+            Err(status) if status.code() == tonic::Code::NotFound && !trail.is_organization_trail => None,
+            Err(status) => return Err(call_error(status)),
+        };
+    let mut regions = vec![trail.home_region.clone()];
+    if trail.is_multi_region_trail
+        && let Some(organization) = &organization
+    {
+        regions.extend(organization.regions.iter().cloned());
+    }
+    let mut accounts = Vec::new();
+    if trail.is_organization_trail && !injected_accounts {
+        let mut next_token = String::new();
+        loop {
+            let page = clients
+                .accounts
+                .list_accounts(pb::ListAccountsRequest { page_size: 0, next_token, status: 0 })
+                .await
+                .map_err(call_error)?
+                .into_inner();
+            // Every state: suspended and removed accounts' files stay in the bucket.
+            accounts.extend(page.accounts.into_iter().map(|a| a.account_id));
+            if page.next_token.is_empty() {
+                break;
+            }
+            next_token = page.next_token;
+        }
+    }
+    Ok(athena::TableLayout {
+        bucket: trail.s3_bucket_name.clone(),
+        prefix: trail.s3_key_prefix.clone(),
+        organization_id: organization.filter(|_| trail.is_organization_trail).map(|o| o.id),
+        owner_account_id: trail.owner_account_id.clone(),
+        accounts: if injected_accounts {
+            athena::AccountProjection::Injected
+        } else {
+            athena::AccountProjection::Listed(accounts)
+        },
+        regions,
+    })
+}
+
+async fn athena_ddl(
+    clients: &mut Clients,
+    trail: TrailRef,
+    table_name: Option<String>,
+    database: Option<String>,
+    injected_accounts: bool,
+    format: Output,
+) -> anyhow::Result<()> {
+    let request = pb::GetTrailRequest { name: trail.get()? };
+    let trail = clients.trails.get_trail(request).await.map_err(call_error)?.into_inner();
+    let layout = table_layout(clients, &trail, injected_accounts).await?;
+    let mut table = athena::TableName::for_trail(&trail.name);
+    table.database = database;
+    if let Some(name) = table_name {
+        table.name = name;
+    }
+    let ddl =
+        athena::create_table(&table, &layout).map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
+    if format == Output::Json {
+        return output::json(&serde_json::json!({ "table": table.name, "ddl": ddl }));
+    }
+    print!("{ddl}");
+    Ok(())
+}
+
 pub async fn run(mut clients: Clients, command: TrailsCommand, format: Output) -> anyhow::Result<()> {
     let api = &mut clients.trails;
     match command {
+        TrailsCommand::AthenaDdl { trail, table_name, database, injected_accounts } => {
+            athena_ddl(&mut clients, trail, table_name, database, injected_accounts, format).await
+        }
         TrailsCommand::Create { name, s3_bucket_name, home_region, owner_account_id, tags_list, flags } => {
             let request = pb::CreateTrailRequest {
                 name,
