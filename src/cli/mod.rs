@@ -9,6 +9,7 @@ pub mod org_sync;
 pub mod output;
 pub mod rules;
 pub mod trails;
+pub mod usage;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -82,6 +83,9 @@ pub enum Command {
     /// Alert rules, built-in rule packs and undeliverable alerts.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
+    /// Events and bytes delivered per trail, account, period and event category (what CloudTrail
+    /// would bill), from the delivery records.
+    Usage(usage::UsageArgs),
     /// Prove that no delivered log file was modified, deleted or forged: walk the trail's signed
     /// digest chains (as `aws cloudtrail validate-logs` does) and look for deleted digests and
     /// unlisted log files. Exit code 1 when anything is INVALID.
@@ -362,6 +366,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rules(command) => {
             let clients = connect().await?;
             rules::run(clients, command, output).await
+        }
+        Command::Usage(args) => {
+            let clients = connect().await?;
+            usage::run(clients, args, output).await
         }
         Command::Bootstrap(args) => bootstrap::run(args, endpoint, ca_cert, output).await,
         Command::Validate(args) => validate::run(args, endpoint, token, ca_cert, output).await,
