@@ -281,6 +281,7 @@ fn cases() -> Vec<Case> {
             [Allow, Allow, Allow],
             [Allow, Allow, Fail(Code::NotFound)],
         ),
+        ("GetTrailUsage", [Allow, Allow, Allow], [Allow, Allow, Allow], [Allow, Allow, Fail(Code::NotFound)]),
         ("AddTags", [Allow, DENIED, DENIED], [Allow, DENIED, Allow], [Allow, DENIED, Fail(Code::NotFound)]),
         (
             "RemoveTags",
@@ -720,6 +721,11 @@ async fn trail_rpc(rpc: &str, mut c: Clients, target: &str) -> Result<(), Status
         "StartLogging" => c.trails.start_logging(pb::StartLoggingRequest { name }).await.map(drop),
         "StopLogging" => c.trails.stop_logging(pb::StopLoggingRequest { name }).await.map(drop),
         "GetTrailStatus" => c.trails.get_trail_status(pb::GetTrailStatusRequest { name }).await.map(drop),
+        "GetTrailUsage" => c
+            .trails
+            .get_trail_usage(pb::GetTrailUsageRequest { trail: name, ..Default::default() })
+            .await
+            .map(drop),
         "PutEventSelectors" => c
             .trails
             .put_event_selectors(pb::PutEventSelectorsRequest {

@@ -63,7 +63,7 @@ fn a_field_added_to_trail_appears_in_the_schema_and_the_conversions() {
     insert_after(
         &trail_proto,
         "int32 delivery_interval_seconds = 20;",
-        "\n  // The cost centre the trail's storage is billed to.\n  string cost_centre = 21;",
+        "\n  // The cost centre the trail's storage is billed to.\n  string cost_centre = 31;",
     );
     insert_after(
         &trail_proto,
@@ -78,8 +78,8 @@ fn a_field_added_to_trail_appears_in_the_schema_and_the_conversions() {
     // And one only the server sets, marked sensitive by annotation.
     insert_after(
         &trail_proto,
-        "string cost_centre = 21;",
-        "\n  // A secret the server derives.\n  // tf: sensitive\n  string billing_secret = 22;",
+        "string cost_centre = 31;",
+        "\n  // A secret the server derives.\n  // tf: sensitive\n  string billing_secret = 32;",
     );
     let set = descriptor_set(dir.path());
     let schemas = codegen::schemas(&set).unwrap();

@@ -187,6 +187,7 @@ pub fn trail(trail: &Trail) -> pb::Trail {
         created_time: Some(timestamp(trail.created_time)),
         updated_time: Some(timestamp(trail.updated_time)),
         delivery_interval_seconds: s.delivery_interval_seconds,
+        warnings: Vec::new(),
     }
 }
 

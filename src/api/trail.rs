@@ -1,16 +1,21 @@
 //! TrailService: CloudTrail's trail API with organization-aware authorization.
 
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
 use tonic::{Request, Response};
 
 use super::Ctx;
 use super::auth::{Action, Caller, authorize, can_see_trail};
 use super::convert;
 use super::error::{ApiError, ApiResult};
+use crate::model::cost;
 use crate::model::selectors::{EventSelectors, validate_insight_selectors};
 use crate::model::trail::{Trail, TrailSettings, validate_tags};
 use crate::model::{AccountId, BucketName, Region, TrailArn, TrailName};
 use crate::proto::v1 as pb;
 use crate::store::accounts::{self, AccountStatus};
+use crate::store::usage::{self, Granularity, UsageFilter};
 use crate::store::{organizations, page, trails};
 
 pub struct TrailApi {
@@ -132,6 +137,25 @@ impl TrailApi {
     }
 }
 
+/// Hourly (default) or daily periods.
+fn granularity(value: i32) -> Result<Granularity, ApiError> {
+    match pb::UsageGranularity::try_from(value) {
+        Ok(pb::UsageGranularity::Unspecified | pb::UsageGranularity::Hour) => Ok(Granularity::Hour),
+        Ok(pb::UsageGranularity::Day) => Ok(Granularity::Day),
+        Err(_) => Err(ApiError::invalid("granularity", format!("must be HOUR or DAY, got {value}"))),
+    }
+}
+
+fn time(field: &str, value: &Option<pbjson_types::Timestamp>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .as_ref()
+        .map(|t| {
+            DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+                .ok_or_else(|| ApiError::invalid(field, "is not a valid time"))
+        })
+        .transpose()
+}
+
 fn optional_bucket(value: &str) -> Result<BucketName, ApiError> {
     if value.is_empty() {
         return Err(ApiError::invalid("s3_bucket_name", "is required"));
@@ -149,6 +173,7 @@ fn selectors_response(trail: &Trail) -> pb::EventSelectorsResponse {
             .iter()
             .map(convert::advanced_selector)
             .collect(),
+        warnings: Vec::new(),
     }
 }
 
@@ -156,6 +181,33 @@ fn insights_response(trail: &Trail) -> pb::InsightSelectorsResponse {
     pb::InsightSelectorsResponse {
         trail_arn: trail.arn.to_string(),
         insight_selectors: trail.insight_selectors.iter().map(convert::insight_selector).collect(),
+    }
+}
+
+impl TrailApi {
+    /// Cost warnings for `trail` as saved (see model::cost).
+    async fn warnings(&self, trail: &Trail) -> Result<Vec<String>, ApiError> {
+        let all = trails::all(&self.ctx.pool).await?;
+        let mut owners: Vec<&AccountId> = all.iter().chain([trail]).map(|t| t.owner()).collect();
+        owners.sort();
+        owners.dedup();
+        let mut active = HashSet::new();
+        for owner in owners {
+            if accounts::get(&self.ctx.pool, owner).await?.is_some_and(|a| a.status == AccountStatus::Active)
+            {
+                active.insert(owner.clone());
+            }
+        }
+        Ok(cost::trail_warnings(trail, &all, &|account| active.contains(account)))
+    }
+
+    /// With the warnings, for the CreateTrail and UpdateTrail responses.
+    async fn trail_with_warnings(&self, trail: &Trail) -> Result<pb::Trail, ApiError> {
+        let warnings = self.warnings(trail).await?;
+        for warning in &warnings {
+            tracing::info!(trail_arn = %trail.arn, %warning, "cost warning");
+        }
+        Ok(pb::Trail { warnings, ..convert::trail(trail) })
     }
 }
 
@@ -195,7 +247,7 @@ impl pb::trail_service_server::TrailService for TrailApi {
         let arn = TrailArn::new(home_region, owner, name);
         let trail = trails::create(&self.ctx.pool, &arn, &settings, &tags).await?;
         tracing::info!(trail_arn = %trail.arn, organization = settings.is_organization_trail, "trail created");
-        Ok(Response::new(convert::trail(&trail)))
+        Ok(Response::new(self.trail_with_warnings(&trail).await?))
     }
 
     async fn update_trail(&self, request: Request<pb::UpdateTrailRequest>) -> ApiResult<pb::Trail> {
@@ -256,7 +308,7 @@ impl pb::trail_service_server::TrailService for TrailApi {
         settings.validate()?;
         let updated = trails::update_settings(&self.ctx.pool, &trail, &settings).await?;
         tracing::info!(trail_arn = %updated.arn, "trail updated");
-        Ok(Response::new(convert::trail(&updated)))
+        Ok(Response::new(self.trail_with_warnings(&updated).await?))
     }
 
     async fn delete_trail(
@@ -371,7 +423,8 @@ impl pb::trail_service_server::TrailService for TrailApi {
         let selectors = EventSelectors::new(basic, advanced)?;
         let updated = trails::put_event_selectors(&self.ctx.pool, &trail, &selectors).await?;
         tracing::info!(trail_arn = %updated.arn, "event selectors put");
-        Ok(Response::new(selectors_response(&updated)))
+        let warnings = cost::selector_warnings(&updated.event_selectors);
+        Ok(Response::new(pb::EventSelectorsResponse { warnings, ..selectors_response(&updated) }))
     }
 
     async fn get_event_selectors(
@@ -432,5 +485,55 @@ impl pb::trail_service_server::TrailService for TrailApi {
         tags.retain(|t| !input.keys.contains(&t.key));
         let updated = trails::set_tags(&self.ctx.pool, &trail, &tags).await?;
         Ok(Response::new(convert::trail(&updated)))
+    }
+
+    async fn get_trail_usage(
+        &self,
+        request: Request<pb::GetTrailUsageRequest>,
+    ) -> ApiResult<pb::GetTrailUsageResponse> {
+        let caller = Caller::of(&request)?;
+        authorize(&caller, Action::ReadTrails)?;
+        let input = request.into_inner();
+        let requested = match input.account_id.as_str() {
+            "" => None,
+            value => Some(AccountId::parse("account_id", value)?),
+        };
+        if let (Some(own), Some(requested)) = (caller.member_account(), &requested)
+            && own != requested
+        {
+            return Err(ApiError::PermissionDenied(format!(
+                "a member token sees only its own account's usage ({own}), not {requested}"
+            ))
+            .into());
+        }
+        let account_id = requested.or_else(|| caller.member_account().cloned());
+        let start = time("start_time", &input.start_time)?;
+        let end = time("end_time", &input.end_time)?;
+        if let (Some(start), Some(end)) = (start, end)
+            && end <= start
+        {
+            return Err(ApiError::invalid("end_time", "must be after start_time").into());
+        }
+        let granularity = granularity(input.granularity)?;
+        let trail_id = match input.trail.as_str() {
+            "" => None,
+            name_or_arn => Some(self.resolve(&caller, "trail", name_or_arn).await?.id),
+        };
+        let filter =
+            UsageFilter { trail_id, account_id: account_id.map(|a| a.to_string()), start, end, granularity };
+        let rows = usage::query(&self.ctx.pool, &filter).await?;
+        Ok(Response::new(pb::GetTrailUsageResponse {
+            usage: rows
+                .into_iter()
+                .map(|row| pb::TrailUsage {
+                    trail_arn: row.trail_arn,
+                    account_id: row.account_id,
+                    period_start: Some(convert::timestamp(row.period_start)),
+                    category: row.category,
+                    events: row.events,
+                    bytes: row.bytes,
+                })
+                .collect(),
+        }))
     }
 }

@@ -81,7 +81,7 @@ fn parse_attribute(text: &str) -> Result<pb::LookupAttribute, String> {
     Ok(pb::LookupAttribute { attribute_key: key.to_owned(), attribute_value: value.to_owned() })
 }
 
-fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+pub(super) fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));

@@ -10,6 +10,7 @@ pub mod output;
 pub mod rules;
 pub mod status;
 pub mod trails;
+pub mod usage;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -86,6 +87,9 @@ pub enum Command {
     /// One screen: organization, accounts by state, trails and their latest deliveries, and the
     /// delivery pipeline (shards, backlog, lag, leases) from a metrics endpoint.
     Status(status::StatusArgs),
+    /// Events and bytes delivered per trail, account, period and event category (what CloudTrail
+    /// would bill), from the delivery records.
+    Usage(usage::UsageArgs),
     /// Prove that no delivered log file was modified, deleted or forged: walk the trail's signed
     /// digest chains (as `aws cloudtrail validate-logs` does) and look for deleted digests and
     /// unlisted log files. Exit code 1 when anything is INVALID.
@@ -401,6 +405,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => {
             let clients = connect().await?;
             status::run(clients, args, output).await
+        }
+        Command::Usage(args) => {
+            let clients = connect().await?;
+            usage::run(clients, args, output).await
         }
         Command::Bootstrap(args) => bootstrap::run(args, endpoint, ca_cert, output).await,
         Command::Validate(args) => validate::run(args, endpoint, token, ca_cert, output).await,

@@ -197,6 +197,13 @@ fn parse_tags(items: &[String]) -> anyhow::Result<Vec<pb::Tag>> {
     Ok(tags)
 }
 
+/// Cost warnings go to stderr, so stdout stays the result.
+fn print_warnings(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
 fn print_trail(trail: &pb::Trail, format: Output) -> anyhow::Result<()> {
     if format == Output::Json {
         return output::json(trail);
@@ -379,6 +386,7 @@ pub async fn run(mut clients: Clients, command: TrailsCommand, format: Output) -
                 delivery_interval_seconds: flags.delivery_interval_seconds,
             };
             let trail = api.create_trail(request).await.map_err(call_error)?.into_inner();
+            print_warnings(&trail.warnings);
             print_trail(&trail, format)
         }
         TrailsCommand::Get(trail) => {
@@ -446,6 +454,7 @@ pub async fn run(mut clients: Clients, command: TrailsCommand, format: Output) -
                 delivery_interval_seconds: flags.delivery_interval_seconds,
             };
             let trail = api.update_trail(request).await.map_err(call_error)?.into_inner();
+            print_warnings(&trail.warnings);
             print_trail(&trail, format)
         }
         TrailsCommand::Delete(trail) => {
@@ -498,6 +507,7 @@ pub async fn run(mut clients: Clients, command: TrailsCommand, format: Output) -
                 request.advanced_event_selectors = parsed.iter().map(convert::advanced_selector).collect();
             }
             let response = api.put_event_selectors(request).await.map_err(call_error)?.into_inner();
+            print_warnings(&response.warnings);
             print_selectors(&response, format)
         }
         TrailsCommand::GetEventSelectors(trail) => {

@@ -132,7 +132,11 @@ pub fn normalize(value: &Value) -> Value {
     match value {
         Value::Object(map) => {
             let mut out = Map::new();
-            for (key, inner) in map {
+            // Keys in sorted order: maps keep insertion order (serde_json's preserve_order), and
+            // lists are sorted by their text, which must not depend on the order keys came in.
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by_key(|(key, _)| *key);
+            for (key, inner) in entries {
                 let inner = match key.as_str() {
                     "Statement" => as_sorted_list(inner),
                     // Condition and Principal maps stay maps; their leaves become lists.
@@ -208,5 +212,29 @@ mod tests {
         assert!(same_policy(&ours, &parsed));
         let other = RolePlan { external_id: "orgtrail-other".into(), ..plan() }.trust_policy();
         assert!(!same_policy(&other, &parsed));
+    }
+
+    #[test]
+    fn statements_with_keys_in_another_order_compare_equal() {
+        let ours = plan().inline_policy();
+        // As Terraform's jsonencode writes it: keys sorted, so each statement's text differs.
+        let theirs: Value = serde_json::from_str(&format!(
+            r#"{{"Statement":[{}],"Version":"2012-10-17"}}"#,
+            ours["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|statement| {
+                    let mut keys: Vec<_> = statement.as_object().unwrap().iter().collect();
+                    keys.sort_by_key(|(key, _)| *key);
+                    let fields: Vec<String> = keys.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+                    format!("{{{}}}", fields.join(","))
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        ))
+        .unwrap();
+        assert_ne!(ours.to_string(), theirs.to_string());
+        assert!(same_policy(&ours, &theirs));
     }
 }

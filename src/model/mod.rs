@@ -1,6 +1,7 @@
 //! Domain types, validated once at the edge: a value of one of these types is known to be well formed.
 
 pub mod collector;
+pub mod cost;
 pub mod history;
 pub mod ids;
 pub mod log_group;

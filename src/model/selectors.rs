@@ -191,7 +191,7 @@ impl EventSelectors {
     }
 }
 
-fn is_all_resources_value(value: &str) -> bool {
+pub(crate) fn is_all_resources_value(value: &str) -> bool {
     matches!(value, "arn:aws:s3" | "arn:aws:s3:::" | "arn:aws:lambda" | "arn:aws:dynamodb")
 }
 

@@ -8,4 +8,5 @@ pub mod digests;
 pub mod history;
 pub mod router;
 pub mod taps;
+pub mod usage;
 pub mod worker;

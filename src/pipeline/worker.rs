@@ -16,8 +16,9 @@ use sqlx::PgPool;
 use super::batcher;
 use super::router::{self, Snapshot};
 use super::taps::{Tap, TapContext, TapEvent};
+use super::usage;
 use crate::model::AccountId;
-use crate::model::record::RecordView;
+use crate::model::record::{Category, RecordView};
 use crate::model::trail::Trail;
 use crate::sinks::s3::{self, PutOutcome, S3Sink, SinkError};
 use crate::store::delivery::{self, Lease, SealedBatch, ShardInfo};
@@ -720,6 +721,10 @@ impl Worker {
 
         let arrivals: Vec<DateTime<Utc>> = selected.iter().map(|e| e.received_at).collect();
         let records: Vec<Arc<str>> = selected.iter().map(|e| e.record.clone()).collect();
+        let categories: Vec<(Category, usize)> = selected
+            .iter()
+            .map(|e| (e.view.as_ref().map_or(Category::Management, |v| v.category), e.record.len()))
+            .collect();
         let times: Vec<DateTime<Utc>> =
             selected.iter().filter_map(|e| e.view.as_ref().map(|v| v.event_time)).collect();
         let level = self.settings.gzip_level;
@@ -741,7 +746,8 @@ impl Worker {
             delivered_at,
             &unique,
         );
-        let batch = SealedBatch {
+        let tallies = usage::tally(categories, file.body.len());
+        let mut batch = SealedBatch {
             trail_id: trail.id,
             trail_arn: trail.arn.to_string(),
             shard_id: state.info.id,
@@ -756,7 +762,11 @@ impl Worker {
             record_count: selected.len() as i32,
             oldest_event_time: times.iter().min().copied().unwrap_or(delivered_at),
             newest_event_time: times.iter().max().copied().unwrap_or(delivered_at),
+            usage_categories: None,
+            usage_events: None,
+            usage_bytes: None,
         };
+        batch.set_tallies(&tallies);
         delivery::seal(&self.pool, &self.id, state.lease, &batch).await?;
         failpoint("after-seal");
         test_pause().await;
@@ -802,6 +812,9 @@ impl Worker {
         }
         failpoint("after-put");
         test_pause().await;
+        let fallback =
+            if state.info.source == SOURCE_INSIGHTS { Category::Insight } else { Category::Management };
+        let tallies = batch.tallies(fallback.as_str());
         delivery::commit(
             &self.pool,
             &self.id,
@@ -809,6 +822,7 @@ impl Worker {
             &batch,
             &state.info.account_id,
             &state.info.region,
+            &tallies,
         )
         .await?;
         state.retry_at.remove(&trail_id);

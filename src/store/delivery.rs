@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::StoreError;
+use super::usage::{self, CategoryTally};
 
 /// A lease a worker holds on a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
@@ -193,6 +194,45 @@ pub struct SealedBatch {
     pub record_count: i32,
     pub oldest_event_time: DateTime<Utc>,
     pub newest_event_time: DateTime<Utc>,
+    /// Per-category usage of the file (parallel arrays); None for batches sealed before usage existed.
+    pub usage_categories: Option<Vec<String>>,
+    pub usage_events: Option<Vec<i64>>,
+    pub usage_bytes: Option<Vec<i64>>,
+}
+
+impl SealedBatch {
+    /// The batch's per-category tallies; `fallback_category` takes every record of a batch sealed
+    /// before tallies were recorded.
+    pub fn tallies(&self, fallback_category: &str) -> Vec<CategoryTally> {
+        match (&self.usage_categories, &self.usage_events, &self.usage_bytes) {
+            (Some(categories), Some(events), Some(bytes))
+                if categories.len() == events.len() && events.len() == bytes.len() =>
+            {
+                categories
+                    .iter()
+                    .zip(events)
+                    .zip(bytes)
+                    .map(|((category, &events), &bytes)| CategoryTally {
+                        category: category.clone(),
+                        events,
+                        bytes,
+                    })
+                    .collect()
+            }
+            _ => vec![CategoryTally {
+                category: fallback_category.to_owned(),
+                events: i64::from(self.record_count),
+                bytes: self.body.len() as i64,
+            }],
+        }
+    }
+
+    /// Stores `tallies` in the batch's usage columns.
+    pub fn set_tallies(&mut self, tallies: &[CategoryTally]) {
+        self.usage_categories = Some(tallies.iter().map(|t| t.category.clone()).collect());
+        self.usage_events = Some(tallies.iter().map(|t| t.events).collect());
+        self.usage_bytes = Some(tallies.iter().map(|t| t.bytes).collect());
+    }
 }
 
 /// Step (a): records the batch. Fails if the lease is lost or another batch is outstanding.
@@ -201,8 +241,9 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
     check_fence(&mut tx, owner, lease).await?;
     sqlx::query(
         "INSERT INTO sealed_batches (trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
-                                     sha256, body, record_count, oldest_event_time, newest_event_time, content_sha256)
-         VALUES ($1, $13, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14)",
+                                     sha256, body, record_count, oldest_event_time, newest_event_time, content_sha256,
+                                     usage_categories, usage_events, usage_bytes)
+         VALUES ($1, $13, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $15, $16, $17)",
     )
     .bind(batch.trail_id)
     .bind(batch.shard_id)
@@ -218,6 +259,9 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
     .bind(batch.newest_event_time)
     .bind(&batch.trail_arn)
     .bind(&batch.content_sha256)
+    .bind(&batch.usage_categories)
+    .bind(&batch.usage_events)
+    .bind(&batch.usage_bytes)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -226,7 +270,8 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
 
 const SEALED_COLUMNS: &str =
     "trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
-    sha256, content_sha256, body, record_count, oldest_event_time, newest_event_time";
+    sha256, content_sha256, body, record_count, oldest_event_time, newest_event_time,
+    usage_categories, usage_events, usage_bytes";
 
 /// Sealed batches of a shard whose trail was deleted since: still to be finished.
 pub async fn orphaned_sealed(pool: &PgPool, shard_id: i64) -> Result<Vec<SealedBatch>, StoreError> {
@@ -250,8 +295,8 @@ pub async fn sealed(pool: &PgPool, trail_id: i64, shard_id: i64) -> Result<Optio
     .await?)
 }
 
-/// Step (c): records the delivered file and advances the trail's cursor, in one transaction
-/// that checks the lease's fencing generation.
+/// Step (c): records the delivered file, adds its usage and advances the trail's cursor, in one
+/// transaction that checks the lease's fencing generation.
 pub async fn commit(
     pool: &PgPool,
     owner: &str,
@@ -259,10 +304,11 @@ pub async fn commit(
     batch: &SealedBatch,
     account_id: &str,
     region: &str,
+    tallies: &[CategoryTally],
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     check_fence(&mut tx, owner, lease).await?;
-    sqlx::query(
+    let recorded = sqlx::query(
         "INSERT INTO delivered_files (trail_id, trail_arn, shard_id, account_id, region, from_seq, to_seq, bucket,
                                       object_key, sha256, size_bytes, record_count, oldest_event_time, newest_event_time,
                                       content_sha256)
@@ -286,6 +332,10 @@ pub async fn commit(
     .bind(&batch.content_sha256)
     .execute(&mut *tx)
     .await?;
+    // A file already recorded was already counted.
+    if recorded.rows_affected() == 1 {
+        usage::add(&mut tx, batch.trail_id, &batch.trail_arn, account_id, tallies).await?;
+    }
     upsert_cursor(&mut tx, batch.trail_id, batch.shard_id, batch.to_seq).await?;
     sqlx::query("DELETE FROM sealed_batches WHERE trail_id = $1 AND shard_id = $2")
         .bind(batch.trail_id)

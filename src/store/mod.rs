@@ -18,6 +18,7 @@ pub mod staging;
 pub mod taps;
 pub mod tokens;
 pub mod trails;
+pub mod usage;
 
 use std::time::Duration;
 
