@@ -25,6 +25,26 @@ use crate::dev::postgres::{Durability, EmbeddedPostgres, free_port};
 use crate::model::record::{Category, RecordView};
 use crate::proto::v1 as pb;
 
+/// The database a bench runs against: `database_url` when given, else a fresh embedded cluster in
+/// `base/postgres` (returned, for the caller to stop) with an `orgtrail` database.
+pub(crate) async fn bench_database(
+    database_url: Option<&str>,
+    base: &Path,
+    durability: Durability,
+) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
+    if let Some(url) = database_url {
+        return Ok((url.to_string(), None));
+    }
+    std::fs::create_dir_all(base)?;
+    // The embedded Postgres runs as the postgres user when we are root: let it in.
+    let _ = std::process::Command::new("chmod").arg("755").arg(base).status();
+    let pg_dir = base.join("postgres");
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&pg_dir, 0, "bench", durability))
+        .await??;
+    crate::dev::postgres::ensure_database(&pg.url("postgres"), "orgtrail").await?;
+    Ok((pg.url("orgtrail"), Some(pg)))
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Events to deliver.

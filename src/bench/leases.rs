@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use crate::dev::postgres::{Durability, EmbeddedPostgres};
+use crate::dev::postgres::Durability;
 use crate::store::delivery;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -49,25 +49,9 @@ pub async fn leases(args: LeaseBenchArgs) -> anyhow::Result<()> {
     let base = args.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("orgtrail-bench-leases-{}", uuid::Uuid::new_v4().simple()))
     });
-    let mut cluster = None;
-    let database_url = match &args.database_url {
-        Some(url) => url.clone(),
-        None => {
-            std::fs::create_dir_all(&base)?;
-            // The embedded Postgres runs as the postgres user when we are root: let it in.
-            let _ = std::process::Command::new("chmod").arg("755").arg(&base).status();
-            let pg_dir = base.join("postgres");
-            // Durable: lease writes pay for WAL flushes as in production.
-            let pg = tokio::task::spawn_blocking(move || {
-                EmbeddedPostgres::start(&pg_dir, 0, "bench", Durability::Durable)
-            })
-            .await??;
-            crate::dev::postgres::ensure_database(&pg.url("postgres"), "orgtrail").await?;
-            let url = pg.url("orgtrail");
-            cluster = Some(pg);
-            url
-        }
-    };
+    // Durable: lease writes pay for WAL flushes as in production.
+    let (database_url, cluster) =
+        super::bench_database(args.database_url.as_deref(), &base, Durability::Durable).await?;
     let outcome = run(&args, &database_url).await;
     if let Some(mut pg) = cluster {
         pg.stop();

@@ -16,7 +16,7 @@ use rand::seq::IndexedRandom;
 use sqlx::PgPool;
 
 use crate::cli::client::{Target, connect};
-use crate::dev::postgres::{Durability, EmbeddedPostgres};
+use crate::dev::postgres::Durability;
 use crate::proto::v1 as pb;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -342,28 +342,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub async fn lookup(args: LookupBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.days >= 1 && args.events >= args.days, "--events must be at least --days");
     anyhow::ensure!(args.rate > 0.0, "--rate must be positive");
-    let mut cluster = None;
     let base = args.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("orgtrail-bench-lookup-{}", uuid::Uuid::new_v4().simple()))
     });
-    let database_url = match &args.database_url {
-        Some(url) => url.clone(),
-        None => {
-            std::fs::create_dir_all(&base)?;
-            // The embedded Postgres runs as the postgres user when we are root: let it in.
-            let _ = std::process::Command::new("chmod").arg("755").arg(&base).status();
-            let pg_dir = base.join("postgres");
-            // Lookups only read: a throwaway cluster (fsync off) only speeds the fill up.
-            let pg = tokio::task::spawn_blocking(move || {
-                EmbeddedPostgres::start(&pg_dir, 0, "bench", Durability::Throwaway)
-            })
-            .await??;
-            crate::dev::postgres::ensure_database(&pg.url("postgres"), "orgtrail").await?;
-            let url = pg.url("orgtrail");
-            cluster = Some(pg);
-            url
-        }
-    };
+    // Lookups only read: a throwaway cluster (fsync off) only speeds the fill up.
+    let (database_url, cluster) =
+        super::bench_database(args.database_url.as_deref(), &base, Durability::Throwaway).await?;
     let outcome = run(&args, &database_url).await;
     if let Some(mut pg) = cluster {
         pg.stop();
