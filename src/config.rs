@@ -128,6 +128,13 @@ pub struct Config {
     /// PEM file of CA certificates trusted for alert webhooks besides the system roots (for
     /// receivers with a private CA). Unset: the system roots only.
     pub alert_ca_file: Option<PathBuf>,
+    /// Milliseconds a delivery notification (a trail's SNS topic) waits after its first failed
+    /// publish; doubled after each further failure, up to `notification_retry_max_seconds`.
+    /// Notifications are retried as long as their trail has a topic. The worker publishes with the
+    /// standard AWS environment (credentials, `AWS_ENDPOINT_URL_SNS`, ...).
+    pub notification_retry_base_ms: u64,
+    /// The longest wait, in seconds, between two publish attempts of a delivery notification.
+    pub notification_retry_max_seconds: u64,
     /// Insights (see docs/insights.md): minutes of baseline W a minute is judged against, silent
     /// minutes counting as zero. 10080 (7 days, CloudTrail's minimum baseline) by default; at least
     /// 1 (short baselines are for tests and demos). Counts older than W + 60 minutes are deleted.
@@ -187,6 +194,8 @@ impl Default for Config {
             alert_poll_interval_ms: 200,
             alert_webhook_timeout_seconds: 10,
             alert_ca_file: None,
+            notification_retry_base_ms: 1000,
+            notification_retry_max_seconds: 300,
             insights_baseline_minutes: 10_080,
             insights_sigma_factor: 3.0,
             insights_mean_factor: 2.0,
@@ -204,6 +213,8 @@ const FIELDS: &[&str] = &[
     "alert_poll_interval_ms",
     "alert_webhook_timeout_seconds",
     "alert_ca_file",
+    "notification_retry_base_ms",
+    "notification_retry_max_seconds",
     "database_url",
     "database_max_connections",
     "grpc_listen",
@@ -300,6 +311,12 @@ impl Config {
             gzip_level: self.gzip_level,
             staged_retention: std::time::Duration::from_secs(self.staged_retention_days * 24 * 3600),
             alerts: self.alert_settings()?,
+            notifications: crate::pipeline::notifications::NotificationSettings {
+                retry_base: std::time::Duration::from_millis(self.notification_retry_base_ms.max(1)),
+                retry_max: std::time::Duration::from_secs(self.notification_retry_max_seconds.max(1)),
+                poll_interval: std::time::Duration::from_millis(self.poll_interval_ms.max(10)),
+                ..Default::default()
+            },
             insights: self.insights_settings()?,
             ..Default::default()
         })

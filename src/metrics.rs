@@ -149,6 +149,10 @@ pub struct Pipeline {
     pub lease_takeovers: IntCounter,
     /// Digest files written to S3.
     pub digest_writes: IntCounter,
+    /// Delivery notifications published to trails' SNS topics.
+    pub notifications_published: IntCounter,
+    /// Failed attempts to publish a delivery notification (each is retried).
+    pub notifications_failed: IntCounter,
 }
 
 impl Pipeline {
@@ -221,6 +225,14 @@ impl Pipeline {
                 "Shards claimed after their lease expired under another worker.",
             ),
             digest_writes: counter("orgtrail_digest_writes_total", "Digest files written to S3."),
+            notifications_published: counter(
+                "orgtrail_notifications_published_total",
+                "Delivery notifications published to trails' SNS topics.",
+            ),
+            notifications_failed: counter(
+                "orgtrail_notifications_failed_total",
+                "Failed attempts to publish a delivery notification (each is retried).",
+            ),
         };
         for collector in [
             Box::new(pipeline.received.clone()) as Box<dyn prometheus::core::Collector>,
@@ -237,6 +249,8 @@ impl Pipeline {
             Box::new(pipeline.postgres_errors.clone()),
             Box::new(pipeline.lease_takeovers.clone()),
             Box::new(pipeline.digest_writes.clone()),
+            Box::new(pipeline.notifications_published.clone()),
+            Box::new(pipeline.notifications_failed.clone()),
         ] {
             pipeline.registry.register(collector).expect("metric names are unique");
         }

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod log_group;
 pub mod record;
 pub mod selectors;
+pub mod sns;
 pub mod trail;
 
 pub use ids::{AccountId, BucketName, OrganizationId, Region, TrailArn, TrailName};

@@ -50,6 +50,9 @@ pub struct WorkerSettings {
     pub aws: Option<aws_config::SdkConfig>,
     /// Alert delivery (the dispatcher every worker runs).
     pub alerts: crate::alerts::AlertSettings,
+    /// Delivery notifications to trails' SNS topics (the notifier every worker runs; it publishes
+    /// with `aws`).
+    pub notifications: super::notifications::NotificationSettings,
 }
 
 impl Default for WorkerSettings {
@@ -73,6 +76,7 @@ impl Default for WorkerSettings {
             insights: Default::default(),
             aws: None,
             alerts: crate::alerts::AlertSettings::default(),
+            notifications: Default::default(),
         }
     }
 }
@@ -214,6 +218,16 @@ impl Worker {
                 let _ = dispatcher_stopped.wait_for(|s| *s).await;
             },
         ));
+        // Notifications of delivered files queued in the outbox are published from every worker.
+        let mut notifier_stopped = collectors_stopped.clone();
+        let notifier = tokio::spawn(super::notifications::run(
+            self.pool.clone(),
+            crate::sinks::sns::SnsSink::new(self.settings.aws.clone()),
+            self.settings.notifications.clone(),
+            async move {
+                let _ = notifier_stopped.wait_for(|s| *s).await;
+            },
+        ));
         let collectors = self.settings.collectors.clone().map(|config| {
             let collector = Arc::new(crate::collectors::Collector::new(
                 self.pool.clone(),
@@ -332,6 +346,7 @@ impl Worker {
         }
         let _ = stop_collectors.send(true);
         let _ = dispatcher.await;
+        let _ = notifier.await;
         if let Err(error) = insights.await {
             tracing::warn!(%error, "insights detector ended abnormally");
         }

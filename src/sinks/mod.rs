@@ -2,3 +2,4 @@
 
 pub mod cloudwatch_logs;
 pub mod s3;
+pub mod sns;

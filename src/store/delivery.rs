@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::StoreError;
+use super::notifications;
 use super::usage::{self, CategoryTally};
 
 /// A lease a worker holds on a shard.
@@ -295,8 +296,8 @@ pub async fn sealed(pool: &PgPool, trail_id: i64, shard_id: i64) -> Result<Optio
     .await?)
 }
 
-/// Step (c): records the delivered file, adds its usage and advances the trail's cursor, in one
-/// transaction that checks the lease's fencing generation.
+/// Step (c): records the delivered file, adds its usage, queues its notification and advances the
+/// trail's cursor, in one transaction that checks the lease's fencing generation.
 pub async fn commit(
     pool: &PgPool,
     owner: &str,
@@ -332,9 +333,10 @@ pub async fn commit(
     .bind(&batch.content_sha256)
     .execute(&mut *tx)
     .await?;
-    // A file already recorded was already counted.
+    // A file already recorded was already counted (and its notification queued).
     if recorded.rows_affected() == 1 {
         usage::add(&mut tx, batch.trail_id, &batch.trail_arn, account_id, tallies).await?;
+        notifications::enqueue(&mut tx, batch.trail_id, &batch.bucket, &batch.object_key).await?;
     }
     upsert_cursor(&mut tx, batch.trail_id, batch.shard_id, batch.to_seq).await?;
     sqlx::query("DELETE FROM sealed_batches WHERE trail_id = $1 AND shard_id = $2")

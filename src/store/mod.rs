@@ -10,6 +10,7 @@ pub mod enrollments;
 pub mod history;
 pub mod insights;
 pub mod maintenance;
+pub mod notifications;
 pub mod org_sync;
 pub mod organizations;
 pub mod rules;
