@@ -1,7 +1,7 @@
 //! Delivery notifications against moto's SNS and SQS: a queue subscribed to a trail's topic gets
 //! CloudTrail's notification (`{"s3Bucket","s3ObjectKey":[key]}` in the SNS envelope) once per
 //! delivered log file; a topic that does not exist shows in the trail status and the notifications
-//! wait, retried, until it does.
+//! wait, retried, until the trail names one that does.
 
 mod common;
 
@@ -267,7 +267,7 @@ async fn each_delivered_log_file_is_announced_once_to_the_trails_topic(pool: PgP
 }
 
 #[sqlx::test(migrations = "./migrations")]
-async fn a_missing_topic_shows_in_the_status_and_its_notifications_wait_for_it(pool: PgPool) {
+async fn a_missing_topic_shows_in_the_status_and_its_notifications_wait_for_a_good_one(pool: PgPool) {
     let moto = Moto::start();
     let sdk = moto.sdk_config().await;
     let sns = aws_sdk_sns::Client::new(&sdk);
@@ -323,11 +323,22 @@ async fn a_missing_topic_shows_in_the_status_and_its_notifications_wait_for_it(p
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Once the topic exists, what waited is delivered and the error clears.
+    // Once the trail names a topic that exists, what waited is delivered and the error clears.
+    // (A topic subscribed to before the trail names it: creating the missing one would race the
+    // retries against the subscription, and SNS drops what it gets before a subscriber exists.)
     let topic_arn =
-        sns.create_topic().name("late-topic").send().await.unwrap().topic_arn().unwrap().to_owned();
-    assert_eq!(topic_arn, "arn:aws:sns:us-east-1:123456789012:late-topic");
-    let queue = subscribed_queue(&sns, &sqs, &topic_arn, "late-queue").await;
+        sns.create_topic().name("fixed-topic").send().await.unwrap().topic_arn().unwrap().to_owned();
+    assert_eq!(topic_arn, "arn:aws:sns:us-east-1:123456789012:fixed-topic");
+    let queue = subscribed_queue(&sns, &sqs, &topic_arn, "siem-queue").await;
+    admin
+        .trails
+        .update_trail(pb::UpdateTrailRequest {
+            name: trail.trail_arn.clone(),
+            sns_topic_name: Some("fixed-topic".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut received = Vec::new();
     let keys = wait_for_notifications(&stack, &pool, &sqs, &queue, "member-bucket", &mut received).await;
     assert_eq!(keys.len(), files);
