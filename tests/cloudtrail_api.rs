@@ -235,7 +235,7 @@ async fn get_trail_and_status_answer_by_name_or_arn(pool: PgPool) {
     );
     assert_eq!(
         client.cloudtrail("GetTrail", json!({"Name": "x"})).await.error(),
-        "InvalidParameterException"
+        "InvalidTrailNameException"
     );
 
     let status = client.cloudtrail("GetTrailStatus", json!({"Name": org.trail_arn})).await.ok();

@@ -88,7 +88,13 @@ impl TestApi {
     pub async fn cloudtrail_api(&self) -> SocketAddr {
         let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(orgtrail::cloudtrail_api::serve(self.ctx(), listener, None, self.stopped()));
+        tokio::spawn(orgtrail::cloudtrail_api::serve(
+            self.ctx(),
+            orgtrail::cloudtrail_api::Settings::default(),
+            listener,
+            None,
+            self.stopped(),
+        ));
         addr
     }
 
