@@ -88,6 +88,7 @@ pub async fn describe_trails(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsE
 
 pub async fn get_trail(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: NameInput = protocol::input(body)?;
+    super::trails::check_arn(&input.name)?;
     let request = call.request(pb::GetTrailRequest { name: input.name });
     let found = call.services.trails.get_trail(request).await.map_err(|s| call.status(s))?.into_inner();
     Ok(Object::new().value("Trail", shapes::trail(&found)).build())
@@ -95,6 +96,7 @@ pub async fn get_trail(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> 
 
 pub async fn get_trail_status(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: NameInput = protocol::input(body)?;
+    super::trails::check_arn(&input.name)?;
     let request = call.request(pb::GetTrailStatusRequest { name: input.name });
     let status =
         call.services.trails.get_trail_status(request).await.map_err(|s| call.status(s))?.into_inner();
