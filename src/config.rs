@@ -34,6 +34,9 @@ pub struct Config {
     /// with the gRPC certificate when `tls_cert_path` is set. Unset or empty: not served.
     #[serde(deserialize_with = "optional_address")]
     pub cloudtrail_listen: Option<SocketAddr>,
+    /// Trails per ListTrails page and trails per ListTags page on the CloudTrail-compatible API
+    /// (1 to 1000). CloudTrail's clients have no page size for these and follow `NextToken`.
+    pub cloudtrail_list_page_size: i32,
     /// PEM certificate chain; with `tls_key_path`, gRPC (and the CloudTrail-compatible API) is
     /// served over TLS (rustls).
     pub tls_cert_path: Option<PathBuf>,
@@ -161,6 +164,7 @@ impl Default for Config {
             database_max_connections: 16,
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             cloudtrail_listen: None,
+            cloudtrail_list_page_size: crate::cloudtrail_api::DEFAULT_LIST_PAGE_SIZE,
             tls_cert_path: None,
             tls_key_path: None,
             master_key: None,
@@ -219,6 +223,7 @@ const FIELDS: &[&str] = &[
     "database_max_connections",
     "grpc_listen",
     "cloudtrail_listen",
+    "cloudtrail_list_page_size",
     "tls_cert_path",
     "tls_key_path",
     "master_key",
@@ -280,6 +285,12 @@ impl Config {
         figment =
             figment.merge(Env::raw().only(&["DATABASE_URL"])).merge(Env::prefixed("ORGTRAIL_").only(FIELDS));
         figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    }
+
+    /// The CloudTrail-compatible API's settings, checked.
+    pub fn cloudtrail_api_settings(&self) -> anyhow::Result<crate::cloudtrail_api::Settings> {
+        cloudtrail_list_page_size(self.cloudtrail_list_page_size)
+            .map(|list_page_size| crate::cloudtrail_api::Settings { list_page_size })
     }
 
     /// Worker settings, checked.
@@ -459,6 +470,14 @@ impl Config {
             anyhow::anyhow!("database_url is not set (set DATABASE_URL or database_url in the config file)")
         })
     }
+}
+
+/// `cloudtrail_list_page_size`, checked (also `dev --cloudtrail-list-page-size`).
+pub fn cloudtrail_list_page_size(size: i32) -> anyhow::Result<i32> {
+    if !(1..=1000).contains(&size) {
+        anyhow::bail!("cloudtrail_list_page_size must be 1 to 1000, got {size}");
+    }
+    Ok(size)
 }
 
 /// The digest period, checked: at least a minute (CloudTrail's is an hour).

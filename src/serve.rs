@@ -89,8 +89,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(addr) => {
             let listener = api::bind(addr).await?;
             tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "cloudtrail-compatible api listening");
-            let served =
-                crate::cloudtrail_api::serve(ctx.clone(), listener, tls.clone(), wait_stop(stopped.clone()));
+            let served = crate::cloudtrail_api::serve(
+                ctx.clone(),
+                config.cloudtrail_api_settings()?,
+                listener,
+                tls.clone(),
+                wait_stop(stopped.clone()),
+            );
             let stop = stop.clone();
             Some(tokio::spawn(async move {
                 let result = served.await;

@@ -235,7 +235,7 @@ async fn get_trail_and_status_answer_by_name_or_arn(pool: PgPool) {
     );
     assert_eq!(
         client.cloudtrail("GetTrail", json!({"Name": "x"})).await.error(),
-        "InvalidParameterException"
+        "InvalidTrailNameException"
     );
 
     let status = client.cloudtrail("GetTrailStatus", json!({"Name": org.trail_arn})).await.ok();
@@ -563,4 +563,45 @@ async fn serve_offers_the_api_over_tls_with_the_grpc_certificate(pool: PgPool) {
     .unwrap();
     assert_eq!(described, json!({"trailList": []}));
     stop_cleanly(serve);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn admin_keys_create_trails_as_the_management_account_in_the_signing_region(pool: PgPool) {
+    let api = start(pool).await;
+    let addr = api.cloudtrail_api().await;
+    let keys = api.access_key(Role::Admin, None).await;
+    let eu = Signed::new(addr, keys.clone(), "eu-west-1");
+    let us = Signed::new(addr, keys, "us-east-1");
+    let create = json!({"Name": "mgmt-trail", "S3BucketName": "central-bucket"});
+
+    // Without an organization there is no management account to act as.
+    assert_eq!(eu.cloudtrail("CreateTrail", create.clone()).await.error(), "OrganizationsNotInUseException");
+
+    org_with_members(&mut api.admin().await).await;
+    let created = eu.cloudtrail("CreateTrail", create.clone()).await.ok();
+    let arn = format!("arn:aws:cloudtrail:eu-west-1:{MANAGEMENT}:trail/mgmt-trail");
+    assert_eq!(created["TrailARN"], arn.as_str(), "the management account's, homed where signed");
+    assert!(created.get("HomeRegion").is_none(), "CreateTrail's answer has no HomeRegion: {created}");
+    assert_eq!(eu.cloudtrail("CreateTrail", create).await.error(), "TrailAlreadyExistsException");
+
+    // Changes belong in the home region; reads work from anywhere.
+    assert_eq!(
+        us.cloudtrail("GetTrail", json!({"Name": arn})).await.ok()["Trail"]["HomeRegion"],
+        "eu-west-1"
+    );
+    for (operation, input) in [
+        ("DeleteTrail", json!({"Name": arn})),
+        ("StopLogging", json!({"Name": arn})),
+        ("UpdateTrail", json!({"Name": arn, "S3KeyPrefix": "x"})),
+        ("PutEventSelectors", json!({"TrailName": arn, "EventSelectors": [{"ReadWriteType": "All"}]})),
+        ("PutInsightSelectors", json!({"TrailName": arn, "InsightSelectors": []})),
+    ] {
+        assert_eq!(
+            us.cloudtrail(operation, input).await.error(),
+            "InvalidHomeRegionException",
+            "{operation}"
+        );
+    }
+    assert_eq!(eu.cloudtrail("DeleteTrail", json!({"Name": "mgmt-trail"})).await.ok(), json!({}));
+    assert_eq!(eu.cloudtrail("GetTrail", json!({"Name": arn})).await.error(), "TrailNotFoundException");
 }

@@ -3,58 +3,17 @@
 //! trail made outside Terraform, drift (an out-of-band delete plans a re-create), bad input named,
 //! destroy. What Terraform did is checked through gRPC, not through Terraform.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::DevProcess;
 use orgtrail::cli::client::{Clients, Target, connect};
 use orgtrail::dev::DevInfo;
 use orgtrail::proto::v1 as pb;
 
-const ORGTRAIL: &str = env!("CARGO_BIN_EXE_orgtrail");
 const PROVIDER: &str = env!("CARGO_BIN_EXE_terraform-provider-orgtrail");
-
-struct Dev {
-    child: Child,
-    info: DevInfo,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        // SAFETY: a signal to our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-    }
-}
-
-fn start_dev(dir: &Path) -> Dev {
-    let mut child = Command::new(ORGTRAIL)
-        .current_dir(dir)
-        .args(["dev", "--grpc-listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0"])
-        .env_remove("ORGTRAIL_ENDPOINT")
-        .env_remove("ORGTRAIL_TOKEN")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("orgtrail dev starts");
-    let path = dir.join(".orgtrail/dev.json");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&path)
-            && let Ok(info) = serde_json::from_str(&text)
-        {
-            return Dev { child, info };
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("orgtrail dev exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "dev.json did not appear");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// A Terraform working directory whose CLI config points `orgtrail/orgtrail` at the built provider.
 struct Terraform {
@@ -239,7 +198,7 @@ async fn get_trail(c: &mut Clients, name: &str) -> Option<pb::Trail> {
 #[tokio::test(flavor = "multi_thread")]
 async fn terraform_manages_orgtrail_through_the_generated_provider() {
     let dir = tempfile::tempdir().unwrap();
-    let dev = start_dev(dir.path());
+    let dev = DevProcess::start(dir.path(), &[]);
     let info = dev.info.clone();
     let tf = Terraform::new(&dir.path().join("tf"), &info);
     let mut c = admin(&info).await;

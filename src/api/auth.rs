@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tonic::Status;
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{ApiError, marker};
 use crate::model::AccountId;
 use crate::model::trail::Trail;
 use crate::secrets::hash_bearer_secret;
@@ -83,6 +83,13 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ApiError> {
     let denied = |what: &str| {
         Err(ApiError::PermissionDenied(format!("a {} token may not {what}", caller.role.as_str())))
     };
+    let not_management = |what: &str| {
+        Err(ApiError::PermissionDenied(format!(
+            "{}: a {} token may not {what}",
+            marker::NOT_MANAGEMENT_ACCOUNT,
+            caller.role.as_str()
+        )))
+    };
     match (caller.role, action) {
         (_, Action::ReadOrganization | Action::WhoAmI | Action::ReadTrails | Action::ListAccounts) => Ok(()),
         (Role::Admin, _) => Ok(()),
@@ -114,7 +121,7 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ApiError> {
         (Role::Member, Action::WriteTrails) => Ok(()),
         (Role::Member, Action::CreateTrail { owner, organization }) => {
             if organization {
-                denied("create organization trails (only the management account's admins can)")
+                not_management("create organization trails (only the management account's admins can)")
             } else if caller.account_id.as_ref() != Some(owner) {
                 denied(&format!("create trails for account {owner}"))
             } else {
@@ -123,7 +130,7 @@ pub fn authorize(caller: &Caller, action: Action<'_>) -> Result<(), ApiError> {
         }
         (Role::Member, Action::WriteTrail(trail)) => {
             if trail.settings.is_organization_trail {
-                denied("change organization trails (members may only read them)")
+                not_management("change organization trails (members may only read them)")
             } else if caller.account_id.as_ref() != Some(trail.owner()) {
                 denied(&format!("change trails of account {}", trail.owner()))
             } else {

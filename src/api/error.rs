@@ -5,6 +5,15 @@ use tonic::Status;
 use crate::model::FieldError;
 use crate::store::StoreError;
 
+/// Prefixes (`<marker>: why`) that name CloudTrail's exception for a rule whose gRPC code is shared
+/// with other rules; the CloudTrail-compatible API maps them (cloudtrail_api::error).
+pub mod marker {
+    /// Only the management account may do this to organization trails.
+    pub const NOT_MANAGEMENT_ACCOUNT: &str = "NotOrganizationMasterAccount";
+    /// There is no organization yet.
+    pub const ORGANIZATIONS_NOT_IN_USE: &str = "OrganizationsNotInUse";
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]

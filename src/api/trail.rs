@@ -8,7 +8,7 @@ use tonic::{Request, Response};
 use super::Ctx;
 use super::auth::{Action, Caller, authorize, can_see_trail};
 use super::convert;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, marker};
 use crate::model::cost;
 use crate::model::selectors::{EventSelectors, validate_insight_selectors};
 use crate::model::trail::{Trail, TrailSettings, validate_tags};
@@ -100,10 +100,10 @@ impl TrailApi {
             if requested.is_empty() { None } else { Some(AccountId::parse("owner_account_id", requested)?) };
         if organization {
             let org = organizations::get(&self.ctx.pool).await?.ok_or_else(|| {
-                ApiError::FailedPrecondition(
-                    "organization trails need an organization; create it with CreateOrganization first"
-                        .into(),
-                )
+                ApiError::FailedPrecondition(format!(
+                    "{}: organization trails need an organization; create it with CreateOrganization first",
+                    marker::ORGANIZATIONS_NOT_IN_USE
+                ))
             })?;
             if let Some(requested) = requested
                 && requested != org.management_account_id
@@ -128,6 +128,12 @@ impl TrailApi {
                 ));
             }
         };
+        // The management account owns trails of its own, registered as a member or not (it is
+        // the account an admin acts as on the CloudTrail-compatible API).
+        let management = organizations::get(&self.ctx.pool).await?.map(|org| org.management_account_id);
+        if management.as_ref() == Some(&owner) {
+            return Ok(owner);
+        }
         match accounts::get(&self.ctx.pool, &owner).await? {
             Some(account) if account.status != AccountStatus::Removed => Ok(owner),
             _ => Err(ApiError::FailedPrecondition(format!(
@@ -271,16 +277,18 @@ impl pb::trail_service_server::TrailService for TrailApi {
             && organization != settings.is_organization_trail
         {
             if caller.member_account().is_some() {
-                return Err(ApiError::PermissionDenied(
-                    "a member token may not convert trails to or from organization trails".into(),
-                )
+                return Err(ApiError::PermissionDenied(format!(
+                    "{}: a member token may not convert trails to or from organization trails",
+                    marker::NOT_MANAGEMENT_ACCOUNT
+                ))
                 .into());
             }
             if organization {
                 let management = self.new_trail_owner(&caller, "", true).await?;
                 if trail.owner() != &management {
                     return Err(ApiError::FailedPrecondition(format!(
-                        "only trails owned by the management account {management} can become organization trails"
+                        "{}: only trails owned by the management account {management} can become organization trails",
+                        marker::NOT_MANAGEMENT_ACCOUNT
                     ))
                     .into());
                 }

@@ -111,6 +111,11 @@ pub struct DevArgs {
     /// or a free port when --grpc-listen asks for one with port 0]
     #[arg(long)]
     pub cloudtrail_listen: Option<SocketAddr>,
+    /// Trails per page of the CloudTrail-compatible API's ListTrails and ListTags (1 to 1000).
+    #[arg(long, default_value_t = crate::cloudtrail_api::DEFAULT_LIST_PAGE_SIZE,
+          value_parser = |v: &str| v.parse::<i32>().map_err(|e| e.to_string())
+              .and_then(|n| crate::config::cloudtrail_list_page_size(n).map_err(|e| e.to_string())))]
+    pub cloudtrail_list_page_size: i32,
     /// Prometheus metrics listen address (`GET /metrics`; written to dev.json) [default:
     /// 127.0.0.1:50053, or a free port when --grpc-listen asks for one with port 0]
     #[arg(long)]
@@ -287,6 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cloudtrail_listen: args
                     .cloudtrail_listen
                     .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_or(50052)))),
+                cloudtrail_list_page_size: args.cloudtrail_list_page_size,
                 metrics_listen: args
                     .metrics_listen
                     .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_or(50053)))),

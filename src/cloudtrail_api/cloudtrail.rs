@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::dispatch::Call;
 use super::error::AwsError;
 use super::protocol::{self, EpochSeconds, Object};
+use super::shapes;
 use crate::proto::v1 as pb;
 use crate::proto::v1::event_service_server::EventService;
 use crate::proto::v1::key_service_server::KeyService;
@@ -80,20 +81,22 @@ pub async fn describe_trails(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsE
                 input.trail_name_list.iter().any(|wanted| is_named(t, wanted, region, member))
             }
         })
-        .map(trail)
+        .map(shapes::trail)
         .collect();
     Ok(Object::new().value("trailList", selected).build())
 }
 
 pub async fn get_trail(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: NameInput = protocol::input(body)?;
+    super::trails::check_arn(&input.name)?;
     let request = call.request(pb::GetTrailRequest { name: input.name });
     let found = call.services.trails.get_trail(request).await.map_err(|s| call.status(s))?.into_inner();
-    Ok(Object::new().value("Trail", trail(&found)).build())
+    Ok(Object::new().value("Trail", shapes::trail(&found)).build())
 }
 
 pub async fn get_trail_status(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: NameInput = protocol::input(body)?;
+    super::trails::check_arn(&input.name)?;
     let request = call.request(pb::GetTrailStatusRequest { name: input.name });
     let status =
         call.services.trails.get_trail_status(request).await.map_err(|s| call.status(s))?.into_inner();
@@ -271,42 +274,6 @@ fn is_named(trail: &pb::Trail, wanted: &str, region: &str, member: Option<&str>)
     }
 }
 
-/// CloudTrail's `Trail` shape.
-fn trail(trail: &pb::Trail) -> Value {
-    let (topic_name, topic_arn) = sns_topic(trail);
-    Object::new()
-        .value("Name", trail.name.as_str())
-        .value("S3BucketName", trail.s3_bucket_name.as_str())
-        .text("S3KeyPrefix", &trail.s3_key_prefix)
-        .text("SnsTopicName", &topic_name)
-        .text("SnsTopicARN", &topic_arn)
-        .value("IncludeGlobalServiceEvents", trail.include_global_service_events)
-        .value("IsMultiRegionTrail", trail.is_multi_region_trail)
-        .value("HomeRegion", trail.home_region.as_str())
-        .value("TrailARN", trail.trail_arn.as_str())
-        .value("LogFileValidationEnabled", trail.log_file_validation_enabled)
-        .text("CloudWatchLogsLogGroupArn", &trail.cloud_watch_logs_log_group_arn)
-        .text("CloudWatchLogsRoleArn", &trail.cloud_watch_logs_role_arn)
-        .text("KmsKeyId", &trail.kms_key_id)
-        .value("HasCustomEventSelectors", trail.has_custom_event_selectors)
-        .value("HasInsightSelectors", trail.has_insight_selectors)
-        .value("IsOrganizationTrail", trail.is_organization_trail)
-        .build()
-}
-
-/// The topic as CloudTrail reports it: the name (deprecated field) and the ARN. A trail may have
-/// been given either; a bare name lives in the trail's home region and owner account.
-fn sns_topic(trail: &pb::Trail) -> (String, String) {
-    let topic = trail.sns_topic_name.as_str();
-    if topic.is_empty() {
-        (String::new(), String::new())
-    } else if topic.starts_with("arn:") {
-        (topic.rsplit(':').next().unwrap_or(topic).to_owned(), topic.to_owned())
-    } else {
-        (topic.to_owned(), format!("arn:aws:sns:{}:{}:{topic}", trail.home_region, trail.owner_account_id))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,18 +317,5 @@ mod tests {
         assert!(is_named(&org, &org.trail_arn, "us-east-1", member));
         assert!(is_named(&org, "org", "us-east-1", None));
         assert!(!is_named(&org, "org", "eu-west-1", None), "names match trails homed in the region");
-    }
-
-    #[test]
-    fn trails_leave_out_unset_strings_and_report_the_topic_arn() {
-        let mut t = pb_trail("t", "111111111111", "us-east-1", true, false);
-        t.s3_bucket_name = "b".into();
-        t.sns_topic_name = "topic".into();
-        let value = trail(&t);
-        assert_eq!(value["SnsTopicARN"], "arn:aws:sns:us-east-1:111111111111:topic");
-        assert_eq!(value["SnsTopicName"], "topic");
-        assert!(value.get("S3KeyPrefix").is_none());
-        assert!(value.get("KmsKeyId").is_none());
-        assert_eq!(value["HomeRegion"], "us-east-1");
     }
 }

@@ -5,7 +5,7 @@
 use futures::future::BoxFuture;
 
 use super::error::AwsError;
-use super::{cloudtrail, organizations};
+use super::{Settings, cloudtrail, organizations, selectors, tags, trails};
 use crate::api::Ctx;
 use crate::api::account::AccountApi;
 use crate::api::auth::Caller;
@@ -66,6 +66,7 @@ impl Services {
 /// One authenticated call: who, from which region, and the services to call on their behalf.
 pub struct Call<'a> {
     pub services: &'a Services,
+    pub settings: &'a Settings,
     pub caller: Caller,
     /// The credential scope's region: the region the client believes it is talking to.
     pub region: Region,
@@ -100,38 +101,40 @@ pub struct Operation {
 
 const TRAIL_NOT_FOUND: &str = "TrailNotFoundException";
 
+const RESOURCE_NOT_FOUND: &str = "ResourceNotFoundException";
+
+/// A CloudTrail operation's row.
+macro_rules! cloudtrail {
+    ($name:literal, $not_found:expr, $handler:path) => {
+        Operation {
+            service: Service::CloudTrail,
+            name: $name,
+            not_found: $not_found,
+            handler: |call, body| Box::pin($handler(call, body)),
+        }
+    };
+}
+
 /// Every operation served. A later action is one more row and one more function.
 pub static OPERATIONS: &[Operation] = &[
-    Operation {
-        service: Service::CloudTrail,
-        name: "DescribeTrails",
-        not_found: TRAIL_NOT_FOUND,
-        handler: |call, body| Box::pin(cloudtrail::describe_trails(call, body)),
-    },
-    Operation {
-        service: Service::CloudTrail,
-        name: "GetTrail",
-        not_found: TRAIL_NOT_FOUND,
-        handler: |call, body| Box::pin(cloudtrail::get_trail(call, body)),
-    },
-    Operation {
-        service: Service::CloudTrail,
-        name: "GetTrailStatus",
-        not_found: TRAIL_NOT_FOUND,
-        handler: |call, body| Box::pin(cloudtrail::get_trail_status(call, body)),
-    },
-    Operation {
-        service: Service::CloudTrail,
-        name: "ListPublicKeys",
-        not_found: "ResourceNotFoundException",
-        handler: |call, body| Box::pin(cloudtrail::list_public_keys(call, body)),
-    },
-    Operation {
-        service: Service::CloudTrail,
-        name: "LookupEvents",
-        not_found: "ResourceNotFoundException",
-        handler: |call, body| Box::pin(cloudtrail::lookup_events(call, body)),
-    },
+    cloudtrail!("CreateTrail", TRAIL_NOT_FOUND, trails::create_trail),
+    cloudtrail!("UpdateTrail", TRAIL_NOT_FOUND, trails::update_trail),
+    cloudtrail!("DeleteTrail", TRAIL_NOT_FOUND, trails::delete_trail),
+    cloudtrail!("ListTrails", TRAIL_NOT_FOUND, trails::list_trails),
+    cloudtrail!("StartLogging", TRAIL_NOT_FOUND, trails::start_logging),
+    cloudtrail!("StopLogging", TRAIL_NOT_FOUND, trails::stop_logging),
+    cloudtrail!("DescribeTrails", TRAIL_NOT_FOUND, cloudtrail::describe_trails),
+    cloudtrail!("GetTrail", TRAIL_NOT_FOUND, cloudtrail::get_trail),
+    cloudtrail!("GetTrailStatus", TRAIL_NOT_FOUND, cloudtrail::get_trail_status),
+    cloudtrail!("PutEventSelectors", TRAIL_NOT_FOUND, selectors::put_event_selectors),
+    cloudtrail!("GetEventSelectors", TRAIL_NOT_FOUND, selectors::get_event_selectors),
+    cloudtrail!("PutInsightSelectors", TRAIL_NOT_FOUND, selectors::put_insight_selectors),
+    cloudtrail!("GetInsightSelectors", TRAIL_NOT_FOUND, selectors::get_insight_selectors),
+    cloudtrail!("AddTags", RESOURCE_NOT_FOUND, tags::add_tags),
+    cloudtrail!("RemoveTags", RESOURCE_NOT_FOUND, tags::remove_tags),
+    cloudtrail!("ListTags", RESOURCE_NOT_FOUND, tags::list_tags),
+    cloudtrail!("ListPublicKeys", RESOURCE_NOT_FOUND, cloudtrail::list_public_keys),
+    cloudtrail!("LookupEvents", RESOURCE_NOT_FOUND, cloudtrail::lookup_events),
     Operation {
         service: Service::Organizations,
         name: "DescribeOrganization",
@@ -163,7 +166,8 @@ mod tests {
         let org = lookup("AWSOrganizationsV20161128.DescribeOrganization").unwrap();
         assert_eq!(org.service.signing_name(), "organizations");
         assert!(lookup("AWSOrganizationsV20161128.DescribeTrails").is_none());
-        assert!(lookup("CloudTrail_20131101.CreateTrail").is_none());
+        assert_eq!(lookup("CloudTrail_20131101.CreateTrail").map(|o| o.name), Some("CreateTrail"));
+        assert!(lookup("CloudTrail_20131101.CreateEventDataStore").is_none());
         assert!(lookup("").is_none());
     }
 }

@@ -11,8 +11,12 @@ mod dispatch;
 mod error;
 mod organizations;
 mod protocol;
+mod selectors;
 mod server;
+mod shapes;
 mod sigv4;
+mod tags;
+mod trails;
 
 use std::time::Instant;
 
@@ -26,16 +30,35 @@ use dispatch::{Call, Services};
 use error::AwsError;
 pub use server::serve;
 
-/// What every request needs: the context (for key lookups) and the services actions call.
+/// How the API answers, beyond what the services decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Trails per ListTrails page and resources per ListTags page. CloudTrail's paginators have
+    /// no page-size parameter for these, so the server picks; a client follows `NextToken`.
+    pub list_page_size: i32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { list_page_size: DEFAULT_LIST_PAGE_SIZE }
+    }
+}
+
+/// ListTrails and ListTags page size unless configured (`cloudtrail_list_page_size`).
+pub const DEFAULT_LIST_PAGE_SIZE: i32 = 50;
+
+/// What every request needs: the context (for key lookups), the services actions call, and
+/// the settings.
 struct App {
     ctx: Ctx,
     services: Services,
+    settings: Settings,
 }
 
 impl App {
-    fn new(ctx: Ctx) -> Self {
+    fn new(ctx: Ctx, settings: Settings) -> Self {
         let services = Services::new(&ctx);
-        Self { ctx, services }
+        Self { ctx, services, settings }
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -85,6 +108,7 @@ impl App {
                 .await?;
         let call = Call {
             services: &self.services,
+            settings: &self.settings,
             caller: signer.caller,
             region: signer.region,
             not_found: operation.not_found,

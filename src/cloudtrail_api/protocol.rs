@@ -66,6 +66,11 @@ impl Object {
         if value.is_empty() { self } else { self.value(key, value) }
     }
 
+    /// An optional list of strings: left out when empty.
+    pub fn list(self, key: &str, values: &[String]) -> Self {
+        if values.is_empty() { self } else { self.value(key, values.to_vec()) }
+    }
+
     /// An optional time in epoch seconds: left out when unset.
     pub fn time(self, key: &str, value: Option<EpochSeconds>) -> Self {
         match value {

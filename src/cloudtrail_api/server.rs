@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use super::App;
+use super::{App, Settings};
 use crate::api::{Ctx, TlsFiles};
 
 /// A client that opens a connection but never finishes the TLS handshake is dropped after this.
@@ -27,12 +27,13 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// in-flight requests finish.
 pub async fn serve(
     ctx: Ctx,
+    settings: Settings,
     listener: TcpListener,
     tls: Option<TlsFiles>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let acceptor = tls.as_ref().map(tls_acceptor).transpose()?;
-    let app = Arc::new(App::new(ctx));
+    let app = Arc::new(App::new(ctx, settings));
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

@@ -33,6 +33,8 @@ pub struct DevOptions {
     pub grpc_listen: SocketAddr,
     pub s3_listen: SocketAddr,
     pub cloudtrail_listen: SocketAddr,
+    /// ListTrails and ListTags page size of the CloudTrail-compatible API.
+    pub cloudtrail_list_page_size: i32,
     /// Prometheus `/metrics` listen address.
     pub metrics_listen: SocketAddr,
     /// Postgres port; 0 picks a free one.
@@ -243,6 +245,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     };
     let cloudtrail = tokio::spawn(crate::cloudtrail_api::serve(
         ctx.clone(),
+        crate::cloudtrail_api::Settings { list_page_size: options.cloudtrail_list_page_size },
         cloudtrail_listener,
         None,
         wait_stop(stop_rx.clone()),

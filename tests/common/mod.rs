@@ -88,7 +88,13 @@ impl TestApi {
     pub async fn cloudtrail_api(&self) -> SocketAddr {
         let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(orgtrail::cloudtrail_api::serve(self.ctx(), listener, None, self.stopped()));
+        tokio::spawn(orgtrail::cloudtrail_api::serve(
+            self.ctx(),
+            orgtrail::cloudtrail_api::Settings::default(),
+            listener,
+            None,
+            self.stopped(),
+        ));
         addr
     }
 
@@ -538,6 +544,16 @@ impl AwsCli {
     /// Runs `aws ARGS --output json` with extra environment variables (`AWS_ENDPOINT_URL_S3`, ...);
     /// returns the parsed output (null when it printed nothing).
     pub fn run(&self, env: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
+        let stdout = self.run_raw(env, args);
+        if stdout.trim().is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("aws {args:?} printed no JSON ({e}): {stdout}"))
+    }
+
+    /// Runs `aws ARGS --output json` that must succeed; returns exactly what it printed.
+    pub fn run_raw(&self, env: &[(&str, &str)], args: &[&str]) -> String {
         let output = self.command(env, args).output().expect("the aws CLI runs");
         assert!(
             output.status.success(),
@@ -545,12 +561,7 @@ impl AwsCli {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if stdout.trim().is_empty() {
-            return serde_json::Value::Null;
-        }
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("aws {args:?} printed no JSON ({e}): {stdout}"))
+        String::from_utf8(output.stdout).expect("the aws CLI prints UTF-8")
     }
 
     /// Runs `aws ARGS` that must fail; returns what it printed on stderr.
@@ -644,4 +655,63 @@ pub async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, body.to_owned())
+}
+
+/// `orgtrail dev` as a child process in `dir` on free ports, with `extra` arguments; its
+/// dev.json once written. Stopped with SIGTERM (then killed) on drop.
+pub struct DevProcess {
+    child: std::process::Child,
+    pub info: orgtrail::dev::DevInfo,
+}
+
+impl DevProcess {
+    pub fn start(dir: &std::path::Path, extra: &[&str]) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_orgtrail"))
+            .current_dir(dir)
+            .args(["dev", "--grpc-listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("ORGTRAIL_ENDPOINT")
+            .env_remove("ORGTRAIL_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("orgtrail dev starts");
+        let path = dir.join(".orgtrail/dev.json");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && let Ok(info) = serde_json::from_str(&text)
+            {
+                return Self { child, info };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("orgtrail dev exited early: {status}");
+            }
+            assert!(std::time::Instant::now() < deadline, "dev.json did not appear");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// gRPC clients with the dev admin token.
+    pub async fn admin(&self) -> Clients {
+        client::connect(&Target {
+            endpoint: self.info.grpc_endpoint.clone(),
+            token: self.info.admin_token.clone(),
+            ca_cert: None,
+        })
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
