@@ -54,6 +54,19 @@ impl Setup {
     fn management(&self) -> &str {
         &self.dev.info.management_account_id
     }
+
+    /// A trail of the member's, homed in eu-west-1, made through gRPC.
+    async fn grpc_trail(&mut self, multi_region: Option<bool>) -> pb::Trail {
+        let request = pb::CreateTrailRequest {
+            name: "grpc-trail".into(),
+            owner_account_id: MEMBER.into(),
+            s3_bucket_name: self.dev.info.bucket.clone(),
+            home_region: "eu-west-1".into(),
+            is_multi_region_trail: multi_region,
+            ..Default::default()
+        };
+        self.grpc.trails.create_trail(request).await.unwrap().into_inner()
+    }
 }
 
 async fn key_pair(grpc: &mut Clients, role: pb::Role, account: &str) -> (String, String) {
@@ -129,19 +142,7 @@ async fn the_aws_cli_manages_trails_as_cloudtrail() {
     assert_eq!(seen.tags, vec![pb::Tag { key: "team".into(), value: "sec".into() }]);
 
     // A trail made through gRPC is visible to the CLI.
-    let grpc_trail = setup
-        .grpc
-        .trails
-        .create_trail(pb::CreateTrailRequest {
-            name: "grpc-trail".into(),
-            owner_account_id: MEMBER.into(),
-            s3_bucket_name: bucket.clone(),
-            home_region: "eu-west-1".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let grpc_trail = setup.grpc_trail(None).await;
     let got = aws(&setup, admin.clone(), &["get-trail", "--name", &grpc_trail.trail_arn]);
     assert_eq!(got["Trail"]["HomeRegion"], "eu-west-1");
     assert_eq!(got["Trail"]["IsMultiRegionTrail"], true, "gRPC's default");
@@ -343,20 +344,8 @@ async fn the_aws_cli_manages_trails_as_cloudtrail() {
 #[tokio::test(flavor = "multi_thread")]
 async fn boto3_manages_trails_as_cloudtrail_and_parses_every_answer() {
     let mut setup = Setup::start().await;
-    let grpc_trail = setup
-        .grpc
-        .trails
-        .create_trail(pb::CreateTrailRequest {
-            name: "grpc-trail".into(),
-            owner_account_id: MEMBER.into(),
-            s3_bucket_name: setup.dev.info.bucket.clone(),
-            home_region: "eu-west-1".into(),
-            is_multi_region_trail: Some(false),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    // Single-region, so it does not count towards the member's trails in us-east-1.
+    let grpc_trail = setup.grpc_trail(Some(false)).await;
     let python = std::env::var("ORGTRAIL_TEST_PYTHON")
         .expect("ORGTRAIL_TEST_PYTHON is not set: run the suite with scripts/test, which installs boto3");
     let admin = setup.admin_key();

@@ -132,26 +132,40 @@ pub async fn update_trail(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsErro
 }
 
 pub async fn delete_trail(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
-    let input: NameInput = protocol::input(body)?;
-    let trail = home_trail(call, &input.name).await?;
-    let request = call.request(pb::DeleteTrailRequest { name: trail.trail_arn });
-    call.services.trails.delete_trail(request).await.map_err(|s| call.status(s))?;
-    Ok(Object::new().build())
+    lifecycle(call, body, Lifecycle::Delete).await
 }
 
 pub async fn start_logging(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
-    let input: NameInput = protocol::input(body)?;
-    let trail = home_trail(call, &input.name).await?;
-    let request = call.request(pb::StartLoggingRequest { name: trail.trail_arn });
-    call.services.trails.start_logging(request).await.map_err(|s| call.status(s))?;
-    Ok(Object::new().build())
+    lifecycle(call, body, Lifecycle::StartLogging).await
 }
 
 pub async fn stop_logging(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
+    lifecycle(call, body, Lifecycle::StopLogging).await
+}
+
+/// The actions that take `{Name}` of a trail in its home region and answer `{}`.
+enum Lifecycle {
+    Delete,
+    StartLogging,
+    StopLogging,
+}
+
+async fn lifecycle(call: &Call<'_>, body: &[u8], action: Lifecycle) -> Result<Value, AwsError> {
     let input: NameInput = protocol::input(body)?;
-    let trail = home_trail(call, &input.name).await?;
-    let request = call.request(pb::StopLoggingRequest { name: trail.trail_arn });
-    call.services.trails.stop_logging(request).await.map_err(|s| call.status(s))?;
+    let name = home_trail(call, &input.name).await?.trail_arn;
+    let trails = &call.services.trails;
+    let done = match action {
+        Lifecycle::Delete => {
+            trails.delete_trail(call.request(pb::DeleteTrailRequest { name })).await.map(drop)
+        }
+        Lifecycle::StartLogging => {
+            trails.start_logging(call.request(pb::StartLoggingRequest { name })).await.map(drop)
+        }
+        Lifecycle::StopLogging => {
+            trails.stop_logging(call.request(pb::StopLoggingRequest { name })).await.map(drop)
+        }
+    };
+    done.map_err(|s| call.status(s))?;
     Ok(Object::new().build())
 }
 

@@ -308,7 +308,7 @@ fn print_banner(info: &DevInfo, data_dir: &Path) {
         info.s3_endpoint, info.s3_access_key_id
     );
     println!(
-        "  CloudTrail API    {}  (aws --endpoint-url; access key {}, which S3 accepts too)",
+        "  CloudTrail API    {}  (AWS_ENDPOINT_URL_CLOUDTRAIL; access key {}, which S3 accepts too)",
         info.cloudtrail_endpoint, info.cloudtrail_access_key_id
     );
     println!("  metrics           {}", info.metrics_endpoint);
@@ -325,6 +325,18 @@ fn print_banner(info: &DevInfo, data_dir: &Path) {
         "Try: orgtrail trails create --name org-trail --s3-bucket-name {} --is-organization-trail",
         info.bucket
     );
+    println!(
+        "Or the aws CLI / boto3, as the management account (README: Use the aws CLI and boto3 with orgtrail):"
+    );
+    println!(
+        "  export AWS_ENDPOINT_URL_CLOUDTRAIL={} AWS_DEFAULT_REGION={} AWS_ACCESS_KEY_ID={}",
+        info.cloudtrail_endpoint, info.region, info.cloudtrail_access_key_id
+    );
+    println!(
+        "  export AWS_SECRET_ACCESS_KEY=$(jq -r .cloudtrail_secret_access_key {})",
+        data_dir.join("dev.json").display()
+    );
+    println!("  aws cloudtrail create-trail --name audit --s3-bucket-name {}", info.bucket);
 }
 
 async fn admin_token_is_valid(pool: &sqlx::PgPool, token: Option<&str>) -> anyhow::Result<bool> {
