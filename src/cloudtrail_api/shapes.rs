@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::protocol::Object;
+use crate::model::sns::SnsTopic;
 use crate::proto::v1 as pb;
 
 /// CloudTrail's `Trail` (DescribeTrails, GetTrail).
@@ -41,17 +42,11 @@ fn trail_fields(trail: &pb::Trail) -> Object {
         .value("IsOrganizationTrail", trail.is_organization_trail)
 }
 
-/// The topic as CloudTrail reports it: the name (deprecated field) and the ARN. A trail may have
-/// been given either; a bare name lives in the trail's home region and owner account.
+/// The topic as CloudTrail reports it: the name (deprecated field) and the ARN.
 fn sns_topic(trail: &pb::Trail) -> (String, String) {
-    let topic = trail.sns_topic_name.as_str();
-    if topic.is_empty() {
-        (String::new(), String::new())
-    } else if topic.starts_with("arn:") {
-        (topic.rsplit(':').next().unwrap_or(topic).to_owned(), topic.to_owned())
-    } else {
-        (topic.to_owned(), format!("arn:aws:sns:{}:{}:{topic}", trail.home_region, trail.owner_account_id))
-    }
+    SnsTopic::resolve(&trail.sns_topic_name, &trail.home_region, &trail.owner_account_id)
+        .map(|topic| (topic.name().to_owned(), topic.arn().to_owned()))
+        .unwrap_or_default()
 }
 
 /// `{Key, Value}`; CloudTrail's Value is optional.
