@@ -7,7 +7,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use orgtrail::dev::DevInfo;
@@ -17,46 +17,6 @@ const DATA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/data/cloudtrail/sources/invictus-ir_aws_dataset/CloudTrail"
 );
-
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_dev(dir: &Path) -> (Dev, DevInfo) {
-    let mut child = Command::new(BIN)
-        .current_dir(dir)
-        .args(["dev", "--demo", "--grpc-listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0"])
-        .env_remove("ORGTRAIL_ENDPOINT")
-        .env_remove("ORGTRAIL_TOKEN")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("orgtrail dev starts");
-    let path = dir.join(".orgtrail/dev.json");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&path)
-            && let Ok(info) = serde_json::from_str::<DevInfo>(&text)
-        {
-            return (Dev(child), info);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("orgtrail dev exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "dev.json did not appear");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn cli(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -94,7 +54,8 @@ fn dev_metrics_move_with_traffic_and_are_documented() {
     let dir = temp.path();
     // The embedded Postgres runs as the postgres system user when we are root: let it in.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (_dev, info) = start_dev(dir);
+    let dev = common::DevProcess::start(dir, &["--demo"]);
+    let info = dev.info.clone();
     assert!(info.metrics_endpoint.starts_with("http://127.0.0.1:"), "{}", info.metrics_endpoint);
     assert!(info.metrics_endpoint.ends_with("/metrics"));
     let runtime = tokio::runtime::Runtime::new().unwrap();

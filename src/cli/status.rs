@@ -1,6 +1,6 @@
 //! `orgtrail status`: one screen on the deployment — the organization, accounts by state, trails
-//! (logging, latest delivery and error, digests) from the gRPC API, and, when a metrics endpoint is
-//! known (`--metrics-endpoint`, else dev.json's), the delivery pipeline of that process: shards
+//! (logging, latest delivery and error, digests, SNS notification errors) from the gRPC API, and,
+//! when a metrics endpoint is known (`--metrics-endpoint`, else dev.json's), the delivery pipeline of that process: shards
 //! held, backlog and oldest lag, lease takeovers.
 
 use std::collections::BTreeMap;
@@ -96,6 +96,8 @@ pub async fn run(mut clients: Clients, args: StatusArgs, format: Output) -> anyh
                 "latest_delivery_error": s.latest_delivery_error,
                 "latest_digest_delivery_time": time_or_null(&s.latest_digest_delivery_time),
                 "latest_digest_delivery_error": s.latest_digest_delivery_error,
+                "latest_notification_time": time_or_null(&s.latest_notification_time),
+                "latest_notification_error": s.latest_notification_error,
             })).collect::<Vec<_>>(),
             "pipeline": pipeline.as_ref().map(|p| json!({
                 "metrics_endpoint": endpoint,
@@ -151,11 +153,20 @@ pub async fn run(mut clients: Clients, args: StatusArgs, format: Output) -> anyh
                     output::or_dash(&s.latest_delivery_error),
                     output::time(&s.latest_digest_delivery_time),
                     output::or_dash(&s.latest_digest_delivery_error),
+                    output::or_dash(&s.latest_notification_error),
                 ]
             })
             .collect();
         output::table(
-            &["TRAIL", "LOGGING", "LATEST DELIVERY", "DELIVERY ERROR", "LATEST DIGEST", "DIGEST ERROR"],
+            &[
+                "TRAIL",
+                "LOGGING",
+                "LATEST DELIVERY",
+                "DELIVERY ERROR",
+                "LATEST DIGEST",
+                "DIGEST ERROR",
+                "SNS ERROR",
+            ],
             &rows,
         );
     }
