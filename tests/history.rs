@@ -182,27 +182,7 @@ async fn load(pool: PgPool) -> Loaded {
     let mut admin = stack.api.admin().await;
     org_with_members(&mut admin).await;
     let lines = shared_lines();
-    let accounts: BTreeSet<String> = lines
-        .iter()
-        .filter_map(|l| {
-            serde_json::from_str::<Value>(l).ok()?["recipientAccountId"].as_str().map(str::to_owned)
-        })
-        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
-        .collect();
-    for account in accounts {
-        if [MANAGEMENT, MEMBER_A, MEMBER_B].contains(&account.as_str()) {
-            continue;
-        }
-        admin
-            .accounts
-            .register_account(pb::RegisterAccountRequest {
-                account_id: account.clone(),
-                name: format!("shared-{account}"),
-                email: String::new(),
-            })
-            .await
-            .unwrap();
-    }
+    register_accounts_of(&mut admin, &lines).await;
     // In file order, one call after the other: the first copy of a repeated eventID wins.
     let mut accepted = Vec::new();
     for chunk in lines.chunks(100) {

@@ -30,29 +30,6 @@ fn account_of(record: &str) -> Option<String> {
     serde_json::from_str::<Value>(record).ok()?["recipientAccountId"].as_str().map(str::to_owned)
 }
 
-/// Registers every account `records` name beyond the fixture's.
-async fn register_accounts(admin: &mut Clients, records: &[String]) {
-    let accounts: BTreeSet<String> = records
-        .iter()
-        .filter_map(|r| account_of(r))
-        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
-        .collect();
-    for account in accounts {
-        if [MANAGEMENT, MEMBER_A, MEMBER_B].contains(&account.as_str()) {
-            continue;
-        }
-        admin
-            .accounts
-            .register_account(pb::RegisterAccountRequest {
-                account_id: account.clone(),
-                name: format!("shared-{account}"),
-                email: String::new(),
-            })
-            .await
-            .unwrap();
-    }
-}
-
 /// Pushes `records`; returns how many management events were accepted (first copies).
 async fn push(admin: &mut Clients, records: &[String]) -> usize {
     let mut management = 0;
@@ -250,7 +227,7 @@ async fn each_delivered_log_file_is_announced_once_to_the_trails_topic(pool: PgP
     assert_eq!(trail.sns_topic_name, topic_arn);
 
     let records = shared_records();
-    register_accounts(&mut admin, &records).await;
+    register_accounts_of(&mut admin, &records).await;
     let management = push(&mut admin, &records).await;
     assert!(management > 2000, "{management}");
     stack.wait_for_records("central-bucket", management).await;
@@ -286,7 +263,7 @@ async fn a_missing_topic_shows_in_the_status_and_its_notifications_wait_for_a_go
     let records: Vec<String> =
         shared_records().into_iter().filter(|r| account_of(r).as_deref() == Some(MOTO_ACCOUNT)).collect();
     assert!(!records.is_empty());
-    register_accounts(&mut admin, &records).await;
+    register_accounts_of(&mut admin, &records).await;
     // A bare name: the topic of that name in the trail's home region and owner account.
     let trail = logging_trail(
         &mut admin,

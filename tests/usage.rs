@@ -57,27 +57,7 @@ fn records() -> Vec<String> {
 
 /// Registers every account the records name, pushes them; returns the accepted (first) copies.
 async fn push(admin: &mut Clients, lines: &[String]) -> Vec<Value> {
-    let accounts: BTreeSet<String> = lines
-        .iter()
-        .filter_map(|l| {
-            serde_json::from_str::<Value>(l).ok()?["recipientAccountId"].as_str().map(str::to_owned)
-        })
-        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
-        .collect();
-    for account in accounts {
-        if [MANAGEMENT, MEMBER_A, MEMBER_B].contains(&account.as_str()) {
-            continue;
-        }
-        admin
-            .accounts
-            .register_account(pb::RegisterAccountRequest {
-                account_id: account.clone(),
-                name: format!("shared-{account}"),
-                email: String::new(),
-            })
-            .await
-            .unwrap();
-    }
+    register_accounts_of(admin, lines).await;
     let mut accepted = Vec::new();
     for chunk in lines.chunks(100) {
         for entry in put(admin, chunk).await.successful {

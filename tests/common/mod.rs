@@ -715,3 +715,31 @@ impl Drop for DevProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Registers every account that `records` (CloudTrail records as JSON lines) were recorded in,
+/// beyond the fixture's three, so their events are accepted.
+pub async fn register_accounts_of(admin: &mut Clients, records: &[String]) {
+    let accounts: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| {
+            serde_json::from_str::<serde_json::Value>(r).ok()?["recipientAccountId"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    for account in accounts {
+        if [MANAGEMENT, MEMBER_A, MEMBER_B].contains(&account.as_str()) {
+            continue;
+        }
+        admin
+            .accounts
+            .register_account(pb::RegisterAccountRequest {
+                account_id: account.clone(),
+                name: format!("shared-{account}"),
+                email: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+}
