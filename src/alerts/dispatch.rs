@@ -12,7 +12,6 @@ use crate::store::rules::{self as store, PendingAlert};
 
 /// Sends alerts until `shutdown` resolves.
 pub async fn run(pool: PgPool, settings: AlertSettings, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
     let client = match WebhookClient::new(settings.ca_file.as_deref(), settings.request_timeout) {
         Ok(client) => Some(client),
         Err(error) => {
@@ -20,26 +19,11 @@ pub async fn run(pool: PgPool, settings: AlertSettings, shutdown: impl Future<Ou
             None
         }
     };
-    loop {
-        let sent = match pass(&pool, &settings, client.as_ref()).await {
-            Ok(sent) => sent,
-            Err(error) => {
-                tracing::warn!(%error, "alert dispatch pass failed");
-                0
-            }
-        };
-        if sent > 0 {
-            // More may be due right away; still stop promptly when asked.
-            if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
-                break;
-            }
-            continue;
-        }
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tokio::time::sleep(settings.poll_interval) => {}
-        }
-    }
+    let (pool, settings, client) = (&pool, &settings, client.as_ref());
+    crate::pipeline::outbox::drain("alerts", settings.poll_interval, shutdown, || {
+        pass(pool, settings, client)
+    })
+    .await;
 }
 
 /// One batch: returns how many alerts were handled.

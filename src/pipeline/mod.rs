@@ -8,6 +8,7 @@ pub mod cloudwatch_logs;
 pub mod digests;
 pub mod history;
 pub mod notifications;
+pub mod outbox;
 pub mod router;
 pub mod taps;
 pub mod usage;

@@ -53,27 +53,9 @@ pub async fn run(
     settings: NotificationSettings,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let handled = match pass(&pool, &sink, &settings).await {
-            Ok(handled) => handled,
-            Err(error) => {
-                tracing::warn!(%error, "notification pass failed");
-                0
-            }
-        };
-        if handled > 0 {
-            // More may be due right away; still stop promptly when asked.
-            if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
-                break;
-            }
-            continue;
-        }
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tokio::time::sleep(settings.poll_interval) => {}
-        }
-    }
+    let (pool, sink, settings) = (&pool, &sink, &settings);
+    super::outbox::drain("notifications", settings.poll_interval, shutdown, || pass(pool, sink, settings))
+        .await;
 }
 
 /// One batch: returns how many notifications were handled (published, rescheduled or dropped).
