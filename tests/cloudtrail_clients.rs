@@ -376,6 +376,7 @@ async fn boto3_manages_trails_as_cloudtrail_and_parses_every_answer() {
         String::from_utf8_lossy(&output.stderr)
     );
     let checked: Value = serde_json::from_slice(&output.stdout).expect("the script prints what it checked");
+    eprintln!("boto3 checked: {checked}");
     assert!(checked["responses"].as_u64().unwrap() > 50, "{checked}");
     for code in [
         "TrailAlreadyExistsException",

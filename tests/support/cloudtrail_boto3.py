@@ -13,6 +13,7 @@ import sys
 
 import boto3
 import botocore.config
+import botocore.session
 from botocore.exceptions import ClientError
 
 ENDPOINT = os.environ["CT_ENDPOINT"]
@@ -60,6 +61,21 @@ def check_shape(value, shape, path):
         base64.b64decode(value, validate=True)
     else:
         raise AssertionError(f"{path}: unexpected shape type {kind}")
+
+
+def check_the_checker():
+    """The shape check refuses what botocore would not model: an unknown member, a wrong type."""
+    output = botocore.session.get_session().get_service_model("cloudtrail").operation_model("GetTrail").output_shape
+    check_shape({"Trail": {"Name": "t", "IsMultiRegionTrail": True, "HomeRegion": "us-east-1"}}, output, "ok")
+    for wrong in ({"Trail": {"Bogus": 1}}, {"Trail": {"IsMultiRegionTrail": "true"}}, {"Trail": []}):
+        try:
+            check_shape(wrong, output, "wrong")
+        except AssertionError:
+            continue
+        raise AssertionError(f"the shape check let {wrong} through")
+
+
+check_the_checker()
 
 
 def after_call(http_response, parsed, model, **_):
