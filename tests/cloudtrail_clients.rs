@@ -346,6 +346,23 @@ async fn boto3_manages_trails_as_cloudtrail_and_parses_every_answer() {
     let mut setup = Setup::start().await;
     // Single-region, so it does not count towards the member's trails in us-east-1.
     let grpc_trail = setup.grpc_trail(Some(false)).await;
+    // Event history for LookupEvents' paginator: three events, looked up one a page.
+    let history_ids = ["b3-lookup-1", "b3-lookup-2", "b3-lookup-3"];
+    let records: Vec<String> = history_ids
+        .iter()
+        .map(|id| event(MEMBER, "us-east-1", "iam.amazonaws.com", "CreateUser", id))
+        .collect();
+    put(&mut setup.grpc, &records).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let request = pb::LookupEventsRequest { max_results: 50, ..Default::default() };
+        let found = setup.grpc.events.lookup_events(request).await.unwrap().into_inner().events.len();
+        if found == history_ids.len() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the events did not reach the history ({found} found)");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let python = std::env::var("ORGTRAIL_TEST_PYTHON")
         .expect("ORGTRAIL_TEST_PYTHON is not set: run the suite with scripts/test, which installs boto3");
     let admin = setup.admin_key();
@@ -358,6 +375,7 @@ async fn boto3_manages_trails_as_cloudtrail_and_parses_every_answer() {
         .env("CT_MANAGEMENT", setup.management())
         .env("CT_MEMBER", MEMBER)
         .env("CT_GRPC_TRAIL_ARN", &grpc_trail.trail_arn)
+        .env("CT_HISTORY_EVENT_IDS", history_ids.join(","))
         .env("CT_ADMIN_KEY_ID", &admin.0)
         .env("CT_ADMIN_SECRET", &admin.1)
         .env("CT_MEMBER_KEY_ID", &setup.member_key.0)

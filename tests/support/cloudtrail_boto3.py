@@ -21,6 +21,7 @@ BUCKET = os.environ["CT_BUCKET"]
 MANAGEMENT = os.environ["CT_MANAGEMENT"]
 MEMBER = os.environ["CT_MEMBER"]
 GRPC_TRAIL_ARN = os.environ["CT_GRPC_TRAIL_ARN"]
+HISTORY_EVENT_IDS = set(os.environ["CT_HISTORY_EVENT_IDS"].split(","))
 
 # Exceptions any operation may answer with besides its modelled ones.
 GENERIC_ERRORS = {"AccessDeniedException", "InvalidParameterException", "InvalidNextTokenException"}
@@ -357,7 +358,15 @@ expect("TrailNotFoundException", admin.get_trail_status, Name=arn)
 admin.describe_trails()
 admin.describe_trails(includeShadowTrails=False)
 admin.list_public_keys()
-list(admin.get_paginator("lookup_events").paginate(PaginationConfig={"PageSize": 1, "MaxItems": 3}))
+pages = list(admin.get_paginator("lookup_events").paginate(PaginationConfig={"PageSize": 1}))
+assert all(len(page["Events"]) <= 1 for page in pages), pages
+looked_up = [event for page in pages for event in page["Events"]]
+assert {event["EventId"] for event in looked_up} == HISTORY_EVENT_IDS, looked_up
+assert all(json.loads(event["CloudTrailEvent"])["eventID"] == event["EventId"] for event in looked_up)
+member_pages = member.get_paginator("lookup_events").paginate(
+    LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "CreateUser"}], PaginationConfig={"PageSize": 1}
+)
+assert sum(len(page["Events"]) for page in member_pages) == len(HISTORY_EVENT_IDS), "the member's own events"
 
 print(json.dumps(checked, sort_keys=True))
 sys.stdout.flush()
