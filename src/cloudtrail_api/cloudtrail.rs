@@ -88,16 +88,16 @@ pub async fn describe_trails(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsE
 
 pub async fn get_trail(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: NameInput = protocol::input(body)?;
-    super::trails::check_arn(&input.name)?;
-    let request = call.request(pb::GetTrailRequest { name: input.name });
+    let name = super::trails::trail_ref(call, &input.name).await?;
+    let request = call.request(pb::GetTrailRequest { name });
     let found = call.services.trails.get_trail(request).await.map_err(|s| call.status(s))?.into_inner();
     Ok(Object::new().value("Trail", shapes::trail(&found)).build())
 }
 
 pub async fn get_trail_status(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: NameInput = protocol::input(body)?;
-    super::trails::check_arn(&input.name)?;
-    let request = call.request(pb::GetTrailStatusRequest { name: input.name });
+    let name = super::trails::trail_ref(call, &input.name).await?;
+    let request = call.request(pb::GetTrailStatusRequest { name });
     let status =
         call.services.trails.get_trail_status(request).await.map_err(|s| call.status(s))?.into_inner();
     let time = |t: &Option<pbjson_types::Timestamp>| EpochSeconds::from_proto(t.as_ref());

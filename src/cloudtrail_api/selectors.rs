@@ -8,7 +8,7 @@ use super::dispatch::Call;
 use super::error::AwsError;
 use super::protocol;
 use super::shapes::{self, AdvancedSelectorInput, EventSelectorInput, InsightSelectorInput};
-use super::trails::{check_arn, home_trail};
+use super::trails::{home_trail, trail_ref};
 use crate::proto::v1 as pb;
 use crate::proto::v1::trail_service_server::TrailService;
 
@@ -66,8 +66,8 @@ pub async fn put_event_selectors(call: &Call<'_>, body: &[u8]) -> Result<Value, 
 pub async fn get_event_selectors(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: TrailNameInput = protocol::input(body)?;
     no_event_data_store(&input.event_data_store)?;
-    check_arn(&input.trail_name)?;
-    let request = call.request(pb::GetEventSelectorsRequest { trail_name: input.trail_name });
+    let trail_name = trail_ref(call, &input.trail_name).await?;
+    let request = call.request(pb::GetEventSelectorsRequest { trail_name });
     let got = call.services.trails.get_event_selectors(request).await.map_err(|s| call.status(s))?;
     Ok(shapes::event_selectors(got.get_ref()))
 }
@@ -89,8 +89,8 @@ pub async fn put_insight_selectors(call: &Call<'_>, body: &[u8]) -> Result<Value
 pub async fn get_insight_selectors(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: TrailNameInput = protocol::input(body)?;
     no_event_data_store(&input.event_data_store)?;
-    check_arn(&input.trail_name)?;
-    let request = call.request(pb::GetInsightSelectorsRequest { trail_name: input.trail_name });
+    let trail_name = trail_ref(call, &input.trail_name).await?;
+    let request = call.request(pb::GetInsightSelectorsRequest { trail_name });
     let got = call.services.trails.get_insight_selectors(request).await.map_err(|s| call.status(s))?;
     if got.get_ref().insight_selectors.is_empty() {
         return Err(AwsError::client(

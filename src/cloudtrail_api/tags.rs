@@ -8,7 +8,7 @@ use super::dispatch::Call;
 use super::error::AwsError;
 use super::protocol::{self, Object};
 use super::shapes::{self, TagInput};
-use super::trails::check_arn;
+use super::trails::trail_ref;
 use crate::proto::v1 as pb;
 use crate::proto::v1::trail_service_server::TrailService;
 use crate::store::page;
@@ -36,9 +36,8 @@ struct ListTagsInput {
 
 pub async fn add_tags(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: TagsInput = protocol::input(body)?;
-    check_arn(&input.resource_id)?;
-    let request = call
-        .request(pb::AddTagsRequest { name: input.resource_id, tags: shapes::tags_from(input.tags_list) });
+    let name = trail_ref(call, &input.resource_id).await?;
+    let request = call.request(pb::AddTagsRequest { name, tags: shapes::tags_from(input.tags_list) });
     call.services.trails.add_tags(request).await.map_err(|s| resource_error(call, s))?;
     Ok(Object::new().build())
 }
@@ -46,9 +45,9 @@ pub async fn add_tags(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
 /// Removes the keys named (a Value given with a key is not compared, as in CloudTrail).
 pub async fn remove_tags(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: TagsInput = protocol::input(body)?;
-    check_arn(&input.resource_id)?;
+    let name = trail_ref(call, &input.resource_id).await?;
     let keys = input.tags_list.into_iter().map(|t| t.key).collect();
-    let request = call.request(pb::RemoveTagsRequest { name: input.resource_id, keys });
+    let request = call.request(pb::RemoveTagsRequest { name, keys });
     call.services.trails.remove_tags(request).await.map_err(|s| resource_error(call, s))?;
     Ok(Object::new().build())
 }
@@ -81,8 +80,8 @@ pub async fn list_tags(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> 
     let end = (start + call.settings.list_page_size.max(1) as usize).min(input.resource_id_list.len());
     let mut listed = Vec::with_capacity(end - start);
     for resource_id in &input.resource_id_list[start..end] {
-        check_arn(resource_id)?;
-        let request = call.request(pb::GetTrailRequest { name: resource_id.clone() });
+        let name = trail_ref(call, resource_id).await?;
+        let request = call.request(pb::GetTrailRequest { name });
         let trail = call.services.trails.get_trail(request).await.map_err(|s| resource_error(call, s))?;
         listed.push(
             Object::new()

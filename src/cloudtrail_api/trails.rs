@@ -12,7 +12,7 @@ use super::dispatch::Call;
 use super::error::AwsError;
 use super::protocol::{self, Object};
 use super::shapes::{self, TagInput};
-use crate::model::TrailArn;
+use crate::model::{AccountId, TrailArn, TrailName};
 use crate::proto::v1 as pb;
 use crate::proto::v1::organization_service_server::OrganizationService;
 use crate::proto::v1::trail_service_server::TrailService;
@@ -193,8 +193,8 @@ pub async fn list_trails(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError
 
 /// The trail a write action names, which CloudTrail changes only in its home region.
 pub async fn home_trail(call: &Call<'_>, name_or_arn: &str) -> Result<pb::Trail, AwsError> {
-    check_arn(name_or_arn)?;
-    let request = call.request(pb::GetTrailRequest { name: name_or_arn.to_owned() });
+    let name = trail_ref(call, name_or_arn).await?;
+    let request = call.request(pb::GetTrailRequest { name });
     let trail = call.services.trails.get_trail(request).await.map_err(|s| call.status(s))?.into_inner();
     if trail.home_region != call.region.as_str() {
         return Err(AwsError::client(
@@ -208,8 +208,31 @@ pub async fn home_trail(call: &Call<'_>, name_or_arn: &str) -> Result<pb::Trail,
     Ok(trail)
 }
 
+/// What to ask the service for when a request names a trail. CloudTrail reads a bare name as the
+/// caller's own trail homed in the signing region, so a name that several regions (or accounts)
+/// use picks that one; a name the caller has no trail of there is passed on as it is (an
+/// organization trail, or a trail homed elsewhere), and so is an ARN.
+pub async fn trail_ref(call: &Call<'_>, name_or_arn: &str) -> Result<String, AwsError> {
+    check_arn(name_or_arn)?;
+    let passed_on = || Ok(name_or_arn.to_owned());
+    if TrailArn::looks_like_arn(name_or_arn) {
+        return passed_on();
+    }
+    // A malformed name is reported by the service, naming the field.
+    let Ok(name) = TrailName::parse("Name", name_or_arn) else { return passed_on() };
+    let Some(account) = own_account(call).await? else { return passed_on() };
+    let Ok(account) = AccountId::parse("account", &account) else { return passed_on() };
+    let arn = TrailArn::new(call.region.clone(), account, name).to_string();
+    let request = call.request(pb::GetTrailRequest { name: arn.clone() });
+    match call.services.trails.get_trail(request).await {
+        Ok(_) => Ok(arn),
+        Err(status) if status.code() == tonic::Code::NotFound => passed_on(),
+        Err(status) => Err(call.status(status)),
+    }
+}
+
 /// A trail reference that is meant as an ARN but is not a trail's ARN.
-pub fn check_arn(name_or_arn: &str) -> Result<(), AwsError> {
+fn check_arn(name_or_arn: &str) -> Result<(), AwsError> {
     if TrailArn::looks_like_arn(name_or_arn)
         && let Err(error) = TrailArn::parse("Name", name_or_arn)
     {
@@ -221,17 +244,24 @@ pub fn check_arn(name_or_arn: &str) -> Result<(), AwsError> {
 /// The account the caller acts as: a member key's own, or the management account for admin and
 /// auditor keys (they act for the organization).
 async fn caller_account(call: &Call<'_>) -> Result<String, AwsError> {
-    if let Some(account) = call.caller.member_account() {
-        return Ok(account.to_string());
-    }
-    let request = call.request(pb::DescribeOrganizationRequest {});
-    match call.services.organizations.describe_organization(request).await {
-        Ok(org) => Ok(org.into_inner().management_account_id),
-        Err(status) if status.code() == tonic::Code::NotFound => Err(AwsError::client(
+    own_account(call).await?.ok_or_else(|| {
+        AwsError::client(
             "OrganizationsNotInUseException",
             "an admin key acts as the organization's management account, and there is no organization \
              yet; create it first (orgtrail org create)",
-        )),
+        )
+    })
+}
+
+/// [`caller_account`], or None for an admin or auditor key before there is an organization.
+async fn own_account(call: &Call<'_>) -> Result<Option<String>, AwsError> {
+    if let Some(account) = call.caller.member_account() {
+        return Ok(Some(account.to_string()));
+    }
+    let request = call.request(pb::DescribeOrganizationRequest {});
+    match call.services.organizations.describe_organization(request).await {
+        Ok(org) => Ok(Some(org.into_inner().management_account_id)),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
         Err(status) => Err(call.status(status)),
     }
 }

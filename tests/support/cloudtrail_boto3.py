@@ -331,6 +331,21 @@ expect("InvalidTokenException", admin.list_tags, ResourceIdList=[arn], NextToken
 expect("NotOrganizationMasterAccountException", member.add_tags, ResourceId=org_arn, TagsList=[{"Key": "k", "Value": "v"}])
 expect("AccessDeniedException", auditor.remove_tags, ResourceId=arn, TagsList=[{"Key": "a"}])
 
+# --- a bare name is the caller's own trail where another account's has the same name --------------
+admin.create_trail(Name="twin", S3BucketName=BUCKET)
+member.create_trail(Name="twin", S3BucketName=BUCKET)
+own_twin, member_twin = trail_arn(MANAGEMENT, "twin"), trail_arn(MEMBER, "twin")
+assert admin.get_trail(Name="twin")["Trail"]["TrailARN"] == own_twin
+assert member.get_trail(Name="twin")["Trail"]["TrailARN"] == member_twin
+admin.start_logging(Name="twin")
+assert admin.get_trail_status(Name=own_twin)["IsLogging"] is True
+assert admin.get_trail_status(Name=member_twin)["IsLogging"] is False, "the member's twin is untouched"
+admin.add_tags(ResourceId="twin", TagsList=[{"Key": "owner", "Value": "management"}])
+assert tags_of(admin, [own_twin, member_twin]) == {own_twin: [{"Key": "owner", "Value": "management"}], member_twin: []}
+expect("InvalidTrailNameException", admin_eu.get_trail, Name="twin")  # two visible, neither homed here
+admin.delete_trail(Name="twin")
+member.delete_trail(Name="twin")
+
 # --- limits: five trails per account and region ---------------------------------------------------
 extra = []
 while True:
