@@ -57,13 +57,7 @@ fn stop(mut child: Child) {
 }
 
 fn cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(dir)
-        .args(args)
-        .env_remove("ORGTRAIL_ENDPOINT")
-        .env_remove("ORGTRAIL_TOKEN")
-        .output()
-        .expect("orgtrail runs")
+    common::orgtrail_cli(dir, args)
 }
 
 fn ok(output: Output) -> String {

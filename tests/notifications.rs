@@ -133,27 +133,8 @@ async fn log_keys(stack: &Stack, bucket: &str) -> BTreeSet<String> {
 }
 
 async fn digest_count(stack: &Stack, bucket: &str) -> usize {
-    let mut count = 0;
-    let mut token = None;
-    loop {
-        let page = stack
-            .s3_client
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .unwrap();
-        count += page
-            .contents()
-            .iter()
-            .filter(|o| o.key().is_some_and(|k| k.contains("/CloudTrail-Digest/")))
-            .count();
-        if page.is_truncated() != Some(true) {
-            return count;
-        }
-        token = page.next_continuation_token().map(str::to_owned);
-    }
+    let objects = list_all(&stack.s3_client, bucket).await;
+    objects.iter().filter(|o| o.key().is_some_and(|k| k.contains("/CloudTrail-Digest/"))).count()
 }
 
 async fn outbox(pool: &PgPool) -> Vec<(i32, Option<String>)> {

@@ -7,25 +7,18 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use orgtrail::dev::DevInfo;
 
-const BIN: &str = env!("CARGO_BIN_EXE_orgtrail");
 const DATA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/data/cloudtrail/sources/invictus-ir_aws_dataset/CloudTrail"
 );
 
 fn cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(dir)
-        .args(args)
-        .env_remove("ORGTRAIL_ENDPOINT")
-        .env_remove("ORGTRAIL_TOKEN")
-        .output()
-        .expect("orgtrail runs")
+    common::orgtrail_cli(dir, args)
 }
 
 /// The sum of every sample of `name` (any labels) whose labels contain `labels`.

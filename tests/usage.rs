@@ -86,26 +86,12 @@ fn tally<'a>(records: impl IntoIterator<Item = &'a Value>) -> Tally {
 async fn object_bytes(stack: &Stack, bucket: &str) -> BTreeMap<String, i64> {
     let account = regex::Regex::new(r"AWSLogs/(?:o-[a-z0-9]+/)?(\d{12})/").unwrap();
     let mut bytes = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = stack
-            .s3_client
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .unwrap();
-        for item in page.contents() {
-            let key = item.key().unwrap_or_default();
-            let owner = account.captures(key).unwrap_or_else(|| panic!("unexpected key {key}"))[1].to_owned();
-            *bytes.entry(owner).or_default() += item.size().unwrap_or_default();
-        }
-        if page.is_truncated() != Some(true) {
-            return bytes;
-        }
-        token = page.next_continuation_token().map(str::to_owned);
+    for item in list_all(&stack.s3_client, bucket).await {
+        let key = item.key().unwrap_or_default();
+        let owner = account.captures(key).unwrap_or_else(|| panic!("unexpected key {key}"))[1].to_owned();
+        *bytes.entry(owner).or_default() += item.size().unwrap_or_default();
     }
+    bytes
 }
 
 async fn usage(clients: &mut Clients, request: pb::GetTrailUsageRequest) -> Vec<pb::TrailUsage> {

@@ -88,9 +88,7 @@ pub async fn describe_trails(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsE
 
 pub async fn get_trail(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: NameInput = protocol::input(body)?;
-    let name = super::trails::trail_ref(call, &input.name).await?;
-    let request = call.request(pb::GetTrailRequest { name });
-    let found = call.services.trails.get_trail(request).await.map_err(|s| call.status(s))?.into_inner();
+    let found = super::trails::find_trail(call, &input.name).await?;
     Ok(Object::new().value("Trail", shapes::trail(&found)).build())
 }
 

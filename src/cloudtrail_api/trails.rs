@@ -193,9 +193,7 @@ pub async fn list_trails(call: &Call<'_>, body: &[u8]) -> Result<Value, AwsError
 
 /// The trail a write action names, which CloudTrail changes only in its home region.
 pub async fn home_trail(call: &Call<'_>, name_or_arn: &str) -> Result<pb::Trail, AwsError> {
-    let name = trail_ref(call, name_or_arn).await?;
-    let request = call.request(pb::GetTrailRequest { name });
-    let trail = call.services.trails.get_trail(request).await.map_err(|s| call.status(s))?.into_inner();
+    let trail = find_trail(call, name_or_arn).await?;
     if trail.home_region != call.region.as_str() {
         return Err(AwsError::client(
             "InvalidHomeRegionException",
@@ -208,25 +206,40 @@ pub async fn home_trail(call: &Call<'_>, name_or_arn: &str) -> Result<pb::Trail,
     Ok(trail)
 }
 
+/// The trail a request names (see [`trail_ref`]), fetched once.
+pub async fn find_trail(call: &Call<'_>, name_or_arn: &str) -> Result<pb::Trail, AwsError> {
+    if let Some(own) = own_trail_here(call, name_or_arn).await? {
+        return Ok(own);
+    }
+    let request = call.request(pb::GetTrailRequest { name: name_or_arn.to_owned() });
+    Ok(call.services.trails.get_trail(request).await.map_err(|s| call.status(s))?.into_inner())
+}
+
 /// What to ask the service for when a request names a trail. CloudTrail reads a bare name as the
-/// caller's own trail homed in the signing region, so a name that several regions (or accounts)
-/// use picks that one; a name the caller has no trail of there is passed on as it is (an
-/// organization trail, or a trail homed elsewhere), and so is an ARN.
+/// caller's own trail homed in the signing region, so a name that several accounts use picks that
+/// one; a name the caller has no trail of there is passed on as it is (an organization trail, or
+/// a trail homed elsewhere), and so is an ARN.
 pub async fn trail_ref(call: &Call<'_>, name_or_arn: &str) -> Result<String, AwsError> {
+    Ok(match own_trail_here(call, name_or_arn).await? {
+        Some(own) => own.trail_arn,
+        None => name_or_arn.to_owned(),
+    })
+}
+
+/// The caller's own trail of that bare name homed in the signing region, if there is one.
+async fn own_trail_here(call: &Call<'_>, name_or_arn: &str) -> Result<Option<pb::Trail>, AwsError> {
     check_arn(name_or_arn)?;
-    let passed_on = || Ok(name_or_arn.to_owned());
     if TrailArn::looks_like_arn(name_or_arn) {
-        return passed_on();
+        return Ok(None);
     }
     // A malformed name is reported by the service, naming the field.
-    let Ok(name) = TrailName::parse("Name", name_or_arn) else { return passed_on() };
-    let Some(account) = own_account(call).await? else { return passed_on() };
-    let Ok(account) = AccountId::parse("account", &account) else { return passed_on() };
+    let Ok(name) = TrailName::parse("Name", name_or_arn) else { return Ok(None) };
+    let Some(account) = own_account(call).await? else { return Ok(None) };
+    let Ok(account) = AccountId::parse("account", &account) else { return Ok(None) };
     let arn = TrailArn::new(call.region.clone(), account, name).to_string();
-    let request = call.request(pb::GetTrailRequest { name: arn.clone() });
-    match call.services.trails.get_trail(request).await {
-        Ok(_) => Ok(arn),
-        Err(status) if status.code() == tonic::Code::NotFound => passed_on(),
+    match call.services.trails.get_trail(call.request(pb::GetTrailRequest { name: arn })).await {
+        Ok(own) => Ok(Some(own.into_inner())),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
         Err(status) => Err(call.status(status)),
     }
 }

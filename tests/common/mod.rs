@@ -437,24 +437,30 @@ pub async fn put(clients: &mut Clients, records: &[String]) -> pb::PutAuditEvent
 /// Every object in the bucket, checked (none when the bucket is unreachable).
 pub async fn list_objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<LogObject> {
     let mut objects = Vec::new();
+    for item in list_all(s3, bucket).await {
+        let key = item.key().unwrap_or_default().to_owned();
+        if key.contains("/CloudTrail-Digest/") {
+            continue;
+        }
+        let body = s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
+        objects.push(check_object(&key, &body.body.collect().await.unwrap().into_bytes()));
+    }
+    objects
+}
+
+/// Every object in `bucket` as listed (all pages); none while the bucket does not exist yet.
+pub async fn list_all(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<aws_sdk_s3::types::Object> {
+    let mut objects = Vec::new();
     let mut token = None;
     loop {
         let Ok(page) = s3.list_objects_v2().bucket(bucket).set_continuation_token(token).send().await else {
             return objects;
         };
-        for item in page.contents() {
-            let key = item.key().unwrap_or_default().to_owned();
-            if key.contains("/CloudTrail-Digest/") {
-                continue;
-            }
-            let body = s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
-            objects.push(check_object(&key, &body.body.collect().await.unwrap().into_bytes()));
-        }
-        if page.is_truncated() == Some(true) {
-            token = page.next_continuation_token().map(str::to_owned);
-        } else {
+        objects.extend(page.contents().iter().cloned());
+        if page.is_truncated() != Some(true) {
             return objects;
         }
+        token = page.next_continuation_token().map(str::to_owned);
     }
 }
 
@@ -742,4 +748,16 @@ pub async fn register_accounts_of(admin: &mut Clients, records: &[String]) {
             .await
             .unwrap();
     }
+}
+
+/// Runs the `orgtrail` CLI in `dir` (where `dev` keeps dev.json), without the endpoint and token
+/// variables of the environment the tests run in.
+pub fn orgtrail_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_orgtrail"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("ORGTRAIL_ENDPOINT")
+        .env_remove("ORGTRAIL_TOKEN")
+        .output()
+        .expect("orgtrail runs")
 }
