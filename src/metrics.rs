@@ -153,6 +153,8 @@ pub struct Pipeline {
     pub notifications_published: IntCounter,
     /// Failed attempts to publish a delivery notification (each is retried).
     pub notifications_failed: IntCounter,
+    /// Events a tap left out because its store refused them, by tap.
+    pub tap_refused: IntCounterVec,
 }
 
 impl Pipeline {
@@ -233,6 +235,11 @@ impl Pipeline {
                 "orgtrail_notifications_failed_total",
                 "Failed attempts to publish a delivery notification (each is retried).",
             ),
+            tap_refused: counters(
+                "orgtrail_tap_refused_events_total",
+                "Events a tap left out because its store refused them (logged with their eventID).",
+                &["tap"],
+            ),
         };
         for collector in [
             Box::new(pipeline.received.clone()) as Box<dyn prometheus::core::Collector>,
@@ -251,6 +258,7 @@ impl Pipeline {
             Box::new(pipeline.digest_writes.clone()),
             Box::new(pipeline.notifications_published.clone()),
             Box::new(pipeline.notifications_failed.clone()),
+            Box::new(pipeline.tap_refused.clone()),
         ] {
             pipeline.registry.register(collector).expect("metric names are unique");
         }

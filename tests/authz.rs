@@ -432,6 +432,14 @@ fn cases() -> Vec<Case> {
             }),
         },
         Case {
+            rpc: "GetBacklog",
+            what: "the backlog (members: their account's)",
+            expect: [Allow, Allow, Allow],
+            call: call(|_, mut c| async move {
+                c.ingest.get_backlog(pb::GetBacklogRequest::default()).await.map(drop)
+            }),
+        },
+        Case {
             rpc: "ListPublicKeys",
             what: "the current key",
             expect: [Allow, Allow, Allow],

@@ -261,6 +261,12 @@ async fn list_public_keys_serves_base64_pkcs1_per_signing_region(pool: PgPool) {
     let addr = api.cloudtrail_api().await;
     let keys = api.access_key(Role::Auditor, None).await;
     let us = Signed::new(addr, keys.clone(), "us-east-1");
+    let none = us.cloudtrail("ListPublicKeys", json!({})).await.ok();
+    assert_eq!(none["PublicKeyList"], json!([]), "a read creates no key: {none}");
+    let mut admin = api.admin().await;
+    for region in ["us-east-1", "eu-west-1"] {
+        admin.keys.rotate_signing_key(pb::RotateSigningKeyRequest { region: region.into() }).await.unwrap();
+    }
     let listed = us.cloudtrail("ListPublicKeys", json!({})).await.ok();
     let list = listed["PublicKeyList"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{listed}");
@@ -437,6 +443,9 @@ async fn the_aws_cli_reads_trails_keys_and_the_organization(pool: PgPool) {
     let cli = AwsCli::new(api.access_key(Role::Admin, None).await);
     let endpoint = format!("http://{addr}");
     let org_arn = org.trail_arn.clone();
+    // The region's first key (digests make it; a read never does).
+    let mut admin = api.admin().await;
+    admin.keys.rotate_signing_key(pb::RotateSigningKeyRequest::default()).await.unwrap();
     let (described, got, status, keys, organization) = tokio::task::spawn_blocking(move || {
         let cloudtrail = |args: &[&str]| {
             let mut all = vec!["cloudtrail", "--endpoint-url", endpoint.as_str()];
@@ -446,7 +455,7 @@ async fn the_aws_cli_reads_trails_keys_and_the_organization(pool: PgPool) {
         let described = cloudtrail(&["describe-trails"]);
         let got = cloudtrail(&["get-trail", "--name", &org_arn]);
         let status = cloudtrail(&["get-trail-status", "--name", "org-trail"]);
-        // The first call makes the region's key; validate-logs then asks for a time range.
+        // validate-logs asks for the current key, then for a time range.
         let current = cloudtrail(&["list-public-keys"]);
         let in_range = cloudtrail(&["list-public-keys", "--start-time", "2020-01-01T00:00:00Z"]);
         // validate-logs reaches Organizations only through the configured endpoint.

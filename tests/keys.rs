@@ -17,9 +17,12 @@ async fn public_keys_are_pkcs1_with_md5_fingerprints_and_rotation_keeps_old_ones
     let api = start(pool).await;
     let mut admin = api.admin().await;
     let before = pbjson_types::Timestamp { seconds: chrono::Utc::now().timestamp() - 5, nanos: 0 };
+    let none = admin.keys.list_public_keys(pb::ListPublicKeysRequest::default()).await.unwrap().into_inner();
+    assert!(none.public_key_list.is_empty(), "no key before the region's first digest or rotation");
+    admin.keys.rotate_signing_key(pb::RotateSigningKeyRequest::default()).await.unwrap();
     let current =
         admin.keys.list_public_keys(pb::ListPublicKeysRequest::default()).await.unwrap().into_inner();
-    assert_eq!(current.public_key_list.len(), 1, "the first call creates the region's key");
+    assert_eq!(current.public_key_list.len(), 1, "the region's first key");
     let first = &current.public_key_list[0];
     assert!(
         base64::engine::general_purpose::STANDARD.encode(&first.value).starts_with("MIIBCgKCAQEA"),

@@ -62,10 +62,19 @@ async fn wait_until<F: Future<Output = bool>>(what: &str, mut check: impl FnMut(
     }
 }
 
-#[sqlx::test(migrations = "./migrations")]
-async fn a_tap_sees_each_event_once_even_after_failures_and_staging_waits_for_it(pool: PgPool) {
+/// The control plane with an organization, an S3 store and a `tap_seen` table; the worker is the
+/// test's own.
+struct Fixture {
+    _api: TestApi,
+    admin: orgtrail::cli::client::Clients,
+    _s3: orgtrail::dev::s3::S3Server,
+    _dir: tempfile::TempDir,
+    s3_client: aws_sdk_s3::Client,
+}
+
+async fn fixture(pool: &PgPool) -> Fixture {
     sqlx::query("CREATE TABLE tap_seen (shard_id BIGINT, seq BIGINT, event_id TEXT)")
-        .execute(&pool)
+        .execute(pool)
         .await
         .unwrap();
     let api = start(pool.clone()).await;
@@ -80,6 +89,12 @@ async fn a_tap_sees_each_event_once_even_after_failures_and_staging_waits_for_it
     .await
     .unwrap();
     let s3_client = orgtrail::dev::s3_client(&s3.endpoint(), S3_KEY, S3_SECRET, "us-east-1").await;
+    Fixture { _api: api, admin, _s3: s3, _dir: dir, s3_client }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_tap_sees_each_event_once_even_after_failures_and_staging_waits_for_it(pool: PgPool) {
+    let Fixture { _api, mut admin, _s3, _dir, s3_client } = fixture(&pool).await;
     s3_client.create_bucket().bucket("central-bucket").send().await.unwrap();
     // One account under an organization trail, the other under no trail at all: the tap sees both.
     let mut trail = account_trail("a-trail", MEMBER_A);
@@ -145,18 +160,7 @@ impl Tap for Stuck {
 
 #[sqlx::test(migrations = "./migrations")]
 async fn a_failing_tap_holds_staged_events_but_never_delivery(pool: PgPool) {
-    let api = start(pool.clone()).await;
-    let mut admin = api.admin().await;
-    org_with_members(&mut admin).await;
-    let dir = tempfile::tempdir().unwrap();
-    let s3 = orgtrail::dev::s3::S3Server::start_with_keys(
-        dir.path(),
-        "127.0.0.1:0".parse().unwrap(),
-        &[(S3_KEY, S3_SECRET)],
-    )
-    .await
-    .unwrap();
-    let s3_client = orgtrail::dev::s3_client(&s3.endpoint(), S3_KEY, S3_SECRET, "us-east-1").await;
+    let Fixture { _api, mut admin, _s3, _dir, s3_client } = fixture(&pool).await;
     s3_client.create_bucket().bucket("central-bucket").send().await.unwrap();
     let mut trail = org_trail("org-trail");
     trail.s3_bucket_name = "central-bucket".into();
@@ -185,6 +189,105 @@ async fn a_failing_tap_holds_staged_events_but_never_delivery(pool: PgPool) {
     };
     assert_eq!(objects.iter().map(|o| o.records.len()).sum::<usize>(), 5);
     assert!(staged(&pool).await > 0, "events the tap has not consumed stay staged");
+    stop.send(true).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_stuck_tap_never_stalls_delivery_even_past_a_full_buffer(pool: PgPool) {
+    let Fixture { _api, mut admin, _s3, _dir, s3_client } = fixture(&pool).await;
+    s3_client.create_bucket().bucket("central-bucket").send().await.unwrap();
+    let mut trail = org_trail("org-trail");
+    trail.s3_bucket_name = "central-bucket".into();
+    logging_trail(&mut admin, trail).await;
+    let mut settings = test_worker_settings();
+    settings.master_key = None;
+    // The smallest buffer a shard may have: more events than that wait behind the stuck tap.
+    settings.read_limit = 2_000;
+    let worker = worker_with(pool.clone(), &s3_client, settings).with_tap(Arc::new(Stuck));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(worker.run(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+    let total = 3_000;
+    for call in 0..total / 100 {
+        let records: Vec<String> = (0..100)
+            .map(|i| {
+                let id = format!("full-{:05}", call * 100 + i);
+                event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", "RunInstances", &id)
+            })
+            .collect();
+        put(&mut admin, &records).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let delivered: usize =
+            list_objects(&s3_client, "central-bucket").await.iter().map(|o| o.records.len()).sum();
+        if delivered >= total {
+            assert_eq!(delivered, total);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{delivered} of {total} delivered behind a stuck tap");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    stop.send(true).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+/// Records each event, and makes Postgres refuse the one named `poison` (a cast error, SQLSTATE
+/// class 22): the data itself, not the tap or the database, is at fault.
+struct Picky;
+
+#[async_trait::async_trait]
+impl Tap for Picky {
+    fn name(&self) -> &'static str {
+        "test_picky"
+    }
+
+    async fn consume(
+        &self,
+        _key: &str,
+        context: &TapContext<'_>,
+        events: &[TapEvent<'_>],
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<(), TapError> {
+        for event in events {
+            sqlx::query("INSERT INTO tap_seen (shard_id, seq, event_id) VALUES ($1, $2, $3)")
+                .bind(context.shard.id)
+                .bind(event.seq)
+                .bind(event.view.event_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let number = if event.view.event_id == "poison" { "not a number" } else { "1" };
+            sqlx::query("SELECT $1::text::int").bind(number).execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn an_event_the_taps_store_refuses_is_left_out_and_the_tap_goes_on(pool: PgPool) {
+    let Fixture { _api, mut admin, _s3, _dir, s3_client } = fixture(&pool).await;
+    let refused_before = orgtrail::metrics::pipeline().tap_refused.with_label_values(&["test_picky"]).get();
+    let worker = test_worker(pool.clone(), &s3_client).with_tap(Arc::new(Picky));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(worker.run(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+    let ids = ["a", "b", "poison", "c", "d", "e", "f"];
+    let records: Vec<String> =
+        ids.iter().map(|id| event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", "RunInstances", id)).collect();
+    put(&mut admin, &records).await;
+    wait_until("the tap", || async { seen(&pool).await.len() >= 6 }).await;
+    put(&mut admin, &[event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", "RunInstances", "later")]).await;
+    wait_until("the later event", || async { seen(&pool).await.len() >= 7 }).await;
+    assert_eq!(
+        seen(&pool).await,
+        vec!["a", "b", "c", "d", "e", "f", "later"],
+        "all but the refused one, once"
+    );
+    let refused = orgtrail::metrics::pipeline().tap_refused.with_label_values(&["test_picky"]).get();
+    assert_eq!(refused - refused_before, 1);
     stop.send(true).unwrap();
     handle.await.unwrap().unwrap();
 }

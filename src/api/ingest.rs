@@ -15,6 +15,10 @@ use crate::store::accounts::{self, AccountStatus};
 use crate::store::channels::{self, Channel};
 use crate::store::staging::{Incoming, Source, StageOutcome};
 
+/// The default overdue threshold of GetBacklog is the longest delivery interval plus this: time
+/// for a batch to be cut, put and committed.
+pub const OVERDUE_SLACK_SECONDS: i64 = 120;
+
 /// At most this many events per call (CloudTrail Lake's limit).
 pub const MAX_EVENTS_PER_CALL: usize = 100;
 /// At most this many bytes of event data per call.
@@ -299,6 +303,52 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         }
         let channel = channels::create(&self.ctx.pool, &input.name, &account, &region).await?;
         Ok(Response::new(channel_message(&channel)))
+    }
+
+    async fn get_backlog(&self, request: Request<pb::GetBacklogRequest>) -> ApiResult<pb::Backlog> {
+        let caller = Caller::of(&request)?;
+        authorize(&caller, Action::ReadTrails)?;
+        let input = request.into_inner();
+        if input.overdue_after_seconds < 0 {
+            return Err(ApiError::invalid("overdue_after_seconds", "must not be negative").into());
+        }
+        let overdue_after = match input.overdue_after_seconds {
+            0 => {
+                crate::store::staging::longest_delivery_interval(&self.ctx.pool).await?
+                    + OVERDUE_SLACK_SECONDS
+            }
+            seconds => seconds,
+        };
+        let own = caller.member_account();
+        let overdue_before = chrono::Utc::now() - chrono::Duration::seconds(overdue_after);
+        let staged = self.ctx.staging.backlog(own, overdue_before).await?;
+        let untaken = crate::store::staging::untaken(&self.ctx.pool, own).await?;
+        Ok(Response::new(pb::Backlog {
+            staged_events: staged.events,
+            oldest_staged_time: staged.oldest.map(super::convert::timestamp),
+            overdue_after_seconds: overdue_after,
+            overdue_events: staged.overdue_events,
+            overdue_shards: staged
+                .overdue_shards
+                .into_iter()
+                .map(|s| pb::ShardBacklog {
+                    account_id: s.account_id,
+                    region: s.region,
+                    source: s.source,
+                    events: s.events,
+                    oldest_received_time: Some(super::convert::timestamp(s.oldest)),
+                })
+                .collect(),
+            untaken: untaken
+                .into_iter()
+                .map(|u| pb::UntakenEvents {
+                    account_id: u.account_id,
+                    category: u.category,
+                    events: u.events,
+                    latest_time: Some(super::convert::timestamp(u.latest_at)),
+                })
+                .collect(),
+        }))
     }
 
     async fn list_channels(

@@ -66,9 +66,9 @@ impl pb::key_service_server::KeyService for KeyApi {
         let start = time("start_time", &input.start_time)?;
         let end = time("end_time", &input.end_time)?;
         let keys = match (start, end) {
-            (None, None) => {
-                vec![self.keyring().current(&region).await.map_err(ApiError::from)?]
-            }
+            // A read never creates a key: a region gets its first one with its first digest (or
+            // RotateSigningKey); until then there is nothing to list.
+            (None, None) => signing_keys::current(&self.ctx.pool, &region).await?.into_iter().collect(),
             (start, end) => {
                 let start = start.unwrap_or(DateTime::<Utc>::MIN_UTC);
                 let end = end.unwrap_or_else(Utc::now);

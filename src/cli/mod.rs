@@ -260,7 +260,10 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Tasks still waiting on a network peer or a database must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // The report's lines already said what is invalid.
         Err(error) if error.is::<validate::ValidationFailed>() => ExitCode::from(1),

@@ -20,6 +20,10 @@ pub struct StatusArgs {
     /// [default: dev.json's metrics_endpoint; none: that part is left out].
     #[arg(long, env = "ORGTRAIL_METRICS_ENDPOINT")]
     pub metrics_endpoint: Option<String>,
+    /// Acknowledged events still undelivered after this long are shown as overdue: `90s`, `30m`,
+    /// `1h` [default: the longest delivery interval of a logging trail plus 2 minutes].
+    #[arg(long, value_parser = super::admin::parse_lifetime)]
+    pub overdue_after: Option<i64>,
 }
 
 pub async fn run(mut clients: Clients, args: StatusArgs, format: Output) -> anyhow::Result<()> {
@@ -74,6 +78,13 @@ pub async fn run(mut clients: Clients, args: StatusArgs, format: Output) -> anyh
         next_token = page.next_token;
     }
 
+    let backlog = clients
+        .ingest
+        .get_backlog(pb::GetBacklogRequest { overdue_after_seconds: args.overdue_after.unwrap_or(0) })
+        .await
+        .map_err(call_error)?
+        .into_inner();
+
     let endpoint = args
         .metrics_endpoint
         .or_else(|| read_dev_json(Path::new(DEFAULT_DEV_JSON)).map(|d| d.metrics_endpoint))
@@ -99,6 +110,20 @@ pub async fn run(mut clients: Clients, args: StatusArgs, format: Output) -> anyh
                 "latest_notification_time": time_or_null(&s.latest_notification_time),
                 "latest_notification_error": s.latest_notification_error,
             })).collect::<Vec<_>>(),
+            "backlog": {
+                "staged_events": backlog.staged_events,
+                "oldest_staged_time": time_or_null(&backlog.oldest_staged_time),
+                "overdue_after_seconds": backlog.overdue_after_seconds,
+                "overdue_events": backlog.overdue_events,
+                "overdue_shards": backlog.overdue_shards.iter().map(|s| json!({
+                    "account_id": s.account_id, "region": s.region, "source": s.source,
+                    "events": s.events, "oldest_received_time": time_or_null(&s.oldest_received_time),
+                })).collect::<Vec<_>>(),
+                "untaken": backlog.untaken.iter().map(|u| json!({
+                    "account_id": u.account_id, "category": u.category, "events": u.events,
+                    "latest_time": time_or_null(&u.latest_time),
+                })).collect::<Vec<_>>(),
+            },
             "pipeline": pipeline.as_ref().map(|p| json!({
                 "metrics_endpoint": endpoint,
                 "shards_held": p.shards_held,
@@ -128,6 +153,23 @@ pub async fn run(mut clients: Clients, args: StatusArgs, format: Output) -> anyh
         ),
         ("accounts", accounts_line),
         ("trails", format!("{} ({logging} logging, {} not)", trails.len(), trails.len() - logging)),
+        (
+            "staged",
+            match backlog.staged_events {
+                0 => "nothing (every acknowledged event is delivered)".to_owned(),
+                n => format!("{n} events, oldest acknowledged {}", output::time(&backlog.oldest_staged_time)),
+            },
+        ),
+        (
+            "overdue",
+            format!(
+                "{} events acknowledged more than {}s ago and not delivered{}",
+                backlog.overdue_events,
+                backlog.overdue_after_seconds,
+                if backlog.overdue_events > 0 { " (below)" } else { "" }
+            ),
+        ),
+        ("no trail took", untaken_line(&backlog.untaken)),
     ];
     match &pipeline {
         Some(p) => rows.extend([
@@ -141,6 +183,23 @@ pub async fn run(mut clients: Clients, args: StatusArgs, format: Output) -> anyh
         None => rows.push(("pipeline", "no metrics endpoint (--metrics-endpoint)".to_owned())),
     }
     output::fields(&rows);
+    if !backlog.overdue_shards.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = backlog
+            .overdue_shards
+            .iter()
+            .map(|s| {
+                vec![
+                    s.account_id.clone(),
+                    s.region.clone(),
+                    s.source.clone(),
+                    s.events.to_string(),
+                    output::time(&s.oldest_received_time),
+                ]
+            })
+            .collect();
+        output::table(&["OVERDUE ACCOUNT", "REGION", "SOURCE", "EVENTS", "OLDEST ACKNOWLEDGED"], &rows);
+    }
     if !trails.is_empty() {
         println!();
         let rows: Vec<Vec<String>> = trails
@@ -171,6 +230,20 @@ pub async fn run(mut clients: Clients, args: StatusArgs, format: Output) -> anyh
         );
     }
     Ok(())
+}
+
+/// "N events (Insight 3, Data 1)": acknowledged events no trail selected, by category.
+fn untaken_line(untaken: &[pb::UntakenEvents]) -> String {
+    let mut by_category: BTreeMap<&str, i64> = BTreeMap::new();
+    for u in untaken {
+        *by_category.entry(u.category.as_str()).or_default() += u.events;
+    }
+    let total: i64 = by_category.values().sum();
+    if total == 0 {
+        return "none".to_owned();
+    }
+    let parts: Vec<String> = by_category.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    format!("{total} acknowledged events no trail selects ({})", parts.join(", "))
 }
 
 fn time_or_null(ts: &Option<pbjson_types::Timestamp>) -> Value {

@@ -135,6 +135,8 @@ async fn dev_aws_settings() -> anyhow::Result<Option<Arc<crate::members::aws::Aw
 
 /// Runs the dev stack until Ctrl-C or SIGTERM.
 pub async fn run(options: DevOptions) -> anyhow::Result<()> {
+    // Registered first: a SIGTERM during startup stops the stack in order instead of killing it.
+    let shutdown = crate::cli::shutdown_signal();
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("cannot create data dir {}", options.data_dir.display()))?;
     let data_dir = options.data_dir.canonicalize()?;
@@ -212,7 +214,8 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         cloudtrail_secret_access_key: admin_secret,
         metrics_endpoint: format!("http://{metrics_addr}/metrics"),
     };
-    write_private(&data_dir.join("dev.json"), serde_json::to_string_pretty(&info)?.as_bytes())?;
+    let horizons = crate::store::maintenance::Horizons::default();
+    crate::store::maintenance::prepare(&pool, horizons).await?;
 
     let staging: Arc<dyn crate::store::staging::Staging> =
         Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
@@ -256,8 +259,6 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         metrics_listener,
         wait_stop(stop_rx.clone()),
     ));
-    let horizons = crate::store::maintenance::Horizons::default();
-    crate::store::maintenance::prepare(&pool, horizons).await?;
     let maintenance =
         tokio::spawn(crate::store::maintenance::run(pool.clone(), horizons, wait_stop(stop_rx.clone())));
     let demo = options.demo.then(|| {
@@ -270,34 +271,48 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     });
     let worker = tokio::spawn(worker.run(wait_stop(stop_rx)));
 
+    // Written last: its presence tells scripts and tests that the stack is ready.
+    write_private(&data_dir.join("dev.json"), serde_json::to_string_pretty(&info)?.as_bytes())?;
     print_banner(&info, &data_dir);
-    crate::cli::shutdown_signal().await;
+    shutdown.await;
     eprintln!("stopping…");
     let _ = stop_tx.send(true);
-    if let Ok(Err(error)) = server.await {
-        tracing::warn!(%error, "control plane stopped with an error");
+    // Parts waiting on a Postgres that is gone (or restarting) must not hold the stop up: they get
+    // a few seconds, then the process goes on without them.
+    let parts = async {
+        if let Ok(Err(error)) = server.await {
+            tracing::warn!(%error, "control plane stopped with an error");
+        }
+        if let Ok(Err(error)) = cloudtrail.await {
+            tracing::warn!(%error, "cloudtrail-compatible api stopped with an error");
+        }
+        if let Ok(Err(error)) = worker.await {
+            tracing::warn!(%error, "worker stopped with an error");
+        }
+        let _ = maintenance.await;
+        if let Ok(Err(error)) = metrics.await {
+            tracing::warn!(%error, "metrics server stopped with an error");
+        }
+        if let Some(demo) = demo
+            && let Ok(Err(error)) = demo.await
+        {
+            tracing::warn!(%error, "demo traffic stopped with an error");
+        }
+    };
+    if tokio::time::timeout(STOP_GRACE, parts).await.is_err() {
+        tracing::warn!(grace = ?STOP_GRACE, "some parts did not stop in time; stopping without them");
     }
-    if let Ok(Err(error)) = cloudtrail.await {
-        tracing::warn!(%error, "cloudtrail-compatible api stopped with an error");
+    if tokio::time::timeout(std::time::Duration::from_secs(1), pool.close()).await.is_err() {
+        tracing::warn!("database connections did not close in time");
     }
-    if let Ok(Err(error)) = worker.await {
-        tracing::warn!(%error, "worker stopped with an error");
-    }
-    let _ = maintenance.await;
-    if let Ok(Err(error)) = metrics.await {
-        tracing::warn!(%error, "metrics server stopped with an error");
-    }
-    if let Some(demo) = demo
-        && let Ok(Err(error)) = demo.await
-    {
-        tracing::warn!(%error, "demo traffic stopped with an error");
-    }
-    pool.close().await;
     drop(s3);
     tokio::task::spawn_blocking(move || pg.stop()).await?;
     eprintln!("stopped; state kept in {}", data_dir.display());
     Ok(())
 }
+
+/// How long the parts of the stack get to finish after a stop signal.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
 
 fn print_banner(info: &DevInfo, data_dir: &Path) {
     println!("orgtrail dev is running (Ctrl-C stops it; state in {})", data_dir.display());

@@ -55,8 +55,9 @@ impl Keyring {
         self.master.clone().ok_or(KeyringError::NoMasterKey)
     }
 
-    /// The region's current key as stored, created if the region has none yet.
-    pub async fn current(&self, region: &Region) -> Result<StoredKey, KeyringError> {
+    /// The region's current key as stored, created if the region has none yet (for signing only:
+    /// reads use `signing_keys::current`, which never creates one).
+    async fn current(&self, region: &Region) -> Result<StoredKey, KeyringError> {
         match signing_keys::current(&self.pool, region).await? {
             Some(key) => Ok(key),
             None => self.install_new(region, Replace::IfNone).await,

@@ -89,6 +89,12 @@ impl LookupAttribute {
                 format!("must be 1 to {MAX_ATTRIBUTE_VALUE_CHARS} characters, got {chars}"),
             ));
         }
+        if value.contains('\0') {
+            return Err(FieldError::new(
+                format!("{field}.attribute_value"),
+                "must not contain NUL characters (U+0000); no event has one",
+            ));
+        }
         if key == AttributeKey::ReadOnly && value != "true" && value != "false" {
             return Err(FieldError::new(
                 format!("{field}.attribute_value"),
@@ -97,6 +103,26 @@ impl LookupAttribute {
         }
         Ok(Self { key, value: value.to_owned() })
     }
+}
+
+/// Longest value kept as itself in a lookup key; longer ones are kept as their digest, because a
+/// B-tree entry holds at most about 2,700 bytes and CloudTrail lets a lookup ask for 2,000
+/// characters (up to 8,000 bytes). Lookups apply the same mapping, so matches stay exact.
+pub const MAX_PLAIN_KEY_BYTES: usize = 512;
+
+/// What the index stores for a lookup value: the value itself, or for a long one U+0001 (which no
+/// CloudTrail value holds) followed by its SHA-256 in hex.
+pub fn index_key(value: &str) -> Cow<'_, str> {
+    if value.len() <= MAX_PLAIN_KEY_BYTES {
+        return Cow::Borrowed(value);
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
+    Cow::Owned(format!("\u{1}{}", hex::encode(digest.as_ref())))
+}
+
+/// Whether a stored key is a digest of a longer value (see [`index_key`]).
+pub fn is_digest_key(key: &str) -> bool {
+    key.starts_with('\u{1}')
 }
 
 /// Whether event history keeps a record: management and Insights events (CloudTrail's event

@@ -11,6 +11,99 @@ use super::{AccountId, FieldError, Region};
 /// Largest record accepted (CloudTrail's limit for one event).
 pub const MAX_RECORD_BYTES: usize = 256 * 1024;
 
+/// Deepest nesting of objects and arrays a record may have (the record object itself is level 1).
+/// CloudTrail's deepest records nest about a dozen levels; standard consumers stop somewhere above
+/// this (Python's json module at about 1,000 levels, some Java parsers at 1,000, others at 512).
+pub const MAX_NESTING_DEPTH: usize = 64;
+
+/// One pass over the JSON text, before it is parsed: refuses nesting deeper than
+/// [`MAX_NESTING_DEPTH`] (serde_json skips unknown fields without a depth limit, so without this a
+/// record nested 100,000 levels deep would be accepted and break every standard consumer's file),
+/// and tells whether a string may hold an escaped NUL (`\u0000`), which Postgres cannot store and
+/// CloudTrail never emits.
+fn scan(json: &str) -> Result<bool, RecordError> {
+    let bytes = json.as_bytes();
+    let mut depth = 0usize;
+    let mut maybe_nul = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string; escapes take the next byte along.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    if bytes[i] == b'\\' {
+                        if bytes.get(i + 1) == Some(&b'u') && bytes.get(i + 2..i + 6) == Some(b"0000") {
+                            maybe_nul = true;
+                        }
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_NESTING_DEPTH {
+                    return Err(RecordError::new(
+                        "NestedTooDeep",
+                        format!("the record nests objects and arrays deeper than {MAX_NESTING_DEPTH} levels"),
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(maybe_nul)
+}
+
+/// The path of the first key or string value holding a NUL character, as `a.b[2].c`.
+fn nul_path(value: &serde_json::Value, path: &mut String) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                if nul_path(item, path) {
+                    return true;
+                }
+                path.truncate(len);
+            }
+            false
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&key.replace('\0', "\\u0000"));
+                if key.contains('\0') || nul_path(item, path) {
+                    return true;
+                }
+                path.truncate(len);
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// Refuses a record whose keys or strings hold a NUL character, naming where.
+fn refuse_nul(json: &str) -> Result<(), RecordError> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else { return Ok(()) };
+    let mut path = String::new();
+    if nul_path(&value, &mut path) {
+        return Err(RecordError::new(
+            "InvalidField",
+            format!("{path}: must not contain NUL characters (U+0000); CloudTrail never emits them"),
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 struct Resource<'a> {
     #[serde(rename = "type", borrow, default)]
@@ -176,6 +269,9 @@ impl RecordView {
                 format!("the record is {} bytes; at most {MAX_RECORD_BYTES} are accepted", json.len()),
             ));
         }
+        if scan(json)? {
+            refuse_nul(json)?;
+        }
         let fields: Fields<'_> = serde_json::from_str(json)
             .map_err(|e| RecordError::new("InvalidJson", format!("not a JSON object: {e}")))?;
         let event_id = required(&fields.event_id, "eventID")?;
@@ -334,6 +430,26 @@ mod tests {
             (insight.insight_type.as_str(), insight.computed_on),
             ("ApiCallRateInsight", Category::Management)
         );
+    }
+
+    #[test]
+    fn nesting_is_limited_and_strings_do_not_count() {
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(scan(&nested(MAX_NESTING_DEPTH)).is_ok());
+        assert_eq!(scan(&nested(MAX_NESTING_DEPTH + 1)).unwrap_err().code, "NestedTooDeep");
+        let in_string = format!("[\"{}\\\"\"]", "[".repeat(500));
+        assert_eq!(scan(&in_string), Ok(false), "brackets inside strings are text");
+    }
+
+    #[test]
+    fn nul_characters_are_found_where_they_are() {
+        assert_eq!(scan(r#"{"a":"x\u0000"}"#), Ok(true));
+        assert_eq!(scan(r#"{"a":"x\\u0000"}"#), Ok(false), "an escaped backslash, then text");
+        assert!(refuse_nul(r#"{"a":"x\\u0000"}"#).is_ok());
+        let err = refuse_nul(r#"{"a":{"b":[1,"x\u0000"]}}"#).unwrap_err();
+        assert!(err.message.starts_with("a.b[1]:"), "{err}");
+        let err = refuse_nul(r#"{"k\u0000":1}"#).unwrap_err();
+        assert!(err.message.starts_with("k\\u0000:"), "{err}");
     }
 
     #[test]

@@ -42,6 +42,13 @@ pub enum TapError {
     External(String),
 }
 
+impl TapError {
+    /// Whether the events themselves are refused (see [`StoreError::is_bad_data`]).
+    pub fn is_bad_data(&self) -> bool {
+        matches!(self, Self::Store(error) if error.is_bad_data())
+    }
+}
+
 impl From<sqlx::Error> for TapError {
     fn from(error: sqlx::Error) -> Self {
         Self::Store(StoreError::Database(error))

@@ -6,7 +6,7 @@
 //! cursor in one transaction that checks the lease's fencing generation. A crash anywhere repeats
 //! the same key and bytes; a worker that lost its lease can neither commit nor overwrite.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -132,6 +132,33 @@ struct ShardState {
     tap_cursors: HashMap<String, i64>,
     /// Per tap key: no attempt before this instant (backoff after failures).
     tap_retry_at: HashMap<String, (Instant, Duration)>,
+    /// Some tap key has not consumed everything loaded (it failed, or fell behind the buffer).
+    taps_behind: bool,
+    /// A Postgres call failed without saying whether it took effect (a commit whose answer was
+    /// lost, a connection that died): cursors and buffer are read again before anything else.
+    stale: bool,
+}
+
+impl ShardState {
+    fn new(lease: Lease, info: ShardInfo, account: AccountId) -> Self {
+        Self {
+            lease,
+            info,
+            account,
+            cursors: HashMap::new(),
+            buffer: VecDeque::new(),
+            loaded_through: 0,
+            capacity: MIN_READ_PER_SHARD,
+            released_through: 0,
+            orphans_checked: false,
+            checked_sealed: Default::default(),
+            retry_at: HashMap::new(),
+            tap_cursors: HashMap::new(),
+            tap_retry_at: HashMap::new(),
+            taps_behind: false,
+            stale: true,
+        }
+    }
 }
 
 /// Events a shard may buffer however many shards the worker holds.
@@ -303,6 +330,7 @@ impl Worker {
                         .filter(|(id, state)| {
                             heads.get(*id).is_none_or(|head| *head > state.loaded_through)
                                 || !state.buffer.is_empty()
+                                || state.taps_behind
                                 || snapshot
                                     .trails_covering(&state.account)
                                     .any(|t| !state.checked_sealed.contains(&t.id))
@@ -386,28 +414,10 @@ impl Worker {
         for delivery::Claim { lease, taken_over } in claimed {
             let Some(info) = infos.get(&lease.shard_id).cloned() else { continue };
             let Ok(account) = AccountId::parse("account_id", &info.account_id) else { continue };
-            let cursors = delivery::cursors(&self.pool, lease.shard_id).await?.into_iter().collect();
-            let tap_cursors = taps::cursors(&self.pool, lease.shard_id).await?;
             tracing::info!(shard = lease.shard_id, generation = lease.generation, account = %info.account_id,
                 region = %info.region, taken_over, "shard claimed");
-            shards.insert(
-                lease.shard_id,
-                ShardState {
-                    lease,
-                    info,
-                    account,
-                    cursors,
-                    buffer: VecDeque::new(),
-                    loaded_through: 0,
-                    capacity: MIN_READ_PER_SHARD,
-                    released_through: 0,
-                    orphans_checked: false,
-                    checked_sealed: Default::default(),
-                    retry_at: HashMap::new(),
-                    tap_cursors,
-                    tap_retry_at: HashMap::new(),
-                },
-            );
+            // Its cursors are read on its first round (the state starts stale).
+            shards.insert(lease.shard_id, ShardState::new(lease, info, account));
         }
         Ok(())
     }
@@ -478,8 +488,32 @@ impl Worker {
         (shard_id, Ok(()))
     }
 
+    /// Reads the shard's durable progress again and forgets everything derived from the old one.
+    async fn reload(&self, state: &mut ShardState) -> Result<(), StoreError> {
+        state.cursors = delivery::cursors(&self.pool, state.info.id).await?.into_iter().collect();
+        state.tap_cursors = taps::cursors(&self.pool, state.info.id).await?;
+        state.buffer.clear();
+        state.loaded_through = 0;
+        state.released_through = 0;
+        state.orphans_checked = false;
+        state.checked_sealed.clear();
+        state.stale = false;
+        Ok(())
+    }
+
     /// One round over a shard; true when the buffer was full (more is waiting).
     async fn process(&self, state: &mut ShardState, snapshot: &Snapshot) -> Result<bool, StoreError> {
+        let result = self.process_fresh(state, snapshot).await;
+        if matches!(&result, Err(error) if !matches!(error, StoreError::Fenced(_))) {
+            state.stale = true;
+        }
+        result
+    }
+
+    async fn process_fresh(&self, state: &mut ShardState, snapshot: &Snapshot) -> Result<bool, StoreError> {
+        if state.stale {
+            self.reload(state).await?;
+        }
         let account = state.account.clone();
         let covering: Vec<&Trail> = snapshot.trails_covering(&account).collect();
         // Finish batches a previous owner (or a crash) left sealed before anything else, including
@@ -511,14 +545,18 @@ impl Worker {
         let tap_floor =
             tap_keys.iter().map(|(_, key)| state.tap_cursors.get(key).copied().unwrap_or(0)).min();
         let trail_floor = covering.iter().map(|t| state.cursors.get(&t.id).copied().unwrap_or(0)).min();
-        let min_cursor = match (trail_floor, tap_floor) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // The trails hold the buffer (a tap that fell behind reads staging itself, so a failing
+        // tap never stalls delivery); without trails, the taps do.
+        let min_cursor = trail_floor.or(tap_floor);
         let floor = min_cursor.unwrap_or(i64::MAX);
+        // Every covering trail has judged what leaves the buffer: count what none of them took.
+        let mut untaken = BTreeMap::new();
         while state.buffer.front().is_some_and(|e| e.seq <= floor) {
-            state.buffer.pop_front();
+            if let Some(event) = state.buffer.pop_front() {
+                count_untaken(&mut untaken, &event, &covering);
+            }
         }
+        self.record_untaken(state, untaken).await;
         let read_from = state.loaded_through.max(min_cursor.unwrap_or(state.loaded_through));
         // Buffered events across all shards stay near `read_limit`: memory is bounded however
         // many shards a worker holds.
@@ -577,6 +615,12 @@ impl Worker {
             {
                 self.staging.release(state.info.id, last, snapshot.loaded_at).await?;
                 state.released_through = last;
+                // No trail covers the account: none takes these.
+                let mut untaken = BTreeMap::new();
+                for event in state.buffer.iter().filter(|e| e.seq <= last) {
+                    count_untaken(&mut untaken, event, &covering);
+                }
+                self.record_untaken(state, untaken).await;
                 state.buffer.retain(|e| e.seq > last);
             }
             return Ok(was_full && taps_after > taps_before);
@@ -593,6 +637,9 @@ impl Worker {
                     return Err(error);
                 }
                 tracing::warn!(trail = %trail.arn, shard = state.info.id, %error, "delivery step failed");
+                // Whether the failed step took effect is unknown: read the progress again.
+                state.stale = true;
+                return Ok(false);
             }
         }
 
@@ -630,10 +677,18 @@ impl Worker {
                 continue;
             }
             let cursor = state.tap_cursors.get(key).copied().unwrap_or(0);
+            // A tap that fell behind the buffer (it failed while the trails went on) catches up
+            // from staging.
+            let behind = match state.buffer.front() {
+                Some(first) => first.seq > cursor + 1,
+                None => cursor < state.loaded_through,
+            };
+            let caught_up: Vec<Staged> =
+                if behind { self.read_staged(state, cursor).await? } else { Vec::new() };
+            let source: Box<dyn Iterator<Item = &Staged>> =
+                if behind { Box::new(caught_up.iter()) } else { Box::new(state.buffer.iter()) };
             // Judge an event only with control-plane state loaded after it arrived.
-            let pending: Vec<&Staged> = state
-                .buffer
-                .iter()
+            let pending: Vec<&Staged> = source
                 .filter(|e| e.seq > cursor)
                 .take_while(|e| e.received_at < snapshot.loaded_at)
                 .take(TAP_BATCH)
@@ -658,13 +713,17 @@ impl Worker {
                 tracing::warn!(tap = tap.name(), %key, %error, retry_in = ?backoff, "tap could not refresh");
                 continue;
             }
+            let context = TapContext { shard: &state.info, snapshot };
             let mut tx = taps::begin_fenced(&self.pool, &self.id, state.lease).await?;
-            let consumed = if events.is_empty() {
-                Ok(())
-            } else {
-                let context = TapContext { shard: &state.info, snapshot };
-                tap.consume(key, &context, &events, &mut tx).await
-            };
+            let mut consumed =
+                if events.is_empty() { Ok(()) } else { tap.consume(key, &context, &events, &mut tx).await };
+            if matches!(&consumed, Err(error) if error.is_bad_data()) {
+                // Postgres refuses some event itself: find it and leave it out, so that one bad
+                // record never stalls the tap for its shard.
+                drop(tx);
+                tx = taps::begin_fenced(&self.pool, &self.id, state.lease).await?;
+                consumed = consume_leaving_out_bad(tap.as_ref(), key, &context, &events, &mut tx).await;
+            }
             match consumed {
                 Ok(()) => {
                     taps::advance(&mut tx, state.info.id, key, through).await?;
@@ -682,7 +741,39 @@ impl Worker {
                 }
             }
         }
+        state.taps_behind = keys
+            .iter()
+            .any(|(_, key)| state.tap_cursors.get(key).copied().unwrap_or(0) < state.loaded_through);
         Ok(())
+    }
+
+    /// Adds to the account's counts of acknowledged events no trail took (best effort: a count,
+    /// not a record of which events).
+    async fn record_untaken(&self, state: &ShardState, untaken: BTreeMap<&'static str, i64>) {
+        if untaken.is_empty() {
+            return;
+        }
+        if let Err(error) = crate::store::staging::add_untaken(&self.pool, &state.account, &untaken).await {
+            tracing::warn!(shard = state.info.id, %error, "cannot count events no trail took");
+        }
+    }
+
+    /// Staged events of the shard after `after_seq`, parsed (for a tap behind the buffer).
+    async fn read_staged(&self, state: &ShardState, after_seq: i64) -> Result<Vec<Staged>, StoreError> {
+        let fresh = self.staging.read(state.info.id, after_seq, TAP_BATCH as i64).await?;
+        tokio::task::spawn_blocking(move || {
+            fresh
+                .into_iter()
+                .map(|e| Staged {
+                    seq: e.seq,
+                    received_at: e.received_at,
+                    view: RecordView::parse(&e.record).ok(),
+                    record: Arc::from(e.record),
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("parsing panicked: {e}")))
     }
 
     /// Routes the buffered events after the trail's cursor and flushes a batch when due.
@@ -747,7 +838,9 @@ impl Worker {
             .await
             .map_err(|e| StoreError::Corrupt(format!("batch builder panicked: {e}")))?;
         let delivered_at = Utc::now();
-        let unique = s3::unique_part(&format!("{}:{}:{}", trail.id, state.info.id, cursor));
+        // The whole range names the file: a batch with other contents never gets this key.
+        let unique =
+            s3::unique_part(&format!("{}:{}:{}-{}", trail.id, state.info.id, cursor, judged_through));
         let organization =
             if trail.settings.is_organization_trail { snapshot.organization_id.as_deref() } else { None };
         // Insights shards hold Insights records only: CloudTrail keeps them in their own folder.
@@ -850,4 +943,46 @@ impl Worker {
         tracing::debug!(trail = %batch.trail_arn, key = %batch.object_key, records = batch.record_count, "log file delivered");
         Ok(())
     }
+}
+
+/// Counts `event` by category when none of the covering trails takes it.
+fn count_untaken(untaken: &mut BTreeMap<&'static str, i64>, event: &Staged, covering: &[&Trail]) {
+    let Some(view) = &event.view else { return };
+    if !covering.iter().any(|trail| router::routes(trail, view, event.received_at)) {
+        *untaken.entry(view.category.as_str()).or_default() += 1;
+    }
+}
+
+/// Consumes `events` in savepoints, halving any part Postgres refuses, and leaves out (logged and
+/// counted) each single event it refuses on its own. Other errors end the attempt as usual.
+async fn consume_leaving_out_bad(
+    tap: &dyn Tap,
+    key: &str,
+    context: &TapContext<'_>,
+    events: &[TapEvent<'_>],
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+) -> Result<(), super::taps::TapError> {
+    use sqlx::Acquire;
+    let mut parts: Vec<&[TapEvent<'_>]> = vec![events];
+    while let Some(part) = parts.pop() {
+        let mut savepoint = tx.begin().await.map_err(StoreError::from)?;
+        match tap.consume(key, context, part, &mut savepoint).await {
+            Ok(()) => savepoint.commit().await.map_err(StoreError::from)?,
+            Err(error) if error.is_bad_data() => {
+                savepoint.rollback().await.map_err(StoreError::from)?;
+                if let [event] = part {
+                    crate::metrics::pipeline().tap_refused.with_label_values(&[tap.name()]).inc();
+                    tracing::error!(tap = tap.name(), %key, shard = context.shard.id, seq = event.seq,
+                        event_id = %event.view.event_id, %error, "event refused by the tap's store; left out");
+                } else {
+                    let (first, second) = part.split_at(part.len() / 2);
+                    // Last pushed, first taken: the earlier half goes first.
+                    parts.push(second);
+                    parts.push(first);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }

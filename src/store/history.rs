@@ -5,7 +5,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::StoreError;
-use crate::model::history::{AttributeKey, HistoryFields, LookupAttribute};
+use crate::model::history::{AttributeKey, HistoryFields, LookupAttribute, index_key, is_digest_key};
 use crate::model::{AccountId, Region};
 
 /// One event to index.
@@ -49,11 +49,11 @@ pub async fn index(conn: &mut sqlx::PgConnection, entries: &[NewEntry<'_>]) -> R
         regions.push(entry.region);
         insights.push(entry.fields.insight);
         event_ids.push(entry.event_id);
-        names.push(entry.fields.event_name.as_str());
-        sources.push(entry.fields.event_source.as_str());
+        names.push(index_key(&entry.fields.event_name));
+        sources.push(index_key(&entry.fields.event_source));
         read_only.push(entry.fields.read_only);
-        usernames.push(entry.fields.username.as_deref());
-        access_keys.push(entry.fields.access_key_id.as_deref());
+        usernames.push(entry.fields.username.as_deref().map(index_key));
+        access_keys.push(entry.fields.access_key_id.as_deref().map(index_key));
         records.push(entry.record);
         let postings = entry
             .fields
@@ -65,7 +65,7 @@ pub async fn index(conn: &mut sqlx::PgConnection, entries: &[NewEntry<'_>]) -> R
             posting_accounts.push(entry.account_id);
             posting_ids.push(entry.event_id);
             kinds.push(kind);
-            values.push(value.as_str());
+            values.push(index_key(value));
         }
     }
     // Postings are written only for rows this statement inserted, so a re-delivered event adds none.
@@ -194,7 +194,10 @@ pub async fn lookup(pool: &PgPool, lookup: &Lookup) -> Result<Vec<Entry>, StoreE
                 "SELECT {} FROM (SELECT event_time, id FROM event_history_resources WHERE kind = ",
                 prefixed("h.")
             ));
-            query.push_bind(kind).push("::\"char\" AND value = ").push_bind(attribute.value.clone());
+            query
+                .push_bind(kind)
+                .push("::\"char\" AND value = ")
+                .push_bind(index_key(&attribute.value).into_owned());
             push_common(&mut query, lookup);
             query.push(
                 ") r JOIN event_history h ON h.id = r.id AND h.event_time = r.event_time
@@ -215,19 +218,41 @@ pub async fn lookup(pool: &PgPool, lookup: &Lookup) -> Result<Vec<Entry>, StoreE
                     AttributeKey::ResourceType | AttributeKey::ResourceName => "",
                 };
                 query.push(format!(" AND {column} = "));
-                if attribute.key == AttributeKey::ReadOnly {
-                    query.push_bind(attribute.value == "true");
-                } else {
-                    query.push_bind(attribute.value.clone());
-                }
+                match attribute.key {
+                    AttributeKey::ReadOnly => query.push_bind(attribute.value == "true"),
+                    // eventIDs are at most 128 characters: always kept as they are.
+                    AttributeKey::EventId => query.push_bind(attribute.value.clone()),
+                    _ => query.push_bind(index_key(&attribute.value).into_owned()),
+                };
             }
             push_common(&mut query, lookup);
         }
     }
     // Unnamed statements are planned with the actual values: the best index for a lookup
     // depends on them (a rare user name or a common event name, one account or all).
-    let entries = query.build_query_as::<Entry>().persistent(false).fetch_all(pool).await?;
+    let mut entries = query.build_query_as::<Entry>().persistent(false).fetch_all(pool).await?;
+    for entry in &mut entries {
+        restore_long_values(entry);
+    }
     Ok(entries)
+}
+
+/// Puts back the values the index keeps as digests (see [`index_key`]), from the record.
+fn restore_long_values(entry: &mut Entry) {
+    let hashed = |v: &Option<String>| v.as_deref().is_some_and(is_digest_key);
+    if !is_digest_key(&entry.event_name)
+        && !is_digest_key(&entry.event_source)
+        && !hashed(&entry.username)
+        && !hashed(&entry.access_key_id)
+    {
+        return;
+    }
+    let Ok(view) = crate::model::record::RecordView::parse(&entry.record) else { return };
+    let fields = HistoryFields::of(&entry.record, &view);
+    entry.event_name = fields.event_name;
+    entry.event_source = fields.event_source;
+    entry.username = fields.username;
+    entry.access_key_id = fields.access_key_id;
 }
 
 fn prefixed(prefix: &str) -> String {

@@ -60,6 +60,14 @@ impl StoreError {
     fn corrupt(error: impl std::fmt::Display) -> Self {
         Self::Corrupt(error.to_string())
     }
+
+    /// Whether Postgres refused the data itself (SQLSTATE class 22, data exception, or 54, a
+    /// limit such as an index entry's size): the same statement would fail again however often it
+    /// is retried.
+    pub fn is_bad_data(&self) -> bool {
+        let Self::Database(sqlx::Error::Database(db)) = self else { return false };
+        db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("54"))
+    }
 }
 
 /// Whether a database error is a unique-constraint violation.

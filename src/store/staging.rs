@@ -72,6 +72,30 @@ pub struct Shard {
     pub source: String,
 }
 
+/// Staged events of one shard, for the backlog.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ShardBacklog {
+    pub account_id: String,
+    pub region: String,
+    pub source: String,
+    pub events: i64,
+    pub oldest: DateTime<Utc>,
+}
+
+/// What is staged (acknowledged, not yet released by every trail and tap).
+#[derive(Debug, Clone, Default)]
+pub struct StagedBacklog {
+    pub events: i64,
+    pub oldest: Option<DateTime<Utc>>,
+    /// Events received before the overdue threshold.
+    pub overdue_events: i64,
+    /// The shards holding them, most overdue first (at most [`OVERDUE_SHARDS_LISTED`]).
+    pub overdue_shards: Vec<ShardBacklog>,
+}
+
+/// Shards a backlog lists at most.
+pub const OVERDUE_SHARDS_LISTED: i64 = 20;
+
 /// The narrow seam between ingest and delivery.
 #[async_trait::async_trait]
 pub trait Staging: Send + Sync {
@@ -91,6 +115,12 @@ pub trait Staging: Send + Sync {
         through_seq: i64,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+    /// What is staged, of one account or all; events received before `overdue_before` are overdue.
+    async fn backlog(
+        &self,
+        account: Option<&AccountId>,
+        overdue_before: DateTime<Utc>,
+    ) -> Result<StagedBacklog, StoreError>;
 }
 
 pub struct PgStaging {
@@ -270,6 +300,89 @@ impl Staging for PgStaging {
                 .await?;
         Ok(done.rows_affected())
     }
+
+    async fn backlog(
+        &self,
+        account: Option<&AccountId>,
+        overdue_before: DateTime<Utc>,
+    ) -> Result<StagedBacklog, StoreError> {
+        // Counted by whole chunks: a chunk leaves staging once every event in it is released.
+        let account = account.map(AccountId::as_str);
+        let (events, oldest, overdue_events): (i64, Option<DateTime<Utc>>, i64) = sqlx::query_as(
+            "SELECT coalesce(sum(c.last_seq - c.first_seq + 1), 0)::int8, min(c.received_at),
+                    coalesce(sum(c.last_seq - c.first_seq + 1) FILTER (WHERE c.received_at < $2), 0)::int8
+             FROM staged_chunks c JOIN shards s ON s.id = c.shard_id
+             WHERE $1::text IS NULL OR s.account_id = $1",
+        )
+        .bind(account)
+        .bind(overdue_before)
+        .fetch_one(&self.pool)
+        .await?;
+        let overdue_shards = sqlx::query_as::<_, ShardBacklog>(
+            "SELECT s.account_id, s.region, s.source, sum(c.last_seq - c.first_seq + 1)::int8 AS events,
+                    min(c.received_at) AS oldest
+             FROM staged_chunks c JOIN shards s ON s.id = c.shard_id
+             WHERE c.received_at < $2 AND ($1::text IS NULL OR s.account_id = $1)
+             GROUP BY s.account_id, s.region, s.source ORDER BY min(c.received_at) LIMIT $3",
+        )
+        .bind(account)
+        .bind(overdue_before)
+        .bind(OVERDUE_SHARDS_LISTED)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(StagedBacklog { events, oldest, overdue_events, overdue_shards })
+    }
+}
+
+/// Acknowledged events of one account no trail took, by category.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Untaken {
+    pub account_id: String,
+    pub category: String,
+    pub events: i64,
+    pub latest_at: DateTime<Utc>,
+}
+
+/// Counts events of `account` that left staging without any trail taking them.
+pub async fn add_untaken(
+    pool: &PgPool,
+    account: &AccountId,
+    by_category: &BTreeMap<&'static str, i64>,
+) -> Result<(), StoreError> {
+    let categories: Vec<&str> = by_category.keys().copied().collect();
+    let counts: Vec<i64> = by_category.values().copied().collect();
+    sqlx::query(
+        "INSERT INTO untaken_counters (account_id, category, events)
+         SELECT $1, category, events FROM unnest($2::text[], $3::int8[]) AS u(category, events)
+         ON CONFLICT (account_id, category) DO UPDATE
+         SET events = untaken_counters.events + EXCLUDED.events, latest_at = now()",
+    )
+    .bind(account.as_str())
+    .bind(&categories)
+    .bind(&counts)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The untaken counts, of one account or all, largest first.
+pub async fn untaken(pool: &PgPool, account: Option<&AccountId>) -> Result<Vec<Untaken>, StoreError> {
+    Ok(sqlx::query_as::<_, Untaken>(
+        "SELECT account_id, category, events, latest_at FROM untaken_counters
+         WHERE $1::text IS NULL OR account_id = $1 ORDER BY events DESC, account_id, category",
+    )
+    .bind(account.map(AccountId::as_str))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The longest delivery interval of a logging trail, in seconds (60 without any).
+pub async fn longest_delivery_interval(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(max(delivery_interval_seconds), 60)::int8 FROM trails WHERE is_logging",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 /// The dedupe key of an eventID: its SHA-256, truncated to 128 bits.
