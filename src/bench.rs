@@ -20,7 +20,7 @@ use futures::StreamExt;
 pub mod rules;
 pub mod webhook_receiver;
 
-use crate::cli::client::{Target, connect};
+use crate::client::{Target, connect};
 use crate::dev::postgres::{Durability, EmbeddedPostgres, free_port};
 use crate::model::record::{Category, RecordView};
 use crate::proto::v1 as pb;
@@ -264,10 +264,17 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     wait_port(s3_port, "s3-server")?;
     wait_port(grpc_port, "serve")?;
 
-    let admin =
-        crate::api::token::issue(&pool, None, "bench", crate::store::tokens::Role::Admin, None, 0, false)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let admin = crate::control::api::token::issue(
+        &pool,
+        None,
+        "bench",
+        crate::store::tokens::Role::Admin,
+        None,
+        0,
+        false,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let target =
         Target { endpoint: format!("http://127.0.0.1:{grpc_port}"), token: admin.secret, ca_cert: None };
     let mut clients = connect(&target).await?;

@@ -164,7 +164,7 @@ impl Default for Config {
             database_max_connections: 16,
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             cloudtrail_listen: None,
-            cloudtrail_list_page_size: crate::cloudtrail_api::DEFAULT_LIST_PAGE_SIZE,
+            cloudtrail_list_page_size: crate::control::cloudtrail_api::DEFAULT_LIST_PAGE_SIZE,
             tls_cert_path: None,
             tls_key_path: None,
             master_key: None,
@@ -288,9 +288,9 @@ impl Config {
     }
 
     /// The CloudTrail-compatible API's settings, checked.
-    pub fn cloudtrail_api_settings(&self) -> anyhow::Result<crate::cloudtrail_api::Settings> {
+    pub fn cloudtrail_api_settings(&self) -> anyhow::Result<crate::control::cloudtrail_api::Settings> {
         cloudtrail_list_page_size(self.cloudtrail_list_page_size)
-            .map(|list_page_size| crate::cloudtrail_api::Settings { list_page_size })
+            .map(|list_page_size| crate::control::cloudtrail_api::Settings { list_page_size })
     }
 
     /// Worker settings, checked.
@@ -322,7 +322,7 @@ impl Config {
             gzip_level: self.gzip_level,
             staged_retention: std::time::Duration::from_secs(self.staged_retention_days * 24 * 3600),
             alerts: self.alert_settings()?,
-            notifications: crate::pipeline::notifications::NotificationSettings {
+            notifications: crate::features::notifications::notifier::NotificationSettings {
                 retry_base: std::time::Duration::from_millis(self.notification_retry_base_ms.max(1)),
                 retry_max: std::time::Duration::from_secs(self.notification_retry_max_seconds.max(1)),
                 poll_interval: std::time::Duration::from_millis(self.poll_interval_ms.max(10)),
@@ -334,7 +334,7 @@ impl Config {
     }
 
     /// Alert delivery settings, checked (the master key is added by the worker).
-    pub fn alert_settings(&self) -> anyhow::Result<crate::alerts::AlertSettings> {
+    pub fn alert_settings(&self) -> anyhow::Result<crate::features::alerts::AlertSettings> {
         if !(1..=100).contains(&self.alert_max_attempts) {
             anyhow::bail!("alert_max_attempts must be 1 to 100, got {}", self.alert_max_attempts);
         }
@@ -346,7 +346,7 @@ impl Config {
         {
             anyhow::bail!("alert_ca_file {} is not a readable file", path.display());
         }
-        Ok(crate::alerts::AlertSettings {
+        Ok(crate::features::alerts::AlertSettings {
             max_attempts: self.alert_max_attempts,
             retry_base: std::time::Duration::from_millis(self.alert_retry_base_ms.max(1)),
             retry_max: std::time::Duration::from_secs(self.alert_retry_max_seconds.max(1)),
@@ -358,7 +358,7 @@ impl Config {
     }
 
     /// The Insights detector's settings, checked.
-    pub fn insights_settings(&self) -> anyhow::Result<crate::insights::detector::DetectorSettings> {
+    pub fn insights_settings(&self) -> anyhow::Result<crate::features::insights::detector::DetectorSettings> {
         if self.insights_baseline_minutes == 0 {
             anyhow::bail!("insights_baseline_minutes must be at least 1");
         }
@@ -382,8 +382,8 @@ impl Config {
                 self.insights_settle_seconds
             );
         }
-        Ok(crate::insights::detector::DetectorSettings {
-            params: crate::insights::detect::Params {
+        Ok(crate::features::insights::detector::DetectorSettings {
+            params: crate::features::insights::detect::Params {
                 baseline_minutes: self.insights_baseline_minutes,
                 sigma_factor: self.insights_sigma_factor,
                 mean_factor: self.insights_mean_factor,
@@ -399,11 +399,11 @@ impl Config {
     pub fn collector_config(
         &self,
         sdk_config: aws_config::SdkConfig,
-    ) -> anyhow::Result<crate::collectors::CollectorConfig> {
+    ) -> anyhow::Result<crate::integrations::collectors::CollectorConfig> {
         if self.collect_interval_seconds == 0 {
             anyhow::bail!("collect_interval_seconds must be at least 1");
         }
-        if self.lookup_backfill_days > crate::collectors::lookup::MAX_LOOKBACK_DAYS {
+        if self.lookup_backfill_days > crate::integrations::collectors::lookup::MAX_LOOKBACK_DAYS {
             anyhow::bail!("lookup_backfill_days must be 0 to 90, got {}", self.lookup_backfill_days);
         }
         if !(self.lookup_requests_per_second > 0.0 && self.lookup_requests_per_second <= 100.0) {
@@ -412,7 +412,7 @@ impl Config {
                 self.lookup_requests_per_second
             );
         }
-        let mut config = crate::collectors::CollectorConfig::new(sdk_config);
+        let mut config = crate::integrations::collectors::CollectorConfig::new(sdk_config);
         config.interval = std::time::Duration::from_secs(self.collect_interval_seconds);
         config.backfill_days = self.lookup_backfill_days;
         config.lookup_requests_per_second = self.lookup_requests_per_second;
@@ -435,7 +435,7 @@ impl Config {
             (Some(id), Some(secret)) => Some((id.as_str(), secret.as_str())),
             _ => None,
         };
-        crate::sinks::s3::client(
+        crate::integrations::s3::client(
             self.s3_endpoint.as_deref(),
             &self.region,
             credentials,
@@ -446,20 +446,25 @@ impl Config {
 
     /// The AWS settings of Organizations sync: the standard AWS configuration (through
     /// `organizations_role_arn` when set), checked.
-    pub async fn aws_settings(&self) -> anyhow::Result<crate::members::aws::AwsSettings> {
-        let sdk = crate::members::aws::load(&self.region, self.organizations_role_arn.as_deref()).await;
-        Ok(crate::members::aws::AwsSettings::new(sdk, &self.member_role_name, &self.org_sync_ou_ids)?)
+    pub async fn aws_settings(&self) -> anyhow::Result<crate::integrations::aws::sdk::AwsSettings> {
+        let sdk =
+            crate::integrations::aws::sdk::load(&self.region, self.organizations_role_arn.as_deref()).await;
+        Ok(crate::integrations::aws::sdk::AwsSettings::new(
+            sdk,
+            &self.member_role_name,
+            &self.org_sync_ou_ids,
+        )?)
     }
 
     /// How long the maintenance pass keeps dedupe identities and event history.
-    pub fn horizons(&self) -> anyhow::Result<crate::store::maintenance::Horizons> {
+    pub fn horizons(&self) -> anyhow::Result<crate::node::maintenance::Horizons> {
         if !(1..=3650).contains(&self.event_history_retention_days) {
             anyhow::bail!(
                 "event_history_retention_days must be 1 to 3650, got {}",
                 self.event_history_retention_days
             );
         }
-        Ok(crate::store::maintenance::Horizons {
+        Ok(crate::node::maintenance::Horizons {
             dedupe_days: self.dedupe_horizon_days,
             event_history_days: self.event_history_retention_days,
         })
@@ -495,7 +500,10 @@ mod tests {
     #[test]
     fn insights_defaults_are_the_detectors_and_bad_values_are_named() {
         let mut config = Config::default();
-        assert_eq!(config.insights_settings().unwrap().params, crate::insights::detect::Params::default());
+        assert_eq!(
+            config.insights_settings().unwrap().params,
+            crate::features::insights::detect::Params::default()
+        );
         config.insights_end_after_minutes = 0;
         let error = config.insights_settings().unwrap_err().to_string();
         assert!(error.starts_with("insights_end_after_minutes"), "{error}");

@@ -1,28 +1,32 @@
 //! orgtrail: a self-hosted, CloudTrail-compatible, organization-wide trail aggregator.
 //!
-//! Data flows one way: source → router → batcher → sink → checkpoint. The control plane
-//! ([`api`]) keeps organizations, accounts, trails and tokens in Postgres ([`store`]).
+//! The layers, each using only those below it:
+//! - [`node`]: the process root, the one place that builds a process's parts and runs them.
+//! - [`control`]: the control plane (gRPC services, the CloudTrail-compatible HTTP API).
+//! - [`features`]: what plugs into the pipeline from above (event history, Insights, alert rules,
+//!   CloudWatch Logs, SNS notifications, usage, digests and validation).
+//! - [`integrations`]: the outside systems (S3, SNS, CloudWatch Logs, AWS Organizations and IAM,
+//!   the pull collectors).
+//! - [`pipeline`]: delivery, one way and knowing no feature: staging → route → batch → seal → put →
+//!   commit, with taps as the seam features use.
+//! - [`store`]: the control plane's Postgres aggregates; [`model`]: validated domain types.
+//!
+//! Beside them: the tools ([`cli`], [`client`], [`dev`], [`bench`], [`terraform`]).
 
-pub mod alerts;
-pub mod api;
-pub mod athena;
 pub mod bench;
 pub mod cli;
-pub mod cloudtrail_api;
-pub mod collectors;
+pub mod client;
 pub mod config;
+pub mod control;
 pub mod dev;
 pub mod error_text;
-pub mod insights;
-pub mod integrity;
-pub mod members;
+pub mod features;
+pub mod integrations;
 pub mod metrics;
 pub mod model;
+pub mod node;
 pub mod pipeline;
 pub mod proto;
-pub mod rules;
 pub mod secrets;
-pub mod serve;
-pub mod sinks;
 pub mod store;
 pub mod terraform;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use futures::future::BoxFuture;
-use orgtrail::cli::client::Clients;
+use orgtrail::client::Clients;
 use orgtrail::proto::v1 as pb;
 use prost::Message;
 use sqlx::PgPool;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-use orgtrail::members::iam_policy::{parse_document, same_policy};
+use orgtrail::integrations::aws::iam_policy::{parse_document, same_policy};
 use orgtrail::proto::v1 as pb;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -136,7 +136,7 @@ impl Workdir {
 }
 
 /// The control plane with an organization whose management account is moto's.
-async fn control_plane(pool: PgPool) -> (TestApi, orgtrail::cli::client::Clients) {
+async fn control_plane(pool: PgPool) -> (TestApi, orgtrail::client::Clients) {
     let api = start(pool).await;
     let mut admin = api.admin().await;
     admin
@@ -152,7 +152,7 @@ async fn control_plane(pool: PgPool) -> (TestApi, orgtrail::cli::client::Clients
 }
 
 async fn enrollment_token(
-    admin: &mut orgtrail::cli::client::Clients,
+    admin: &mut orgtrail::client::Clients,
     account_id: &str,
 ) -> pb::CreateEnrollmentTokenResponse {
     admin
@@ -469,7 +469,7 @@ async fn dry_run_prints_the_documents_and_contacts_nothing() {
 async fn anonymous(
     api: &TestApi,
 ) -> pb::account_service_client::AccountServiceClient<tonic::transport::Channel> {
-    let channel = orgtrail::cli::client::channel(&api.endpoint(), None).await.unwrap();
+    let channel = orgtrail::client::channel(&api.endpoint(), None).await.unwrap();
     pb::account_service_client::AccountServiceClient::new(channel)
 }
 

@@ -523,9 +523,10 @@ async fn serve_offers_the_api_over_tls_with_the_grpc_certificate(pool: PgPool) {
     let (ca, cert, key) = test_certificates(dir.path());
     let master_key = orgtrail::secrets::MasterKey::generate_base64().unwrap();
     let sealing_key = orgtrail::secrets::MasterKey::from_base64(&master_key).unwrap();
-    let issued = orgtrail::api::token::issue(&pool, Some(&sealing_key), "aws", Role::Auditor, None, 0, true)
-        .await
-        .unwrap();
+    let issued =
+        orgtrail::control::api::token::issue(&pool, Some(&sealing_key), "aws", Role::Auditor, None, 0, true)
+            .await
+            .unwrap();
     let credentials = (issued.token.access_key_id.unwrap(), issued.secret_access_key.unwrap());
     let (grpc_port, cloudtrail_port) =
         (orgtrail::dev::postgres::free_port().unwrap(), orgtrail::dev::postgres::free_port().unwrap());

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use orgtrail::cli::client::Clients;
+use orgtrail::client::Clients;
 use orgtrail::proto::v1 as pb;
 use serde_json::{Value, json};
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::*;
 use lookup_double::LookupDouble;
-use orgtrail::cli::client::Clients;
-use orgtrail::collectors::CollectorConfig;
+use orgtrail::client::Clients;
+use orgtrail::integrations::collectors::CollectorConfig;
 use orgtrail::proto::v1 as pb;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -181,7 +181,7 @@ async fn duplicates(pool: &PgPool, accounts: &[&str]) -> i64 {
     let mut total = 0;
     for account in accounts {
         let account = orgtrail::model::AccountId::parse("account_id", account).unwrap();
-        total += orgtrail::store::staging::ingest_counters(pool, &account).await.unwrap().1;
+        total += orgtrail::pipeline::staging::ingest_counters(pool, &account).await.unwrap().1;
     }
     total
 }

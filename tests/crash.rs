@@ -32,7 +32,7 @@ async fn fresh_database() -> (PgPool, String) {
     let url = format!("{base}/{name}");
     let pool = orgtrail::store::connect(&url, 8).await.unwrap();
     orgtrail::store::migrate(&pool).await.unwrap();
-    orgtrail::store::maintenance::prepare(&pool, Default::default()).await.unwrap();
+    orgtrail::node::maintenance::prepare(&pool, Default::default()).await.unwrap();
     (pool, url)
 }
 
@@ -237,7 +237,7 @@ struct Fixture {
     pool: PgPool,
     database_url: String,
     api: TestApi,
-    admin: orgtrail::cli::client::Clients,
+    admin: orgtrail::client::Clients,
     s3: S3Process,
     s3_client: aws_sdk_s3::Client,
     dir: tempfile::TempDir,
@@ -298,11 +298,7 @@ fn batch_of_events(batch: usize, size: usize) -> Vec<String> {
         .collect()
 }
 
-async fn send(
-    admin: &mut orgtrail::cli::client::Clients,
-    records: &[String],
-    accepted: &mut BTreeSet<Identity>,
-) {
+async fn send(admin: &mut orgtrail::client::Clients, records: &[String], accepted: &mut BTreeSet<Identity>) {
     let response = put(admin, records).await;
     assert!(response.failed.is_empty(), "{:?}", response.failed);
     for record in records {
@@ -489,18 +485,18 @@ async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplica
     };
     let token = f.api.token(orgtrail::store::tokens::Role::Admin, None).await;
     let target =
-        orgtrail::cli::client::Target { endpoint: format!("http://127.0.0.1:{port}"), token, ca_cert: None };
+        orgtrail::client::Target { endpoint: format!("http://127.0.0.1:{port}"), token, ca_cert: None };
     let records = batch_of_events(0, 20);
     let request = audit_request(&records);
 
     let mut crashing = serve(Some("after-ingest-commit"));
-    let mut clients = orgtrail::cli::client::connect(&target).await.unwrap();
+    let mut clients = orgtrail::client::connect(&target).await.unwrap();
     let lost_ack = clients.ingest.put_audit_events(request.clone()).await;
     assert!(lost_ack.is_err(), "the server dies before acknowledging");
     let _ = crashing.wait();
 
     let mut healthy = serve(None);
-    let mut clients = orgtrail::cli::client::connect(&target).await.unwrap();
+    let mut clients = orgtrail::client::connect(&target).await.unwrap();
     let retried = clients.ingest.put_audit_events(request).await.unwrap().into_inner();
     assert!(retried.failed.is_empty());
     assert!(
@@ -687,7 +683,7 @@ async fn a_crash_after_sealing_or_writing_a_digest_repeats_the_same_digest() {
         flate2::read::GzDecoder::new(&body.body.collect().await.unwrap().into_bytes()[..])
             .read_to_end(&mut json)
             .unwrap();
-        let digest: orgtrail::integrity::digest::Digest = serde_json::from_slice(&json).unwrap();
+        let digest: orgtrail::features::integrity::digest::Digest = serde_json::from_slice(&json).unwrap();
         let previous = digest.previous_digest_s3_object.unwrap_or_default();
         assert!(first_keys.contains(&previous), "{key} follows {previous}, not a crashed digest");
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use orgtrail::members::iam_policy::{RolePlan, same_policy};
+use orgtrail::integrations::aws::iam_policy::{RolePlan, same_policy};
 use serde_json::{Value, json};
 
 /// The Kubernetes version the manifests are validated against (schemas bundled with the tool).

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use common::*;
-use orgtrail::cli::client::Clients;
-use orgtrail::integrity::digest::{self, Digest};
+use orgtrail::client::Clients;
+use orgtrail::features::integrity::digest::{self, Digest};
 use orgtrail::proto::v1 as pb;
 use sqlx::PgPool;
 
@@ -277,7 +277,7 @@ async fn an_organization_trail_gets_one_signed_chain_per_account_and_region(pool
         }
     }
     // The database's record of digests and the bucket agree: nothing written twice or lost.
-    let recorded = orgtrail::store::digests::delivered_digests(&pool).await.unwrap();
+    let recorded = orgtrail::features::integrity::chains::delivered_digests(&pool).await.unwrap();
     let mut recorded_keys: Vec<String> =
         recorded.iter().filter(|r| r.delivered_at.is_some()).map(|r| r.object_key.clone()).collect();
     recorded_keys.sort();

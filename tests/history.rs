@@ -9,7 +9,7 @@ use std::io::BufRead;
 
 use chrono::{DateTime, Utc};
 use common::*;
-use orgtrail::cli::client::Clients;
+use orgtrail::client::Clients;
 use orgtrail::proto::v1 as pb;
 use orgtrail::store::tokens::Role;
 use serde_json::Value;
@@ -200,7 +200,7 @@ async fn load(pool: PgPool) -> Loaded {
     let expected = loaded.kept().count() as i64;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let indexed = orgtrail::store::history::count(&pool).await.unwrap();
+        let indexed = orgtrail::features::history::index::count(&pool).await.unwrap();
         if indexed == expected {
             break;
         }
@@ -677,9 +677,9 @@ fn entry<'a>(
     event_id: &'a str,
     time: DateTime<Utc>,
     record: &'a str,
-) -> orgtrail::store::history::NewEntry<'a> {
+) -> orgtrail::features::history::index::NewEntry<'a> {
     let view = orgtrail::model::record::RecordView::parse(record).unwrap();
-    orgtrail::store::history::NewEntry {
+    orgtrail::features::history::index::NewEntry {
         event_time: time,
         account_id: account,
         region: "us-east-1",
@@ -691,7 +691,7 @@ fn entry<'a>(
 
 #[sqlx::test(migrations = "./migrations")]
 async fn an_event_indexed_twice_is_one_row_with_its_resources_once(pool: PgPool) {
-    orgtrail::store::maintenance::prepare(&pool, Default::default()).await.unwrap();
+    orgtrail::node::maintenance::prepare(&pool, Default::default()).await.unwrap();
     let mut json: Value =
         serde_json::from_str(&event(MEMBER_A, "us-east-1", "s3.amazonaws.com", "CreateBucket", "e-1"))
             .unwrap();
@@ -703,13 +703,13 @@ async fn an_event_indexed_twice_is_one_row_with_its_resources_once(pool: PgPool)
     for _ in 0..2 {
         let mut conn = pool.acquire().await.unwrap();
         let one = entry(MEMBER_A, "e-1", time, &record);
-        orgtrail::store::history::index(&mut conn, &[one.clone(), one]).await.unwrap();
+        orgtrail::features::history::index::index(&mut conn, &[one.clone(), one]).await.unwrap();
     }
-    assert_eq!(orgtrail::store::history::count(&pool).await.unwrap(), 1);
+    assert_eq!(orgtrail::features::history::index::count(&pool).await.unwrap(), 1);
     let postings: i64 =
         sqlx::query_scalar("SELECT count(*) FROM event_history_resources").fetch_one(&pool).await.unwrap();
     assert_eq!(postings, 2, "one type and one name posting");
-    let week = orgtrail::store::history::week_start(now.date_naive());
+    let week = orgtrail::features::history::index::week_start(now.date_naive());
     let in_today: i64 =
         sqlx::query_scalar(&format!("SELECT count(*) FROM event_history_w{}", week.format("%Y%m%d")))
             .fetch_one(&pool)
@@ -722,7 +722,7 @@ async fn an_event_indexed_twice_is_one_row_with_its_resources_once(pool: PgPool)
 async fn expiry_drops_weekly_partitions_and_backfills_get_their_own(pool: PgPool) {
     let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-    orgtrail::store::history::maintain_partitions(&pool, day("2026-06-10"), 90).await.unwrap();
+    orgtrail::features::history::index::maintain_partitions(&pool, day("2026-06-10"), 90).await.unwrap();
     let record = event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", "RunInstances", "x");
     let mut conn = pool.acquire().await.unwrap();
     // A backfilled event (its day has no partition yet), one of today, one years old.
@@ -731,7 +731,9 @@ async fn expiry_drops_weekly_partitions_and_backfills_get_their_own(pool: PgPool
         ("today", "2026-06-10T08:00:00Z"),
         ("ancient", "2014-03-06T21:22:54Z"),
     ] {
-        orgtrail::store::history::index(&mut conn, &[entry(MEMBER_A, id, at(time), &record)]).await.unwrap();
+        orgtrail::features::history::index::index(&mut conn, &[entry(MEMBER_A, id, at(time), &record)])
+            .await
+            .unwrap();
     }
     drop(conn);
     let where_is = |id: &'static str| {
@@ -749,11 +751,11 @@ async fn expiry_drops_weekly_partitions_and_backfills_get_their_own(pool: PgPool
     assert_eq!(where_is("backfill").await.as_deref(), Some("event_history_default"));
     assert_eq!(where_is("today").await.as_deref(), Some("event_history_w20260608"));
     // The next pass gives the backfilled week its partition and drops what is past the retention.
-    orgtrail::store::history::maintain_partitions(&pool, day("2026-06-10"), 90).await.unwrap();
+    orgtrail::features::history::index::maintain_partitions(&pool, day("2026-06-10"), 90).await.unwrap();
     assert_eq!(where_is("backfill").await.as_deref(), Some("event_history_w20260427"));
     assert_eq!(where_is("ancient").await, None, "older than the retention");
     // 50 days later the backfilled week is past a 60-day retention: its partition goes whole.
-    orgtrail::store::history::maintain_partitions(&pool, day("2026-07-30"), 60).await.unwrap();
+    orgtrail::features::history::index::maintain_partitions(&pool, day("2026-07-30"), 60).await.unwrap();
     assert_eq!(where_is("backfill").await, None);
     assert_eq!(where_is("today").await.as_deref(), Some("event_history_w20260608"));
     let partitions: Vec<String> = sqlx::query_scalar(

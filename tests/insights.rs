@@ -11,9 +11,11 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use common::*;
 use orgtrail::cli::validate::GrpcKeys;
-use orgtrail::insights::detect::{self, Params, Transition};
-use orgtrail::insights::detector::DetectorSettings;
-use orgtrail::integrity::validate::{self, Accounts, Entry, Outcome, Request, S3Source, TrailLocation};
+use orgtrail::features::insights::detect::{self, Params, Transition};
+use orgtrail::features::insights::detector::DetectorSettings;
+use orgtrail::features::integrity::validate::{
+    self, Accounts, Entry, Outcome, Request, S3Source, TrailLocation,
+};
 use orgtrail::model::record::RecordView;
 use orgtrail::proto::v1 as pb;
 use serde_json::{Value, json};
@@ -129,7 +131,8 @@ fn golden_series_match_the_independent_oracle() {
     // The data-event series counts what the insights tap counts for DynamoDB PutItem: a write data
     // event is a call ApiCallRateInsight analyses.
     let record = put_item(MEMBER_A, Utc::now(), "golden-put-item");
-    let counted = orgtrail::insights::count::classify(&RecordView::parse(&record).unwrap()).unwrap();
+    let counted =
+        orgtrail::features::insights::count::classify(&RecordView::parse(&record).unwrap()).unwrap();
     assert_eq!((counted.category, counted.call, counted.error), ("Data", true, false));
 
     let mut series: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
@@ -210,7 +213,7 @@ fn records_of(objects: &BTreeMap<String, Vec<u8>>) -> Vec<(String, Value)> {
 }
 
 async fn insight_trail(
-    admin: &mut orgtrail::cli::client::Clients,
+    admin: &mut orgtrail::client::Clients,
     name: &str,
     bucket: &str,
     selectors: Vec<pb::InsightSelector>,
@@ -450,7 +453,7 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
     // Measured: the end of the anomalous minute → the Start record staged.
     let shared = uuid::Uuid::parse_str(start["sharedEventID"].as_str().unwrap()).unwrap();
     let (_, start_staged, _, end_staged) =
-        orgtrail::store::insights::staging_times(&pool, shared).await.unwrap().unwrap();
+        orgtrail::features::insights::store::staging_times(&pool, shared).await.unwrap().unwrap();
     let surge_end = surge_minute + TimeDelta::minutes(1);
     println!(
         "detection delay: Start staged {} ms after the anomalous minute ended; End staged {} ms after the quiet minute ended",
@@ -565,15 +568,15 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[sqlx::test(migrations = "./migrations")]
 async fn counts_older_than_the_baseline_window_are_deleted_in_bulk(pool: PgPool) {
     let now = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap();
-    let mut tallies = orgtrail::insights::count::Tallies::new();
+    let mut tallies = orgtrail::features::insights::count::Tallies::new();
     for (back, id) in [(10_200, "old"), (10_000, "kept")] {
         let record = put_item(MEMBER_A, now - TimeDelta::minutes(back), id);
-        orgtrail::insights::count::add(&mut tallies, &RecordView::parse(&record).unwrap(), &record);
+        orgtrail::features::insights::count::add(&mut tallies, &RecordView::parse(&record).unwrap(), &record);
     }
     let mut conn = pool.acquire().await.unwrap();
-    orgtrail::store::insights::add_tallies(&mut conn, &tallies).await.unwrap();
+    orgtrail::features::insights::store::add_tallies(&mut conn, &tallies).await.unwrap();
     // Counted twice (two transactions): the counts add up.
-    orgtrail::store::insights::add_tallies(&mut conn, &tallies).await.unwrap();
+    orgtrail::features::insights::store::add_tallies(&mut conn, &tallies).await.unwrap();
     let minutes = |table: &'static str| {
         let pool = pool.clone();
         async move {
@@ -594,7 +597,8 @@ async fn counts_older_than_the_baseline_window_are_deleted_in_bulk(pool: PgPool)
 
     // The default window: 7 days and an hour.
     let cutoff = now - TimeDelta::minutes(10_080 + 60);
-    let deleted = orgtrail::store::insights::expire(&pool, cutoff, now - TimeDelta::days(90)).await.unwrap();
+    let deleted =
+        orgtrail::features::insights::store::expire(&pool, cutoff, now - TimeDelta::days(90)).await.unwrap();
     assert_eq!(deleted, 1 + 3, "one count row and its three attribution rows");
     assert_eq!((minutes("insight_counts").await, minutes("insight_attributions").await), (1, 1));
 }

@@ -10,7 +10,7 @@ use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use common::*;
-use orgtrail::cli::client::Clients;
+use orgtrail::client::Clients;
 use orgtrail::proto::v1 as pb;
 use serde_json::Value;
 use sqlx::PgPool;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use orgtrail::members::aws::AwsSettings;
+use orgtrail::integrations::aws::sdk::AwsSettings;
 use orgtrail::proto::v1 as pb;
 use sqlx::PgPool;
 use tonic::Code;
@@ -71,7 +71,7 @@ async fn settings(moto: &Moto, member_role_name: &str) -> AwsSettings {
 }
 
 /// orgtrail's organization, mirroring moto's (same management account).
-async fn create_org(admin: &mut orgtrail::cli::client::Clients) {
+async fn create_org(admin: &mut orgtrail::client::Clients) {
     admin
         .organizations
         .create_organization(pb::CreateOrganizationRequest {
@@ -84,7 +84,7 @@ async fn create_org(admin: &mut orgtrail::cli::client::Clients) {
 }
 
 async fn sync(
-    admin: &mut orgtrail::cli::client::Clients,
+    admin: &mut orgtrail::client::Clients,
     ou_ids: &[&str],
     dry_run: bool,
 ) -> pb::SyncAccountsResponse {
@@ -111,7 +111,7 @@ fn changed(report: &pb::SyncAccountsResponse, action: pb::SyncAction) -> Vec<Str
     ids
 }
 
-async fn account(admin: &mut orgtrail::cli::client::Clients, id: &str) -> pb::Account {
+async fn account(admin: &mut orgtrail::client::Clients, id: &str) -> pb::Account {
     admin
         .accounts
         .describe_account(pb::DescribeAccountRequest { account_id: id.into() })
@@ -356,7 +356,7 @@ async fn scheduled_sync_runs_and_records_its_last_result(pool: PgPool) {
     let mut admin = api.admin().await;
     create_org(&mut admin).await;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let schedule = tokio::spawn(orgtrail::members::schedule::run(
+    let schedule = tokio::spawn(orgtrail::integrations::aws::schedule::run(
         pool,
         api.aws.clone().unwrap(),
         std::time::Duration::from_secs(1),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use orgtrail::cli::client::{self, Target};
+use orgtrail::client::{self, Target};
 use orgtrail::dev::DevInfo;
 use orgtrail::proto::v1 as pb;
 

@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 
-use orgtrail::rules::{Event, LoadedRule, Target, packs};
+use orgtrail::features::alerts::rules::{Event, LoadedRule, Target, packs};
 use serde_json::Value;
 
 /// (Panther rule file stem, pack rule name).
@@ -24,7 +24,10 @@ const OVERLAPS: &[(&str, &str)] = &[
 
 fn pack_rules() -> Vec<LoadedRule> {
     let target = Arc::new(Target::Log);
-    packs::PACKS.iter().flat_map(|p| orgtrail::rules::pack_rules(p, target.clone())).collect()
+    packs::PACKS
+        .iter()
+        .flat_map(|p| orgtrail::features::alerts::rules::pack_rules(p, target.clone()))
+        .collect()
 }
 
 #[test]

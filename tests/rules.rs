@@ -47,7 +47,7 @@ fn webhook(receiver: &WebhookReceiver, path: &str) -> pb::AlertTarget {
 struct Setup {
     stack: Stack,
     receiver: WebhookReceiver,
-    admin: orgtrail::cli::client::Clients,
+    admin: orgtrail::client::Clients,
     _certs: tempfile::TempDir,
 }
 
@@ -72,7 +72,7 @@ async fn setup(pool: PgPool, attempts: u32) -> Setup {
 }
 
 /// Sends records; every one must be accepted.
-async fn send(admin: &mut orgtrail::cli::client::Clients, records: &[String]) {
+async fn send(admin: &mut orgtrail::client::Clients, records: &[String]) {
     let response = put(admin, records).await;
     assert!(response.failed.is_empty(), "refused: {:?}", response.failed);
 }
@@ -161,7 +161,7 @@ async fn failing_webhook_is_retried_then_dead_lettered_after_the_last_attempt(po
     assert_eq!(body["record"]["eventID"], "evt-1");
     // Every attempt reached the receiver, and nothing is left to send.
     assert_eq!(receiver.received().iter().filter(|r| r.path == "/down").count(), 3);
-    let pending = orgtrail::store::rules::pending_count(&stack.api.pool).await.unwrap();
+    let pending = orgtrail::features::alerts::store::pending_count(&stack.api.pool).await.unwrap();
     assert_eq!(pending, 0);
     // Auditors see dead letters too.
     let mut auditor = stack.api.auditor().await;
@@ -237,7 +237,7 @@ async fn enabled_pack_alerts_and_disabled_pack_stops_while_rules_change_at_runti
 }
 
 /// Sends `name` events (fresh ids) until one raises an alert on /marker; fails after 10 s.
-async fn until_alerted(admin: &mut orgtrail::cli::client::Clients, receiver: &WebhookReceiver, name: &str) {
+async fn until_alerted(admin: &mut orgtrail::client::Clients, receiver: &WebhookReceiver, name: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for n in 0.. {
         send(admin, &[event(MEMBER_A, "us-east-1", "ec2.amazonaws.com", name, &format!("{name}-{n}"))]).await;

@@ -98,7 +98,7 @@ async fn three_workers_survive_a_kill_without_loss_or_duplicates(pool: PgPool) {
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
 
     orgtrail::store::migrate(&pool).await.unwrap();
-    let token = orgtrail::api::token::issue(
+    let token = orgtrail::control::api::token::issue(
         &pool,
         None,
         "scaleout-admin",
@@ -123,12 +123,9 @@ async fn three_workers_survive_a_kill_without_loss_or_duplicates(pool: PgPool) {
             .unwrap(),
     );
     wait_for_port(grpc_port);
-    let target = orgtrail::cli::client::Target {
-        endpoint: format!("http://127.0.0.1:{grpc_port}"),
-        token,
-        ca_cert: None,
-    };
-    let mut admin = orgtrail::cli::client::connect(&target).await.unwrap();
+    let target =
+        orgtrail::client::Target { endpoint: format!("http://127.0.0.1:{grpc_port}"), token, ca_cert: None };
+    let mut admin = orgtrail::client::connect(&target).await.unwrap();
 
     let management = "100000000000".to_owned();
     admin

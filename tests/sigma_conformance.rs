@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use orgtrail::rules::{Definition, Event};
+use orgtrail::features::alerts::rules::{Definition, Event};
 use serde_json::Value;
 
 fn data(path: &str) -> PathBuf {

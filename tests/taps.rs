@@ -66,7 +66,7 @@ async fn wait_until<F: Future<Output = bool>>(what: &str, mut check: impl FnMut(
 /// test's own.
 struct Fixture {
     _api: TestApi,
-    admin: orgtrail::cli::client::Clients,
+    admin: orgtrail::client::Clients,
     _s3: orgtrail::dev::s3::S3Server,
     _dir: tempfile::TempDir,
     s3_client: aws_sdk_s3::Client,

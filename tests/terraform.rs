@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::DevProcess;
-use orgtrail::cli::client::{Clients, Target, connect};
+use orgtrail::client::{Clients, Target, connect};
 use orgtrail::dev::DevInfo;
 use orgtrail::proto::v1 as pb;
 

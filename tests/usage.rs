@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 
 use common::*;
-use orgtrail::cli::client::Clients;
+use orgtrail::client::Clients;
 use orgtrail::proto::v1 as pb;
 use serde_json::Value;
 use sqlx::PgPool;

@@ -8,11 +8,11 @@ use std::io::Write;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use common::*;
-use orgtrail::cli::client::Clients;
 use orgtrail::cli::validate::GrpcKeys;
-use orgtrail::integrity::digest::{self, Digest, DigestLogFile};
-use orgtrail::integrity::keys::SigningKey;
-use orgtrail::integrity::validate::{
+use orgtrail::client::Clients;
+use orgtrail::features::integrity::digest::{self, Digest, DigestLogFile};
+use orgtrail::features::integrity::keys::SigningKey;
+use orgtrail::features::integrity::validate::{
     self, Accounts, ChainLocation, Entry, Outcome, Problem, Report, Request, S3Source, TrailLocation,
     Uncovered,
 };
@@ -78,13 +78,13 @@ async fn install_key(api: &TestApi) -> SigningKey {
     let key = SigningKey::generate().unwrap();
     let sealed = api.master_key.encrypt(&key.to_pkcs8().unwrap()).unwrap();
     let region = Region::parse("region", SOURCE_REGION).unwrap();
-    orgtrail::store::signing_keys::install(
+    orgtrail::features::integrity::signing_keys::install(
         &api.pool,
         &region,
         &key.public_key_pkcs1(),
         &key.fingerprint(),
         &sealed,
-        orgtrail::store::signing_keys::Replace::Always,
+        orgtrail::features::integrity::signing_keys::Replace::Always,
     )
     .await
     .unwrap();
@@ -121,7 +121,7 @@ impl<'a> ChainWriter<'a> {
         self.files_written += 1;
         let chain = &self.chain;
         let unique = format!("U{:015}", self.files_written);
-        let key = orgtrail::sinks::s3::log_file_key(
+        let key = orgtrail::integrations::s3::log_file_key(
             &chain.trail.prefix,
             chain.trail.organization_id.as_deref(),
             &chain.account,

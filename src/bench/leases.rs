@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use crate::dev::postgres::Durability;
-use crate::store::delivery;
+use crate::pipeline::delivery;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LeaseBenchArgs {

@@ -15,7 +15,7 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use sqlx::PgPool;
 
-use crate::cli::client::{Target, connect};
+use crate::client::{Target, connect};
 use crate::dev::postgres::Durability;
 use crate::proto::v1 as pb;
 
@@ -185,7 +185,7 @@ async fn secondary_indexes(pool: &PgPool) -> anyhow::Result<Vec<(String, String)
 }
 
 async fn fill(pool: &PgPool, target: i64, days: i64) -> anyhow::Result<()> {
-    let have = crate::store::history::count(pool).await?;
+    let have = crate::features::history::index::count(pool).await?;
     if have >= target {
         eprintln!("bench: the index holds {have} events already");
         return Ok(());
@@ -193,7 +193,7 @@ async fn fill(pool: &PgPool, target: i64, days: i64) -> anyhow::Result<()> {
     let missing = target - have;
     let today = Utc::now().date_naive();
     let day_list: Vec<chrono::NaiveDate> = (0..days).map(|d| today - chrono::Duration::days(d)).collect();
-    crate::store::history::create_partitions(pool, day_list.clone()).await?;
+    crate::features::history::index::create_partitions(pool, day_list.clone()).await?;
     // Building an index once over loaded rows is far cheaper than keeping it up row by row.
     let indexes = secondary_indexes(pool).await?;
     for (name, _) in &indexes {
@@ -376,32 +376,39 @@ async fn run(args: &LookupBenchArgs, database_url: &str) -> anyhow::Result<()> {
     )
     .fetch_one(&pool)
     .await?;
-    let events = crate::store::history::count(&pool).await?;
+    let events = crate::features::history::index::count(&pool).await?;
     eprintln!("bench: {events} events indexed, {:.2} GiB on disk", size as f64 / (1u64 << 30) as f64);
 
-    let listener = crate::api::bind("127.0.0.1:0".parse()?).await?;
+    let listener = crate::control::api::bind("127.0.0.1:0".parse()?).await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     // The server's pool as `serve` has it by default (database_max_connections).
     let server_pool =
         crate::store::connect(database_url, crate::config::Config::default().database_max_connections)
             .await?;
-    let ctx = crate::api::Ctx {
+    let ctx = crate::control::api::Ctx {
         pool: server_pool.clone(),
         default_region: crate::model::Region::us_east_1(),
         master_key: None,
-        staging: Arc::new(crate::store::staging::PgStaging::new(server_pool)),
+        staging: Arc::new(crate::pipeline::staging::PgStaging::new(server_pool)),
         aws: None,
         aggregator_principal_arn: None,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(crate::api::serve(ctx, listener, None, async move {
+    let server = tokio::spawn(crate::control::api::serve(ctx, listener, None, async move {
         let mut stopped = stopped;
         let _ = stopped.wait_for(|s| *s).await;
     }));
-    let token =
-        crate::api::token::issue(&pool, None, "bench", crate::store::tokens::Role::Admin, None, 0, false)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let token = crate::control::api::token::issue(
+        &pool,
+        None,
+        "bench",
+        crate::store::tokens::Role::Admin,
+        None,
+        0,
+        false,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let clients = connect(&Target { endpoint, token: token.secret, ca_cert: None }).await?;
     let samples = Arc::new(samples(&pool).await?);
 

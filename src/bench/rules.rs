@@ -13,8 +13,8 @@ use anyhow::Context;
 
 use super::webhook_receiver::WebhookReceiver;
 use crate::dev::postgres::{Durability, EmbeddedPostgres};
+use crate::features::alerts::rules::{Event, LoadedRule, Target, packs};
 use crate::proto::v1 as pb;
-use crate::rules::{Event, LoadedRule, Target, packs};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RulesBenchArgs {
@@ -43,7 +43,10 @@ fn load_lines(path: &Path) -> anyhow::Result<Vec<String>> {
 
 fn both_packs() -> Vec<LoadedRule> {
     let target = Arc::new(Target::Log);
-    packs::PACKS.iter().flat_map(|pack| crate::rules::pack_rules(pack, target.clone())).collect()
+    packs::PACKS
+        .iter()
+        .flat_map(|pack| crate::features::alerts::rules::pack_rules(pack, target.clone()))
+        .collect()
 }
 
 pub async fn run(args: RulesBenchArgs) -> anyhow::Result<()> {
@@ -165,26 +168,26 @@ async fn alert_latency(args: &RulesBenchArgs) -> anyhow::Result<()> {
     crate::dev::postgres::ensure_database(&pg.url("postgres"), "orgtrail").await?;
     let pool = crate::store::connect(&pg.url("orgtrail"), 8).await?;
     crate::store::migrate(&pool).await?;
-    crate::store::maintenance::prepare(&pool, Default::default()).await?;
+    crate::node::maintenance::prepare(&pool, Default::default()).await?;
 
     let master_key =
         Arc::new(crate::secrets::MasterKey::from_base64(&crate::secrets::MasterKey::generate_base64()?)?);
-    let listener = crate::api::bind("127.0.0.1:0".parse()?).await?;
+    let listener = crate::control::api::bind("127.0.0.1:0".parse()?).await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stopped_future = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let ctx = crate::api::Ctx {
+    let ctx = crate::control::api::Ctx {
         pool: pool.clone(),
         default_region: crate::model::Region::parse("region", "us-east-1")?,
         master_key: Some(master_key.clone()),
-        staging: Arc::new(crate::store::staging::PgStaging::new(pool.clone())),
+        staging: Arc::new(crate::pipeline::staging::PgStaging::new(pool.clone())),
         aws: None,
         aggregator_principal_arn: None,
     };
-    tokio::spawn(crate::api::serve(ctx, listener, None, stopped_future(stopped.clone())));
-    let token = crate::api::token::issue(
+    tokio::spawn(crate::control::api::serve(ctx, listener, None, stopped_future(stopped.clone())));
+    let token = crate::control::api::token::issue(
         &pool,
         Some(&master_key),
         "bench",
@@ -195,12 +198,9 @@ async fn alert_latency(args: &RulesBenchArgs) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut clients = crate::cli::client::connect(&crate::cli::client::Target {
-        endpoint,
-        token: token.secret,
-        ca_cert: None,
-    })
-    .await?;
+    let mut clients =
+        crate::client::connect(&crate::client::Target { endpoint, token: token.secret, ca_cert: None })
+            .await?;
     clients
         .organizations
         .create_organization(pb::CreateOrganizationRequest {
@@ -232,18 +232,22 @@ async fn alert_latency(args: &RulesBenchArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     settings.alerts.ca_file = Some(ca);
-    let s3 =
-        crate::sinks::s3::client(Some("http://127.0.0.1:9"), "us-east-1", Some(("unused", "unused")), true)
-            .await;
+    let s3 = crate::integrations::s3::client(
+        Some("http://127.0.0.1:9"),
+        "us-east-1",
+        Some(("unused", "unused")),
+        true,
+    )
+    .await;
     let worker = crate::pipeline::worker::Worker::new(
         pool.clone(),
-        Arc::new(crate::store::staging::PgStaging::new(pool.clone())),
-        crate::sinks::s3::S3Sink::new(s3),
+        Arc::new(crate::pipeline::staging::PgStaging::new(pool.clone())),
+        crate::integrations::s3::S3Sink::new(s3),
         settings,
     );
     let worker = tokio::spawn(worker.run(stopped_future(stopped.clone())));
 
-    let put = |clients: &mut crate::cli::client::Clients, record: String| {
+    let put = |clients: &mut crate::client::Clients, record: String| {
         let mut ingest = clients.ingest.clone();
         async move {
             ingest

@@ -2,9 +2,9 @@
 
 use clap::Subcommand;
 
-use super::client::Clients;
 use super::output::{self, Output};
 use super::{CreateAdminTokenArgs, call_error};
+use crate::client::Clients;
 use crate::config::Config;
 use crate::proto::v1 as pb;
 use crate::secrets::MasterKey;
@@ -384,7 +384,7 @@ pub async fn create_admin_token(args: CreateAdminTokenArgs, format: Output) -> a
     let pool = crate::store::connect(config.database_url()?, 2).await?;
     crate::store::migrate(&pool).await?;
     let master_key = config.master_key.as_deref().map(MasterKey::from_base64).transpose()?;
-    let issued = crate::api::token::issue(
+    let issued = crate::control::api::token::issue(
         &pool,
         master_key.as_ref(),
         &args.name,
@@ -396,7 +396,7 @@ pub async fn create_admin_token(args: CreateAdminTokenArgs, format: Output) -> a
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let response = pb::CreateTokenResponse {
-        token: Some(crate::api::convert::token(&issued.token)),
+        token: Some(crate::control::api::convert::token(&issued.token)),
         secret: issued.secret,
         secret_access_key: issued.secret_access_key.unwrap_or_default(),
     };

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use tonic::Code;
 
 use super::UsageError;
-use super::client::{self, Target};
 use super::output::{self, Output};
-use crate::members::iam::{self, aws_error};
-use crate::members::iam_policy::{DEFAULT_ROLE_NAME, INLINE_POLICY_NAME, RolePlan};
+use crate::client::{self, Target};
+use crate::integrations::aws::iam::{self, aws_error};
+use crate::integrations::aws::iam_policy::{DEFAULT_ROLE_NAME, INLINE_POLICY_NAME, RolePlan};
 use crate::model::BucketName;
 use crate::model::collector::CollectorSettings;
 use crate::proto::v1 as pb;

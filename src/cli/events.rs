@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::call_error;
-use super::client::Clients;
 use super::output::{self, Output};
-use crate::api::ingest::{MAX_BYTES_PER_CALL, MAX_EVENTS_PER_CALL};
+use crate::client::Clients;
+use crate::control::api::ingest::{MAX_BYTES_PER_CALL, MAX_EVENTS_PER_CALL};
 use crate::proto::v1 as pb;
 
 #[derive(Debug, Subcommand)]
@@ -172,7 +172,8 @@ async fn lookup(clients: Clients, args: LookupArgs, format: Output) -> anyhow::R
     let mut events = Vec::new();
     let mut next_token = args.next_token.clone();
     while events.len() < args.max_results {
-        let page_size = (args.max_results - events.len()).min(crate::api::event::MAX_RESULTS as usize);
+        let page_size =
+            (args.max_results - events.len()).min(crate::control::api::event::MAX_RESULTS as usize);
         let request = pb::LookupEventsRequest {
             lookup_attributes: args.lookup_attributes.clone(),
             start_time: args.start_time.map(Into::into),

@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod bootstrap;
-pub mod client;
 pub mod events;
 pub mod org_sync;
 pub mod output;
@@ -20,6 +19,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::client;
 use crate::config::{Config, LogFormat};
 use output::Output;
 
@@ -112,7 +112,7 @@ pub struct DevArgs {
     #[arg(long)]
     pub cloudtrail_listen: Option<SocketAddr>,
     /// Trails per page of the CloudTrail-compatible API's ListTrails and ListTags (1 to 1000).
-    #[arg(long, default_value_t = crate::cloudtrail_api::DEFAULT_LIST_PAGE_SIZE,
+    #[arg(long, default_value_t = crate::control::cloudtrail_api::DEFAULT_LIST_PAGE_SIZE,
           value_parser = |v: &str| v.parse::<i32>().map_err(|e| e.to_string())
               .and_then(|n| crate::config::cloudtrail_list_page_size(n).map_err(|e| e.to_string())))]
     pub cloudtrail_list_page_size: i32,
@@ -308,7 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.load()?;
             init_tracing(config.log_format);
-            crate::serve::serve(config).await
+            crate::node::serve::serve(config).await
         }
         Command::Worker(args) => {
             let config = args.load()?;
@@ -320,8 +320,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             settings.aws = Some(aws);
             let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
             crate::store::migrate(&pool).await?;
-            let staging = std::sync::Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
-            let sink = crate::sinks::s3::S3Sink::new(config.s3_client().await);
+            let staging = std::sync::Arc::new(crate::pipeline::staging::PgStaging::new(pool.clone()));
+            let sink = crate::integrations::s3::S3Sink::new(config.s3_client().await);
             let Some(listen) = config.metrics_listen else {
                 return crate::pipeline::worker::Worker::new(pool, staging, sink, settings)
                     .run(shutdown)

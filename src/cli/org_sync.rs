@@ -1,8 +1,8 @@
 //! `orgtrail org sync`: AWS Organizations sync, run by the server, reported here.
 
 use super::call_error;
-use super::client::Clients;
 use super::output::{self, Output};
+use crate::client::Clients;
 use crate::proto::v1 as pb;
 
 #[derive(Debug, clap::Args)]

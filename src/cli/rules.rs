@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::call_error;
-use super::client::Clients;
 use super::output::{self, Output};
+use crate::client::Clients;
 use crate::proto::v1 as pb;
 
 #[derive(Debug, clap::Subcommand)]

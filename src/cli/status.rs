@@ -10,8 +10,8 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::call_error;
-use super::client::{Clients, DEFAULT_DEV_JSON, read_dev_json};
 use super::output::{self, Output};
+use crate::client::{Clients, DEFAULT_DEV_JSON, read_dev_json};
 use crate::proto::v1 as pb;
 
 #[derive(Debug, clap::Args)]

@@ -2,11 +2,11 @@
 
 use clap::{Args, Subcommand};
 
-use super::client::Clients;
 use super::output::{self, Output};
 use super::{call_error, flag_pair, read_json_argument};
-use crate::api::convert;
-use crate::athena;
+use crate::client::Clients;
+use crate::control::api::convert;
+use crate::features::athena;
 use crate::model::selectors::{AdvancedEventSelector, EventSelector, InsightSelector};
 use crate::proto::v1 as pb;
 

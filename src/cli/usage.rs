@@ -3,9 +3,9 @@
 use clap::{Args, ValueEnum};
 
 use super::call_error;
-use super::client::Clients;
 use super::events::parse_time;
 use super::output::{self, Output};
+use crate::client::Clients;
 use crate::proto::v1 as pb;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,5 +1,5 @@
 //! `orgtrail validate`: proves that no delivered log file was modified, deleted or forged, by
-//! walking the trail's signed digest chains ([`crate::integrity::validate`]). Prints
+//! walking the trail's signed digest chains ([`crate::features::integrity::validate`]). Prints
 //! validate-logs' lines (or the report as JSON); exits 1 when anything is INVALID.
 
 use std::io::Write;
@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
-use super::client::{self, Authed, DEFAULT_DEV_JSON};
 use super::output::Output;
 use super::{UsageError, call_error};
-use crate::api::convert;
-use crate::integrity::digest::digest_time;
-use crate::integrity::validate::{
+use crate::client::{self, Authed, DEFAULT_DEV_JSON};
+use crate::control::api::convert;
+use crate::features::integrity::digest::digest_time;
+use crate::features::integrity::validate::{
     self, Accounts, Entry, KeySource, Outcome, Report, Request, S3Source, SourceError, TrailLocation,
 };
 use crate::model::{AccountId, OrganizationId, Region, TrailArn};

@@ -9,7 +9,7 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use serde_json::{Value, json};
 
-use crate::cli::client::{Clients, Target, connect};
+use crate::client::{Clients, Target, connect};
 use crate::proto::v1 as pb;
 
 pub const DEMO_ACCOUNTS: &[(&str, &str)] =

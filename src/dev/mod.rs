@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{self, Ctx};
+use crate::control::api::{self, Ctx};
 use crate::model::ids::COMMERCIAL_REGIONS;
 use crate::model::{AccountId, OrganizationId, Region};
 use crate::secrets::{MasterKey, hash_bearer_secret};
@@ -123,12 +123,12 @@ fn load_or_create_secrets(path: &Path) -> anyhow::Result<DevSecrets> {
 /// AWS for Organizations sync only when the developer's environment names it (for example
 /// `AWS_ENDPOINT_URL_ORGANIZATIONS` of a moto server and test keys): a laptop's stray instance-role
 /// lookups would only slow `dev` down.
-async fn dev_aws_settings() -> anyhow::Result<Option<Arc<crate::members::aws::AwsSettings>>> {
-    if !crate::members::aws::environment_configured() {
+async fn dev_aws_settings() -> anyhow::Result<Option<Arc<crate::integrations::aws::sdk::AwsSettings>>> {
+    if !crate::integrations::aws::sdk::environment_configured() {
         return Ok(None);
     }
-    let sdk = crate::members::aws::load(DEV_REGION, None).await;
-    let settings = crate::members::aws::AwsSettings::new(sdk, "", &[])?;
+    let sdk = crate::integrations::aws::sdk::load(DEV_REGION, None).await;
+    let settings = crate::integrations::aws::sdk::AwsSettings::new(sdk, "", &[])?;
     eprintln!("note: AWS Organizations sync (`orgtrail org sync`) uses the AWS environment");
     Ok(Some(Arc::new(settings)))
 }
@@ -214,11 +214,11 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         cloudtrail_secret_access_key: admin_secret,
         metrics_endpoint: format!("http://{metrics_addr}/metrics"),
     };
-    let horizons = crate::store::maintenance::Horizons::default();
-    crate::store::maintenance::prepare(&pool, horizons).await?;
+    let horizons = crate::node::maintenance::Horizons::default();
+    crate::node::maintenance::prepare(&pool, horizons).await?;
 
-    let staging: Arc<dyn crate::store::staging::Staging> =
-        Arc::new(crate::store::staging::PgStaging::new(pool.clone()));
+    let staging: Arc<dyn crate::pipeline::staging::Staging> =
+        Arc::new(crate::pipeline::staging::PgStaging::new(pool.clone()));
     let aws = dev_aws_settings().await?;
     let ctx = Ctx {
         pool: pool.clone(),
@@ -228,7 +228,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         aws: aws.clone(),
         aggregator_principal_arn: None,
     };
-    let sink = crate::sinks::s3::S3Sink::new(
+    let sink = crate::integrations::s3::S3Sink::new(
         s3_client(&s3.endpoint(), &secrets.s3_access_key_id, &secrets.s3_secret_access_key, DEV_REGION).await,
     );
     let worker = crate::pipeline::worker::Worker::new(
@@ -246,9 +246,9 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let cloudtrail = tokio::spawn(crate::cloudtrail_api::serve(
+    let cloudtrail = tokio::spawn(crate::control::cloudtrail_api::serve(
         ctx.clone(),
-        crate::cloudtrail_api::Settings { list_page_size: options.cloudtrail_list_page_size },
+        crate::control::cloudtrail_api::Settings { list_page_size: options.cloudtrail_list_page_size },
         cloudtrail_listener,
         None,
         wait_stop(stop_rx.clone()),
@@ -260,9 +260,9 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         wait_stop(stop_rx.clone()),
     ));
     let maintenance =
-        tokio::spawn(crate::store::maintenance::run(pool.clone(), horizons, wait_stop(stop_rx.clone())));
+        tokio::spawn(crate::node::maintenance::run(pool.clone(), horizons, wait_stop(stop_rx.clone())));
     let demo = options.demo.then(|| {
-        let target = crate::cli::client::Target {
+        let target = crate::client::Target {
             endpoint: info.grpc_endpoint.clone(),
             token: info.admin_token.clone(),
             ca_cert: None,
@@ -378,7 +378,7 @@ pub async fn s3_client(
     secret_key: &str,
     region: &str,
 ) -> aws_sdk_s3::Client {
-    crate::sinks::s3::client(Some(endpoint), region, Some((access_key, secret_key)), true).await
+    crate::integrations::s3::client(Some(endpoint), region, Some((access_key, secret_key)), true).await
 }
 
 async fn ensure_bucket(

@@ -1,15 +1,11 @@
 //! The delivery pipeline, one way: staged events (source) → router (trail scope + selectors) →
-//! batcher (per trail, account, region) → sink (S3) → checkpoint (Postgres, fenced); then the
-//! digest writer signs, per period, what was delivered, and the notifier tells each trail's SNS
-//! topic about each delivered log file.
+//! batcher (per trail, account, region) → sink (S3) → checkpoint (Postgres, fenced). It knows no
+//! feature: features plug in from above through taps.
 
 pub mod batcher;
-pub mod cloudwatch_logs;
-pub mod digests;
-pub mod history;
-pub mod notifications;
-pub mod outbox;
+pub mod delivery;
 pub mod router;
+pub mod staging;
+pub mod tap_cursors;
 pub mod taps;
-pub mod usage;
 pub mod worker;

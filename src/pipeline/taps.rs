@@ -10,10 +10,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::router::Snapshot;
 use crate::model::record::RecordView;
+use crate::pipeline::delivery::ShardInfo;
+use crate::pipeline::router::Snapshot;
 use crate::store::StoreError;
-use crate::store::delivery::ShardInfo;
 
 /// A staged event as a tap sees it.
 #[derive(Debug, Clone, Copy)]
@@ -95,15 +95,15 @@ pub trait Tap: Send + Sync {
 /// The taps every worker runs. Each feature adds its tap here.
 pub fn standard(
     pool: &sqlx::PgPool,
-    settings: &super::worker::WorkerSettings,
+    settings: &crate::pipeline::worker::WorkerSettings,
 ) -> Vec<std::sync::Arc<dyn Tap>> {
     vec![
-        std::sync::Arc::new(super::cloudwatch_logs::CloudWatchLogsTap::new(
+        std::sync::Arc::new(crate::features::cloudwatch_logs::tap::CloudWatchLogsTap::new(
             pool.clone(),
-            crate::sinks::cloudwatch_logs::CloudWatchLogsSink::new(settings.aws.clone()),
+            crate::integrations::cloudwatch_logs::CloudWatchLogsSink::new(settings.aws.clone()),
         )),
-        std::sync::Arc::new(crate::alerts::tap::RulesTap::new(pool.clone())),
-        std::sync::Arc::new(crate::insights::count::InsightsTap),
-        std::sync::Arc::new(super::history::HistoryTap),
+        std::sync::Arc::new(crate::features::alerts::tap::RulesTap::new(pool.clone())),
+        std::sync::Arc::new(crate::features::insights::count::InsightsTap),
+        std::sync::Arc::new(crate::features::history::tap::HistoryTap),
     ]
 }

@@ -13,17 +13,18 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::batcher;
-use super::router::{self, Snapshot};
-use super::taps::{Tap, TapContext, TapEvent};
-use super::usage;
+use crate::features::usage::tally as usage;
+use crate::integrations::s3::{self, PutOutcome, S3Sink, SinkError};
 use crate::model::AccountId;
 use crate::model::record::{Category, RecordView};
 use crate::model::trail::Trail;
-use crate::sinks::s3::{self, PutOutcome, S3Sink, SinkError};
-use crate::store::delivery::{self, Lease, SealedBatch, ShardInfo};
-use crate::store::staging::{SOURCE_INSIGHTS, Staging};
-use crate::store::{StoreError, accounts, organizations, taps, trails};
+use crate::pipeline::batcher;
+use crate::pipeline::delivery::{self, Lease, SealedBatch, ShardInfo};
+use crate::pipeline::router::{self, Snapshot};
+use crate::pipeline::staging::{SOURCE_INSIGHTS, Staging};
+use crate::pipeline::tap_cursors as taps;
+use crate::pipeline::taps::{Tap, TapContext, TapEvent};
+use crate::store::{StoreError, accounts, organizations, trails};
 
 /// Worker settings (see `config.rs` for their documentation and defaults).
 #[derive(Debug, Clone)]
@@ -42,17 +43,17 @@ pub struct WorkerSettings {
     /// A region's signing key is replaced when older than this; None: only on demand.
     pub signing_key_rotation: Option<Duration>,
     /// Pull collectors (LookupEvents, member trail buckets) run beside delivery when set.
-    pub collectors: Option<crate::collectors::CollectorConfig>,
+    pub collectors: Option<crate::integrations::collectors::CollectorConfig>,
     /// The Insights detector, which runs beside delivery.
-    pub insights: crate::insights::detector::DetectorSettings,
+    pub insights: crate::features::insights::detector::DetectorSettings,
     /// orgtrail's own AWS configuration (credentials, endpoints), for destinations in AWS such as
     /// trails' CloudWatch Logs groups. None: such deliveries fail with that reason.
     pub aws: Option<aws_config::SdkConfig>,
     /// Alert delivery (the dispatcher every worker runs).
-    pub alerts: crate::alerts::AlertSettings,
+    pub alerts: crate::features::alerts::AlertSettings,
     /// Delivery notifications to trails' SNS topics (the notifier every worker runs; it publishes
     /// with `aws`).
-    pub notifications: super::notifications::NotificationSettings,
+    pub notifications: crate::features::notifications::notifier::NotificationSettings,
 }
 
 impl Default for WorkerSettings {
@@ -69,13 +70,13 @@ impl Default for WorkerSettings {
             // between workers (the scale-out test at 4,000 shards). Small rounds also spread new
             // shards over the fleet.
             claim_limit: 500,
-            digest_period: super::digests::DEFAULT_PERIOD,
+            digest_period: crate::features::integrity::writer::DEFAULT_PERIOD,
             master_key: None,
             signing_key_rotation: Some(Duration::from_secs(30 * 24 * 3600)),
             collectors: None,
             insights: Default::default(),
             aws: None,
-            alerts: crate::alerts::AlertSettings::default(),
+            alerts: crate::features::alerts::AlertSettings::default(),
             notifications: Default::default(),
         }
     }
@@ -207,7 +208,7 @@ impl Worker {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        let taps = super::taps::standard(&pool, &settings);
+        let taps = crate::pipeline::taps::standard(&pool, &settings);
         Self {
             pool,
             staging,
@@ -238,7 +239,7 @@ impl Worker {
         let (stop_collectors, collectors_stopped) = tokio::sync::watch::channel(false);
         // Alerts the rules tap wrote to the outbox are sent from every worker.
         let mut dispatcher_stopped = collectors_stopped.clone();
-        let dispatcher = tokio::spawn(crate::alerts::dispatch::run(
+        let dispatcher = tokio::spawn(crate::features::alerts::dispatch::run(
             self.pool.clone(),
             self.settings.alerts.with_master_key(self.settings.master_key.clone()),
             async move {
@@ -247,29 +248,29 @@ impl Worker {
         ));
         // Notifications of delivered files queued in the outbox are published from every worker.
         let mut notifier_stopped = collectors_stopped.clone();
-        let notifier = tokio::spawn(super::notifications::run(
+        let notifier = tokio::spawn(crate::features::notifications::notifier::run(
             self.pool.clone(),
-            crate::sinks::sns::SnsSink::new(self.settings.aws.clone()),
+            crate::integrations::sns::SnsSink::new(self.settings.aws.clone()),
             self.settings.notifications.clone(),
             async move {
                 let _ = notifier_stopped.wait_for(|s| *s).await;
             },
         ));
         let collectors = self.settings.collectors.clone().map(|config| {
-            let collector = Arc::new(crate::collectors::Collector::new(
+            let collector = Arc::new(crate::integrations::collectors::Collector::new(
                 self.pool.clone(),
                 self.staging.clone(),
                 config,
                 self.id.clone(),
             ));
             let mut stopped = collectors_stopped.clone();
-            tokio::spawn(crate::collectors::runner::run(collector, async move {
+            tokio::spawn(crate::integrations::collectors::runner::run(collector, async move {
                 let _ = stopped.wait_for(|s| *s).await;
             }))
         });
         // The Insights detector stages Start/End records; this loop delivers them.
         let mut insights_stopped = collectors_stopped.clone();
-        let insights = tokio::spawn(crate::insights::detector::run(
+        let insights = tokio::spawn(crate::features::insights::detector::run(
             self.pool.clone(),
             self.staging.clone(),
             self.settings.insights.clone(),
@@ -281,11 +282,14 @@ impl Worker {
         let mut last_renewal = Instant::now() - self.settings.lease_ttl;
         let mut last_claim = Instant::now() - CLAIM_EVERY;
         let mut last_expiry = Instant::now();
-        let mut digest_writer = super::digests::DigestWriter::new(
+        let mut digest_writer = crate::features::integrity::writer::DigestWriter::new(
             self.pool.clone(),
             self.sink.clone(),
-            crate::integrity::keyring::Keyring::new(self.pool.clone(), self.settings.master_key.clone())
-                .rotating_after(self.settings.signing_key_rotation),
+            crate::features::integrity::keyring::Keyring::new(
+                self.pool.clone(),
+                self.settings.master_key.clone(),
+            )
+            .rotating_after(self.settings.signing_key_rotation),
             self.settings.digest_period,
         );
         loop {
@@ -753,7 +757,8 @@ impl Worker {
         if untaken.is_empty() {
             return;
         }
-        if let Err(error) = crate::store::staging::add_untaken(&self.pool, &state.account, &untaken).await {
+        if let Err(error) = crate::pipeline::staging::add_untaken(&self.pool, &state.account, &untaken).await
+        {
             tracing::warn!(shard = state.info.id, %error, "cannot count events no trail took");
         }
     }
@@ -961,7 +966,7 @@ async fn consume_leaving_out_bad(
     context: &TapContext<'_>,
     events: &[TapEvent<'_>],
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-) -> Result<(), super::taps::TapError> {
+) -> Result<(), crate::pipeline::taps::TapError> {
     use sqlx::Acquire;
     let mut parts: Vec<&[TapEvent<'_>]> = vec![events];
     while let Some(part) = parts.pop() {

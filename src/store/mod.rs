@@ -3,23 +3,11 @@
 
 pub mod accounts;
 pub mod channels;
-pub mod collectors;
-pub mod delivery;
-pub mod digests;
 pub mod enrollments;
-pub mod history;
-pub mod insights;
-pub mod maintenance;
-pub mod notifications;
 pub mod org_sync;
 pub mod organizations;
-pub mod rules;
-pub mod signing_keys;
-pub mod staging;
-pub mod taps;
 pub mod tokens;
 pub mod trails;
-pub mod usage;
 
 use std::time::Duration;
 
@@ -71,7 +59,7 @@ impl StoreError {
 }
 
 /// Whether a database error is a unique-constraint violation.
-fn is_unique_violation(error: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
 

@@ -12,7 +12,7 @@ use super::convert::TfError;
 use super::resources::{self, Failure};
 use super::tfplugin6 as tf;
 use super::value::{self, Value};
-use crate::cli::client::{Clients, Target, connect, describe_status};
+use crate::client::{Clients, Target, connect, describe_status};
 
 /// The provider's own configuration block.
 pub fn provider_attrs() -> Vec<Attr> {

@@ -8,7 +8,7 @@ use tonic::Code;
 
 use super::convert::{TfError, TfMessage, TfUpdate, changed};
 use super::value::Value;
-use crate::cli::client::Clients;
+use crate::client::Clients;
 use crate::proto::v1 as pb;
 
 /// Why a resource operation failed.

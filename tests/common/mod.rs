@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use orgtrail::api::{self, Ctx};
-use orgtrail::cli::client::{self, Clients, Target};
+use orgtrail::client::{self, Clients, Target};
+use orgtrail::control::api::{self, Ctx};
 use orgtrail::model::{AccountId, Region};
 use orgtrail::proto::v1 as pb;
 use orgtrail::secrets::MasterKey;
@@ -24,7 +24,7 @@ pub struct TestApi {
     pub pool: PgPool,
     pub master_key: Arc<MasterKey>,
     /// AWS for Organizations sync (a moto server's); None: SyncAccounts has no AWS.
-    pub aws: Option<Arc<orgtrail::members::aws::AwsSettings>>,
+    pub aws: Option<Arc<orgtrail::integrations::aws::sdk::AwsSettings>>,
     stop: watch::Sender<bool>,
 }
 
@@ -53,7 +53,10 @@ fn init_test_log() {
 }
 
 /// The control plane with AWS settings (for Organizations sync against moto).
-pub async fn start_with_aws(pool: PgPool, aws: Option<orgtrail::members::aws::AwsSettings>) -> TestApi {
+pub async fn start_with_aws(
+    pool: PgPool,
+    aws: Option<orgtrail::integrations::aws::sdk::AwsSettings>,
+) -> TestApi {
     init_test_log();
     let master_key = Arc::new(MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap());
     let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -70,7 +73,7 @@ impl TestApi {
             pool: self.pool.clone(),
             default_region: Region::parse("region", "us-east-1").unwrap(),
             master_key: Some(self.master_key.clone()),
-            staging: Arc::new(orgtrail::store::staging::PgStaging::new(self.pool.clone())),
+            staging: Arc::new(orgtrail::pipeline::staging::PgStaging::new(self.pool.clone())),
             aws: self.aws.clone(),
             aggregator_principal_arn: None,
         }
@@ -88,9 +91,9 @@ impl TestApi {
     pub async fn cloudtrail_api(&self) -> SocketAddr {
         let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(orgtrail::cloudtrail_api::serve(
+        tokio::spawn(orgtrail::control::cloudtrail_api::serve(
             self.ctx(),
-            orgtrail::cloudtrail_api::Settings::default(),
+            orgtrail::control::cloudtrail_api::Settings::default(),
             listener,
             None,
             self.stopped(),
@@ -226,7 +229,7 @@ pub const S3_KEY: &str = "testaccesskey";
 pub const S3_SECRET: &str = "testsecretkey";
 
 pub async fn stack(pool: PgPool) -> Stack {
-    stack_with_digest_period(pool, orgtrail::pipeline::digests::DEFAULT_PERIOD).await
+    stack_with_digest_period(pool, orgtrail::features::integrity::writer::DEFAULT_PERIOD).await
 }
 
 /// A stack whose worker writes digests every `period` (whole seconds; tests go below the
@@ -245,7 +248,7 @@ pub async fn stack_with_settings(
 }
 
 /// A stack whose control plane has AWS settings (Organizations sync against moto).
-pub async fn stack_with_aws(pool: PgPool, aws: orgtrail::members::aws::AwsSettings) -> Stack {
+pub async fn stack_with_aws(pool: PgPool, aws: orgtrail::integrations::aws::sdk::AwsSettings) -> Stack {
     let api = start_with_aws(pool, Some(aws)).await;
     stack_over(api, |_| {}).await
 }
@@ -266,7 +269,7 @@ pub async fn stack_over(
     .await
     .unwrap();
     let s3_client = orgtrail::dev::s3_client(&s3.endpoint(), S3_KEY, S3_SECRET, "us-east-1").await;
-    orgtrail::store::maintenance::prepare(&pool, Default::default()).await.unwrap();
+    orgtrail::node::maintenance::prepare(&pool, Default::default()).await.unwrap();
     let (stop_worker, mut stopped) = watch::channel(false);
     let mut worker_settings = test_worker_settings();
     worker_settings.master_key = Some(api.master_key.clone());
@@ -297,8 +300,8 @@ pub fn worker_with(
 ) -> orgtrail::pipeline::worker::Worker {
     orgtrail::pipeline::worker::Worker::new(
         pool.clone(),
-        Arc::new(orgtrail::store::staging::PgStaging::new(pool)),
-        orgtrail::sinks::s3::S3Sink::new(s3_client.clone()),
+        Arc::new(orgtrail::pipeline::staging::PgStaging::new(pool)),
+        orgtrail::integrations::s3::S3Sink::new(s3_client.clone()),
         settings,
     )
 }

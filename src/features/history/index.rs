@@ -1,0 +1,414 @@
+//! The event-history index: written by the history tap, read by LookupEvents, expired by the
+//! maintenance pass (weekly partitions; see migration 0010).
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+
+use crate::model::history::{AttributeKey, HistoryFields, LookupAttribute, index_key, is_digest_key};
+use crate::model::{AccountId, Region};
+use crate::store::StoreError;
+
+/// One event to index.
+#[derive(Debug, Clone)]
+pub struct NewEntry<'a> {
+    pub event_time: DateTime<Utc>,
+    pub account_id: &'a str,
+    pub region: &'a str,
+    pub event_id: &'a str,
+    pub fields: HistoryFields,
+    /// The record exactly as staged.
+    pub record: &'a str,
+}
+
+/// Indexes `entries` in one statement; an event already indexed (same eventID, account and time)
+/// is left as it is, and so is a second copy within `entries`. Returns how many were new.
+pub async fn index(conn: &mut sqlx::PgConnection, entries: &[NewEntry<'_>]) -> Result<u64, StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    let entries: Vec<&NewEntry<'_>> =
+        entries.iter().filter(|e| seen.insert((e.account_id, e.event_id, e.event_time))).collect();
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let mut times = Vec::with_capacity(entries.len());
+    let mut accounts = Vec::with_capacity(entries.len());
+    let mut regions = Vec::with_capacity(entries.len());
+    let mut insights = Vec::with_capacity(entries.len());
+    let mut event_ids = Vec::with_capacity(entries.len());
+    let mut names = Vec::with_capacity(entries.len());
+    let mut sources = Vec::with_capacity(entries.len());
+    let mut read_only = Vec::with_capacity(entries.len());
+    let mut usernames = Vec::with_capacity(entries.len());
+    let mut access_keys = Vec::with_capacity(entries.len());
+    let mut records = Vec::with_capacity(entries.len());
+    // Resource postings, keyed by the event they belong to.
+    let (mut posting_accounts, mut posting_ids, mut kinds, mut values) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for entry in &entries {
+        times.push(entry.event_time);
+        accounts.push(entry.account_id);
+        regions.push(entry.region);
+        insights.push(entry.fields.insight);
+        event_ids.push(entry.event_id);
+        names.push(index_key(&entry.fields.event_name));
+        sources.push(index_key(&entry.fields.event_source));
+        read_only.push(entry.fields.read_only);
+        usernames.push(entry.fields.username.as_deref().map(index_key));
+        access_keys.push(entry.fields.access_key_id.as_deref().map(index_key));
+        records.push(entry.record);
+        let postings = entry
+            .fields
+            .resource_types
+            .iter()
+            .map(|v| ("T", v))
+            .chain(entry.fields.resource_names.iter().map(|v| ("N", v)));
+        for (kind, value) in postings {
+            posting_accounts.push(entry.account_id);
+            posting_ids.push(entry.event_id);
+            kinds.push(kind);
+            values.push(index_key(value));
+        }
+    }
+    // Postings are written only for rows this statement inserted, so a re-delivered event adds none.
+    let done = sqlx::query(
+        "WITH inserted AS (
+             INSERT INTO event_history (event_time, account_id, region, insight, event_id, event_name,
+                                        event_source, read_only, username, access_key_id, record)
+             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::bool[], $5::text[],
+                                  $6::text[], $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[])
+             ON CONFLICT (event_id, account_id, event_time) DO NOTHING
+             RETURNING id, event_time, account_id, region, event_id
+         ), postings AS (
+             INSERT INTO event_history_resources (event_time, id, account_id, region, kind, value)
+             SELECT i.event_time, i.id, i.account_id, i.region, p.kind::\"char\", p.value
+             FROM inserted i
+             JOIN unnest($12::text[], $13::text[], $14::text[], $15::text[]) AS p(account_id, event_id, kind, value)
+               ON p.account_id = i.account_id AND p.event_id = i.event_id
+         )
+         SELECT count(*) FROM inserted",
+    )
+    .bind(&times)
+    .bind(&accounts)
+    .bind(&regions)
+    .bind(&insights)
+    .bind(&event_ids)
+    .bind(&names)
+    .bind(&sources)
+    .bind(&read_only)
+    .bind(&usernames)
+    .bind(&access_keys)
+    .bind(&records)
+    .bind(&posting_accounts)
+    .bind(&posting_ids)
+    .bind(&kinds)
+    .bind(&values)
+    .fetch_one(&mut *conn)
+    .await?;
+    let inserted: i64 = sqlx::Row::try_get(&done, 0)?;
+    Ok(inserted as u64)
+}
+
+/// Where a page starts: after this (event_time, id), newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub event_time: DateTime<Utc>,
+    pub id: i64,
+}
+
+/// A lookup, checked by the API layer.
+#[derive(Debug, Clone, Default)]
+pub struct Lookup {
+    pub attribute: Option<LookupAttribute>,
+    /// Inclusive bounds.
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    /// Insights only (true) or everything else (false).
+    pub insight: bool,
+    pub account_id: Option<AccountId>,
+    pub region: Option<Region>,
+    pub after: Option<Position>,
+    pub limit: i64,
+}
+
+/// An indexed event as a lookup returns it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Entry {
+    pub id: i64,
+    pub event_time: DateTime<Utc>,
+    pub account_id: String,
+    pub region: String,
+    pub event_id: String,
+    pub event_name: String,
+    pub event_source: String,
+    pub read_only: Option<bool>,
+    pub username: Option<String>,
+    pub access_key_id: Option<String>,
+    pub record: String,
+}
+
+impl Entry {
+    pub fn position(&self) -> Position {
+        Position { event_time: self.event_time, id: self.id }
+    }
+}
+
+const COLUMNS: &str = "id, event_time, account_id, region, event_id, event_name, event_source, read_only, username, access_key_id, record";
+
+/// The conditions every lookup shares (scope, time bounds, page start), on a table whose
+/// columns are named as in event_history.
+fn push_common(query: &mut QueryBuilder<'_, Postgres>, lookup: &Lookup) {
+    if let Some(account) = &lookup.account_id {
+        query.push(" AND account_id = ").push_bind(account.as_str().to_owned());
+    }
+    if let Some(region) = &lookup.region {
+        query.push(" AND region = ").push_bind(region.as_str().to_owned());
+    }
+    if let Some(start) = lookup.start_time {
+        query.push(" AND event_time >= ").push_bind(start);
+    }
+    if let Some(end) = lookup.end_time {
+        query.push(" AND event_time <= ").push_bind(end);
+    }
+    if let Some(after) = lookup.after {
+        query
+            .push(" AND (event_time, id) < (")
+            .push_bind(after.event_time)
+            .push(", ")
+            .push_bind(after.id)
+            .push(")");
+    }
+    query.push(" ORDER BY event_time DESC, id DESC LIMIT ").push_bind(lookup.limit);
+}
+
+/// One page of a lookup, newest first: at most `lookup.limit` events.
+pub async fn lookup(pool: &PgPool, lookup: &Lookup) -> Result<Vec<Entry>, StoreError> {
+    let mut query = QueryBuilder::<Postgres>::new("");
+    let resource_kind = match lookup.attribute.as_ref().map(|a| a.key) {
+        Some(AttributeKey::ResourceType) => Some("T"),
+        Some(AttributeKey::ResourceName) => Some("N"),
+        _ => None,
+    };
+    match (&lookup.attribute, resource_kind) {
+        (Some(attribute), Some(kind)) => {
+            // The page comes from the postings' index, then the events by primary key.
+            query.push(format!(
+                "SELECT {} FROM (SELECT event_time, id FROM event_history_resources WHERE kind = ",
+                prefixed("h.")
+            ));
+            query
+                .push_bind(kind)
+                .push("::\"char\" AND value = ")
+                .push_bind(index_key(&attribute.value).into_owned());
+            push_common(&mut query, lookup);
+            query.push(
+                ") r JOIN event_history h ON h.id = r.id AND h.event_time = r.event_time
+                 ORDER BY h.event_time DESC, h.id DESC",
+            );
+        }
+        (attribute, _) => {
+            query.push(format!("SELECT {COLUMNS} FROM event_history WHERE insight = "));
+            query.push_bind(lookup.insight);
+            if let Some(attribute) = attribute {
+                let column = match attribute.key {
+                    AttributeKey::EventId => "event_id",
+                    AttributeKey::EventName => "event_name",
+                    AttributeKey::EventSource => "event_source",
+                    AttributeKey::Username => "username",
+                    AttributeKey::AccessKeyId => "access_key_id",
+                    AttributeKey::ReadOnly => "read_only",
+                    AttributeKey::ResourceType | AttributeKey::ResourceName => "",
+                };
+                query.push(format!(" AND {column} = "));
+                match attribute.key {
+                    AttributeKey::ReadOnly => query.push_bind(attribute.value == "true"),
+                    // eventIDs are at most 128 characters: always kept as they are.
+                    AttributeKey::EventId => query.push_bind(attribute.value.clone()),
+                    _ => query.push_bind(index_key(&attribute.value).into_owned()),
+                };
+            }
+            push_common(&mut query, lookup);
+        }
+    }
+    // Unnamed statements are planned with the actual values: the best index for a lookup
+    // depends on them (a rare user name or a common event name, one account or all).
+    let mut entries = query.build_query_as::<Entry>().persistent(false).fetch_all(pool).await?;
+    for entry in &mut entries {
+        restore_long_values(entry);
+    }
+    Ok(entries)
+}
+
+/// Puts back the values the index keeps as digests (see [`index_key`]), from the record.
+fn restore_long_values(entry: &mut Entry) {
+    let hashed = |v: &Option<String>| v.as_deref().is_some_and(is_digest_key);
+    if !is_digest_key(&entry.event_name)
+        && !is_digest_key(&entry.event_source)
+        && !hashed(&entry.username)
+        && !hashed(&entry.access_key_id)
+    {
+        return;
+    }
+    let Ok(view) = crate::model::record::RecordView::parse(&entry.record) else { return };
+    let fields = HistoryFields::of(&entry.record, &view);
+    entry.event_name = fields.event_name;
+    entry.event_source = fields.event_source;
+    entry.username = fields.username;
+    entry.access_key_id = fields.access_key_id;
+}
+
+fn prefixed(prefix: &str) -> String {
+    COLUMNS.split(", ").map(|c| format!("{prefix}{c}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Weeks of partitions created ahead of this one.
+const WEEKS_AHEAD: i64 = 2;
+
+/// The partitioned tables and their partitions' name prefixes.
+const TABLES: [(&str, &str); 2] =
+    [("event_history", "event_history_w"), ("event_history_resources", "event_history_resources_w")];
+
+/// Monday of the week holding `day`: partitions are weekly. Weekly rather than daily because a
+/// lookup without time bounds plans and scans every partition: 14 weeks cost a few milliseconds
+/// where 90 days cost tens.
+pub fn week_start(day: NaiveDate) -> NaiveDate {
+    day - Duration::days(i64::from(day.weekday().num_days_from_monday()))
+}
+
+/// Keeps the weekly partitions: this week's and the next weeks' exist; a past week within the
+/// retention gets its partition when the default partition holds events of it (a backfill);
+/// partitions entirely older than the retention are dropped (so an event is kept for the
+/// retention and at most a week more), and so are default-partition rows that old. Safe to run
+/// from several processes at once.
+pub async fn maintain_partitions(
+    pool: &PgPool,
+    today: NaiveDate,
+    retention_days: i64,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('event_history:partitions'))")
+        .execute(&mut *tx)
+        .await?;
+    let oldest_kept = today - Duration::days(retention_days);
+    let cutoff = oldest_kept.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    for (table, _) in TABLES {
+        let deleted = sqlx::query(&format!("DELETE FROM {table}_default WHERE event_time < $1"))
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() > 0 {
+            tracing::info!(table, rows = deleted.rows_affected(), "expired event history rows dropped");
+        }
+    }
+    let backfilled: Vec<NaiveDate> = sqlx::query_scalar(
+        "SELECT DISTINCT (event_time AT TIME ZONE 'UTC')::date FROM event_history_default WHERE event_time >= $1",
+    )
+    .bind(cutoff)
+    .fetch_all(&mut *tx)
+    .await?;
+    let this_week = week_start(today);
+    let mut weeks: Vec<NaiveDate> = (0..=WEEKS_AHEAD).map(|w| this_week + Duration::days(7 * w)).collect();
+    weeks.extend(backfilled);
+    ensure_weeks(&mut tx, weeks).await?;
+    for (table, _) in TABLES {
+        for (name, week) in partitions(&mut tx, table).await? {
+            if week + Duration::days(7) <= oldest_kept {
+                sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await?;
+                tracing::info!(partition = %name, "expired event history partition dropped");
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Makes sure the weeks holding `days` have their partitions (the benchmark fills them this way).
+pub async fn create_partitions(pool: &PgPool, days: Vec<NaiveDate>) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('event_history:partitions'))")
+        .execute(&mut *tx)
+        .await?;
+    ensure_weeks(&mut tx, days).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates the partitions of the weeks holding `days` that do not exist yet.
+async fn ensure_weeks(tx: &mut sqlx::PgConnection, days: Vec<NaiveDate>) -> Result<(), StoreError> {
+    let mut weeks: Vec<NaiveDate> = days.into_iter().map(week_start).collect();
+    weeks.sort();
+    weeks.dedup();
+    for (table, prefix) in TABLES {
+        let existing = partitions(&mut *tx, table).await?;
+        for week in &weeks {
+            let name = format!("{prefix}{}", week.format("%Y%m%d"));
+            if !existing.iter().any(|(n, _)| *n == name) {
+                create_partition(&mut *tx, table, &name, *week).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The weekly partitions of `table` with the Monday they start on.
+async fn partitions(
+    tx: &mut sqlx::PgConnection,
+    table: &str,
+) -> Result<Vec<(String, NaiveDate)>, StoreError> {
+    let prefix = TABLES.iter().find(|(t, _)| *t == table).map(|(_, p)| *p).unwrap_or_default();
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = $1",
+    )
+    .bind(table)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(names
+        .into_iter()
+        .filter_map(|name| {
+            let week = NaiveDate::parse_from_str(name.strip_prefix(prefix)?, "%Y%m%d").ok()?;
+            Some((name, week))
+        })
+        .collect())
+}
+
+/// Creates the partition of the week starting on `week`, taking over the default partition's rows
+/// of that week (a partition cannot be added while the default one holds rows in its range).
+async fn create_partition(
+    tx: &mut sqlx::PgConnection,
+    table: &str,
+    name: &str,
+    week: NaiveDate,
+) -> Result<(), StoreError> {
+    let from = week.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let to = from + Duration::days(7);
+    // Records above ~256 bytes are compressed inline (lz4) rather than at TOAST's 2 kB threshold.
+    let storage = if table == "event_history" { " WITH (toast_tuple_target = 256)" } else { "" };
+    sqlx::query(&format!(
+        "CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION){storage}"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    // No event may reach the default partition between the move and the attach (readers go on).
+    sqlx::query(&format!("LOCK TABLE {table}_default IN SHARE ROW EXCLUSIVE MODE")).execute(&mut *tx).await?;
+    let moved = sqlx::query(&format!(
+        "WITH moved AS (DELETE FROM {table}_default WHERE event_time >= $1 AND event_time < $2 RETURNING *)
+         INSERT INTO {name} SELECT * FROM moved"
+    ))
+    .bind(from)
+    .bind(to)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{}') TO ('{}')",
+        from.to_rfc3339(),
+        to.to_rfc3339()
+    ))
+    .execute(&mut *tx)
+    .await?;
+    tracing::debug!(partition = %name, moved = moved.rows_affected(), "event history partition created");
+    Ok(())
+}
+
+/// How many events the index holds (for the benchmark and tests).
+pub async fn count(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM event_history").fetch_one(pool).await?)
+}

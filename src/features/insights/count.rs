@@ -1,0 +1,171 @@
+//! What the Insights counters count, and the tap that counts it (exactly once: the counts commit
+//! with the tap's cursor).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::Deserialize;
+
+use super::record::{ERROR_CODE, USER_AGENT, USER_IDENTITY_ARN};
+use crate::features::insights::store;
+use crate::model::record::{Category, RecordView};
+use crate::pipeline::taps::{Tap, TapContext, TapError, TapEvent};
+
+/// How an event counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    pub category: &'static str,
+    /// ApiCallRateInsight analyses it: a write management event, or any data event.
+    pub call: bool,
+    /// ApiErrorRateInsight analyses it: a management or data event with an errorCode.
+    pub error: bool,
+}
+
+/// None for events no insight type analyses (read-only successful management calls, network
+/// activity, channel events, Insights records themselves).
+pub fn classify(view: &RecordView) -> Option<Counted> {
+    let error = view.error_code.as_deref().is_some_and(|code| !code.is_empty());
+    let counted = match view.category {
+        Category::Management => Counted { category: "Management", call: view.read_only != Some(true), error },
+        Category::Data => Counted { category: "Data", call: true, error },
+        Category::NetworkActivity | Category::Insight | Category::ActivityAuditLog => return None,
+    };
+    (counted.call || counted.error).then_some(counted)
+}
+
+/// The minute an event counts in.
+pub fn minute_of(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.duration_trunc(TimeDelta::minutes(1)).unwrap_or(time)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Agent<'a> {
+    #[serde(borrow, default)]
+    user_agent: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Calls and errors of one series in one minute, and per attribute value.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub calls: i64,
+    pub errors: i64,
+    /// (attribute, value) → (calls, errors).
+    pub attributions: BTreeMap<(&'static str, String), (i64, i64)>,
+}
+
+/// Tallies per (account, region, category, event source, event name, minute), in key order (the
+/// order rows are written in, so concurrent taps never deadlock).
+pub type Tallies = BTreeMap<store::CountKey, Tally>;
+
+/// Adds one event.
+pub fn add(tallies: &mut Tallies, view: &RecordView, record: &str) {
+    let Some(counted) = classify(view) else { return };
+    let key = store::CountKey {
+        account_id: view.recipient_account_id.to_string(),
+        region: view.aws_region.to_string(),
+        category: counted.category.to_owned(),
+        event_source: view.event_source.clone(),
+        event_name: view.event_name.clone(),
+        minute: minute_of(view.event_time),
+    };
+    let (calls, errors) = (i64::from(counted.call), i64::from(counted.error));
+    let tally = tallies.entry(key).or_default();
+    tally.calls += calls;
+    tally.errors += errors;
+    let agent = serde_json::from_str::<Agent<'_>>(record).ok().and_then(|a| a.user_agent);
+    let error_code = view.error_code.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| "null".to_owned());
+    let values = [
+        (USER_IDENTITY_ARN, view.user_identity_arn.clone()),
+        (USER_AGENT, agent.map(|a| a.into_owned())),
+        (ERROR_CODE, Some(error_code)),
+    ];
+    for (attribute, value) in values {
+        if let Some(value) = value {
+            let entry = tally.attributions.entry((attribute, value)).or_default();
+            entry.0 += calls;
+            entry.1 += errors;
+        }
+    }
+}
+
+/// The `insights` tap.
+pub struct InsightsTap;
+
+/// The tap's name and cursor key.
+pub const TAP_NAME: &str = "insights";
+
+#[async_trait::async_trait]
+impl Tap for InsightsTap {
+    fn name(&self) -> &'static str {
+        TAP_NAME
+    }
+
+    async fn consume(
+        &self,
+        _key: &str,
+        context: &TapContext<'_>,
+        events: &[TapEvent<'_>],
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<(), TapError> {
+        // Insights records are outputs, never counted.
+        if context.shard.source == crate::pipeline::staging::SOURCE_INSIGHTS {
+            return Ok(());
+        }
+        let mut tallies = Tallies::new();
+        for event in events {
+            add(&mut tallies, event.view, event.record);
+        }
+        store::add_tallies(tx, &tallies).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(json: serde_json::Value) -> (RecordView, String) {
+        let text = json.to_string();
+        (RecordView::parse(&text).unwrap(), text)
+    }
+
+    fn base(name: &str, read_only: bool, category: &str) -> serde_json::Value {
+        serde_json::json!({
+            "eventID": format!("id-{name}"), "eventTime": "2026-11-24T10:00:42Z",
+            "eventSource": "dynamodb.amazonaws.com", "eventName": name, "awsRegion": "eu-west-1",
+            "recipientAccountId": "123456789012", "readOnly": read_only, "eventCategory": category,
+            "userIdentity": {"arn": "arn:aws:iam::123456789012:user/alice"}, "userAgent": "sdk/1"
+        })
+    }
+
+    #[test]
+    fn calls_are_writes_of_management_and_all_data_events() {
+        let (put_item, _) = view(base("PutItem", false, "Data"));
+        let (get_item, _) = view(base("GetItem", true, "Data"));
+        let (describe, _) = view(base("DescribeTable", true, "Management"));
+        let (create, _) = view(base("CreateTable", false, "Management"));
+        let mut failed = base("DescribeTable", true, "Management");
+        failed["errorCode"] = "AccessDenied".into();
+        let (failed, _) = view(failed);
+        assert_eq!(classify(&put_item), Some(Counted { category: "Data", call: true, error: false }));
+        assert_eq!(classify(&get_item), Some(Counted { category: "Data", call: true, error: false }));
+        assert_eq!(classify(&describe), None);
+        assert_eq!(classify(&create), Some(Counted { category: "Management", call: true, error: false }));
+        assert_eq!(classify(&failed), Some(Counted { category: "Management", call: false, error: true }));
+    }
+
+    #[test]
+    fn tallies_group_by_minute_and_attribute() {
+        let mut tallies = Tallies::new();
+        for name in ["PutItem", "PutItem"] {
+            let (v, text) = view(base(name, false, "Data"));
+            add(&mut tallies, &v, &text);
+        }
+        let (key, tally) = tallies.iter().next().unwrap();
+        assert_eq!(key.minute.to_rfc3339(), "2026-11-24T10:00:00+00:00");
+        assert_eq!((tally.calls, tally.errors), (2, 0));
+        assert_eq!(tally.attributions[&(USER_AGENT, "sdk/1".to_owned())], (2, 0));
+        assert_eq!(tally.attributions[&(ERROR_CODE, "null".to_owned())], (2, 0));
+    }
+}

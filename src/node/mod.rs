@@ -1,0 +1,4 @@
+//! The process root.
+
+pub mod maintenance;
+pub mod serve;

@@ -1,0 +1,539 @@
+//! Ingest staging: accepted-but-undelivered events, per shard, with dedupe on
+//! (recipientAccountId, eventID). Behind [`Staging`] so that a log (Kafka, JetStream) can replace
+//! Postgres when one database cannot take the write rate.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use sqlx::PgPool;
+
+use crate::model::{AccountId, Region};
+use crate::store::StoreError;
+
+/// The shard source of Insights records.
+pub const SOURCE_INSIGHTS: &str = "insights";
+
+/// Where events of a shard come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// Pushed through IngestService (including channels).
+    Push,
+    /// Pulled with CloudTrail LookupEvents from the member account.
+    AwsLookup,
+    /// Read from the member account's own CloudTrail bucket.
+    AwsS3Trail,
+    /// Insights records: made by orgtrail's detector, or pushed with eventCategory Insight. Their
+    /// shards are delivered under the `CloudTrail-Insight` key layout.
+    Insights,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::AwsLookup => crate::model::collector::SOURCE_LOOKUP,
+            Self::AwsS3Trail => crate::model::collector::SOURCE_S3_TRAIL,
+            Self::Insights => SOURCE_INSIGHTS,
+        }
+    }
+}
+
+/// An event accepted for staging.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub account_id: AccountId,
+    pub region: Region,
+    pub source: Source,
+    pub event_id: String,
+    /// The record JSON, exactly as it will be delivered.
+    pub record: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageOutcome {
+    Accepted,
+    /// Its identity was seen within the dedupe horizon: dropped, the first copy wins.
+    Duplicate,
+}
+
+/// A staged event as the worker reads it.
+#[derive(Debug, Clone)]
+pub struct StagedEvent {
+    pub seq: i64,
+    pub received_at: DateTime<Utc>,
+    pub record: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Shard {
+    pub id: i64,
+    pub account_id: String,
+    pub region: String,
+    pub source: String,
+}
+
+/// Staged events of one shard, for the backlog.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ShardBacklog {
+    pub account_id: String,
+    pub region: String,
+    pub source: String,
+    pub events: i64,
+    pub oldest: DateTime<Utc>,
+}
+
+/// What is staged (acknowledged, not yet released by every trail and tap).
+#[derive(Debug, Clone, Default)]
+pub struct StagedBacklog {
+    pub events: i64,
+    pub oldest: Option<DateTime<Utc>>,
+    /// Events received before the overdue threshold.
+    pub overdue_events: i64,
+    /// The shards holding them, most overdue first (at most [`OVERDUE_SHARDS_LISTED`]).
+    pub overdue_shards: Vec<ShardBacklog>,
+}
+
+/// Shards a backlog lists at most.
+pub const OVERDUE_SHARDS_LISTED: i64 = 20;
+
+/// The narrow seam between ingest and delivery.
+#[async_trait::async_trait]
+pub trait Staging: Send + Sync {
+    /// Durably stages `events` (in one transaction: all or nothing) and tells, for each, whether it
+    /// was accepted or a duplicate. Rejected counts are recorded with the accepted ones.
+    async fn stage(
+        &self,
+        events: Vec<Incoming>,
+        rejected: &[AccountId],
+    ) -> Result<Vec<StageOutcome>, StoreError>;
+    /// Staged events of a shard with `seq > after_seq`, in order, at most `limit`.
+    async fn read(&self, shard_id: i64, after_seq: i64, limit: i64) -> Result<Vec<StagedEvent>, StoreError>;
+    /// Forgets events with `seq <= through_seq` received before `before`.
+    async fn release(
+        &self,
+        shard_id: i64,
+        through_seq: i64,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// What is staged, of one account or all; events received before `overdue_before` are overdue.
+    async fn backlog(
+        &self,
+        account: Option<&AccountId>,
+        overdue_before: DateTime<Utc>,
+    ) -> Result<StagedBacklog, StoreError>;
+}
+
+pub struct PgStaging {
+    pool: PgPool,
+}
+
+impl PgStaging {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait::async_trait]
+impl Staging for PgStaging {
+    async fn stage(
+        &self,
+        events: Vec<Incoming>,
+        rejected: &[AccountId],
+    ) -> Result<Vec<StageOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let accounts: std::collections::BTreeSet<&str> = events
+            .iter()
+            .map(|e| e.account_id.as_str())
+            .chain(rejected.iter().map(AccountId::as_str))
+            .collect();
+        // One ingest at a time per account (in a fixed order, so no deadlock): dedupe checks and
+        // sequence numbers stay consistent under concurrent requests.
+        for account in &accounts {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('ingest:' || $1))")
+                .bind(account)
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        let event_accounts: Vec<&str> = events.iter().map(|e| e.account_id.as_str()).collect();
+        let event_keys: Vec<uuid::Uuid> = events.iter().map(|e| event_key(&e.event_id)).collect();
+        let seen: Vec<(String, uuid::Uuid)> = sqlx::query_as(
+            "SELECT DISTINCT i.account, i.event_key FROM unnest($1::text[], $2::uuid[]) AS i(account, event_key)
+             JOIN event_identities e ON e.recipient_account_id = i.account AND e.event_key = i.event_key",
+        )
+        .bind(&event_accounts)
+        .bind(&event_keys)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut known: HashSet<(String, uuid::Uuid)> = seen.into_iter().collect();
+
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut fresh: Vec<&Incoming> = Vec::new();
+        for event in &events {
+            let identity = (event.account_id.to_string(), event_key(&event.event_id));
+            if known.insert(identity) {
+                outcomes.push(StageOutcome::Accepted);
+                fresh.push(event);
+            } else {
+                outcomes.push(StageOutcome::Duplicate);
+            }
+        }
+
+        if !fresh.is_empty() {
+            let accounts: Vec<&str> = fresh.iter().map(|e| e.account_id.as_str()).collect();
+            let keys: Vec<uuid::Uuid> = fresh.iter().map(|e| event_key(&e.event_id)).collect();
+            sqlx::query(
+                "INSERT INTO event_identities (recipient_account_id, event_key, first_seen)
+                 SELECT account, event_key, current_date FROM unnest($1::text[], $2::uuid[]) AS i(account, event_key)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&accounts)
+            .bind(&keys)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let mut by_shard: BTreeMap<(&str, &str, &str), Vec<&Incoming>> = BTreeMap::new();
+        for event in fresh {
+            by_shard
+                .entry((event.account_id.as_str(), event.region.as_str(), event.source.as_str()))
+                .or_default()
+                .push(event);
+        }
+        for ((account, region, source), shard_events) in by_shard {
+            let shard_id = shard_id(&mut tx, account, region, source).await?;
+            let count = shard_events.len() as i64;
+            let first_seq: i64 = sqlx::query_scalar(
+                "UPDATE shards SET next_seq = next_seq + $2 WHERE id = $1 RETURNING next_seq - $2",
+            )
+            .bind(shard_id)
+            .bind(count)
+            .fetch_one(&mut *tx)
+            .await?;
+            let records: Vec<&str> = shard_events.iter().map(|e| e.record.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO staged_chunks (shard_id, first_seq, last_seq, received_at, records)
+                 VALUES ($1, $2, $3, now(), $4)",
+            )
+            .bind(shard_id)
+            .bind(first_seq)
+            .bind(first_seq + count - 1)
+            .bind(pack(&records))
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let mut counters: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+        for (event, outcome) in events.iter().zip(&outcomes) {
+            let entry = counters.entry(event.account_id.as_str()).or_default();
+            match outcome {
+                StageOutcome::Accepted => entry.0 += 1,
+                StageOutcome::Duplicate => entry.1 += 1,
+            }
+        }
+        for account in rejected {
+            counters.entry(account.as_str()).or_default().2 += 1;
+        }
+        for (account, (accepted, duplicates, rejected)) in counters {
+            sqlx::query(
+                "INSERT INTO ingest_counters (account_id, accepted, duplicates, rejected) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (account_id) DO UPDATE SET accepted = ingest_counters.accepted + $2,
+                     duplicates = ingest_counters.duplicates + $3, rejected = ingest_counters.rejected + $4",
+            )
+            .bind(account)
+            .bind(accepted)
+            .bind(duplicates)
+            .bind(rejected)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn read(&self, shard_id: i64, after_seq: i64, limit: i64) -> Result<Vec<StagedEvent>, StoreError> {
+        let chunks: Vec<(i64, i64, DateTime<Utc>, Vec<u8>)> = sqlx::query_as(
+            "SELECT first_seq, last_seq, received_at, records FROM staged_chunks
+             WHERE shard_id = $1 AND last_seq > $2 ORDER BY last_seq LIMIT $3",
+        )
+        .bind(shard_id)
+        .bind(after_seq)
+        .bind(limit / 100 + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        // Decompression is CPU work: off the async runtime.
+        tokio::task::spawn_blocking(move || {
+            let mut events = Vec::new();
+            for (first_seq, last_seq, received_at, packed) in chunks {
+                let records = unpack(&packed)?;
+                if records.len() as i64 != last_seq - first_seq + 1 {
+                    return Err(StoreError::Corrupt(format!(
+                        "chunk {first_seq}..={last_seq} of shard {shard_id} holds {} records",
+                        records.len()
+                    )));
+                }
+                for (seq, record) in (first_seq..=last_seq).zip(records) {
+                    if seq > after_seq {
+                        events.push(StagedEvent { seq, received_at, record });
+                    }
+                }
+            }
+            Ok(events)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("unpacking panicked: {e}")))?
+    }
+
+    async fn release(
+        &self,
+        shard_id: i64,
+        through_seq: i64,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done =
+            // A chunk goes once every event in it is released.
+            sqlx::query("DELETE FROM staged_chunks WHERE shard_id = $1 AND last_seq <= $2 AND received_at < $3")
+                .bind(shard_id)
+                .bind(through_seq)
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn backlog(
+        &self,
+        account: Option<&AccountId>,
+        overdue_before: DateTime<Utc>,
+    ) -> Result<StagedBacklog, StoreError> {
+        // Counted by whole chunks: a chunk leaves staging once every event in it is released.
+        let account = account.map(AccountId::as_str);
+        let (events, oldest, overdue_events): (i64, Option<DateTime<Utc>>, i64) = sqlx::query_as(
+            "SELECT coalesce(sum(c.last_seq - c.first_seq + 1), 0)::int8, min(c.received_at),
+                    coalesce(sum(c.last_seq - c.first_seq + 1) FILTER (WHERE c.received_at < $2), 0)::int8
+             FROM staged_chunks c JOIN shards s ON s.id = c.shard_id
+             WHERE $1::text IS NULL OR s.account_id = $1",
+        )
+        .bind(account)
+        .bind(overdue_before)
+        .fetch_one(&self.pool)
+        .await?;
+        let overdue_shards = sqlx::query_as::<_, ShardBacklog>(
+            "SELECT s.account_id, s.region, s.source, sum(c.last_seq - c.first_seq + 1)::int8 AS events,
+                    min(c.received_at) AS oldest
+             FROM staged_chunks c JOIN shards s ON s.id = c.shard_id
+             WHERE c.received_at < $2 AND ($1::text IS NULL OR s.account_id = $1)
+             GROUP BY s.account_id, s.region, s.source ORDER BY min(c.received_at) LIMIT $3",
+        )
+        .bind(account)
+        .bind(overdue_before)
+        .bind(OVERDUE_SHARDS_LISTED)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(StagedBacklog { events, oldest, overdue_events, overdue_shards })
+    }
+}
+
+/// Acknowledged events of one account no trail took, by category.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Untaken {
+    pub account_id: String,
+    pub category: String,
+    pub events: i64,
+    pub latest_at: DateTime<Utc>,
+}
+
+/// Counts events of `account` that left staging without any trail taking them.
+pub async fn add_untaken(
+    pool: &PgPool,
+    account: &AccountId,
+    by_category: &BTreeMap<&'static str, i64>,
+) -> Result<(), StoreError> {
+    let categories: Vec<&str> = by_category.keys().copied().collect();
+    let counts: Vec<i64> = by_category.values().copied().collect();
+    sqlx::query(
+        "INSERT INTO untaken_counters (account_id, category, events)
+         SELECT $1, category, events FROM unnest($2::text[], $3::int8[]) AS u(category, events)
+         ON CONFLICT (account_id, category) DO UPDATE
+         SET events = untaken_counters.events + EXCLUDED.events, latest_at = now()",
+    )
+    .bind(account.as_str())
+    .bind(&categories)
+    .bind(&counts)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The untaken counts, of one account or all, largest first.
+pub async fn untaken(pool: &PgPool, account: Option<&AccountId>) -> Result<Vec<Untaken>, StoreError> {
+    Ok(sqlx::query_as::<_, Untaken>(
+        "SELECT account_id, category, events, latest_at FROM untaken_counters
+         WHERE $1::text IS NULL OR account_id = $1 ORDER BY events DESC, account_id, category",
+    )
+    .bind(account.map(AccountId::as_str))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The longest delivery interval of a logging trail, in seconds (60 without any).
+pub async fn longest_delivery_interval(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(max(delivery_interval_seconds), 60)::int8 FROM trails WHERE is_logging",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The dedupe key of an eventID: its SHA-256, truncated to 128 bits.
+fn event_key(event_id: &str) -> uuid::Uuid {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, event_id.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    uuid::Uuid::from_bytes(bytes)
+}
+
+/// Records as one value: each a little-endian u32 length and its bytes, then lz4.
+fn pack(records: &[&str]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(records.iter().map(|r| r.len() + 4).sum());
+    for record in records {
+        raw.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        raw.extend_from_slice(record.as_bytes());
+    }
+    lz4_flex::compress_prepend_size(&raw)
+}
+
+fn unpack(packed: &[u8]) -> Result<Vec<String>, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("staged chunk: {what}"));
+    let raw = lz4_flex::decompress_size_prepended(packed).map_err(|e| corrupt(&e.to_string()))?;
+    let mut records = Vec::new();
+    let mut rest = raw.as_slice();
+    while !rest.is_empty() {
+        let (length, tail) = rest.split_at_checked(4).ok_or_else(|| corrupt("truncated length"))?;
+        let length = u32::from_le_bytes([length[0], length[1], length[2], length[3]]) as usize;
+        let (record, tail) = tail.split_at_checked(length).ok_or_else(|| corrupt("truncated record"))?;
+        records.push(String::from_utf8(record.to_vec()).map_err(|_| corrupt("not UTF-8"))?);
+        rest = tail;
+    }
+    Ok(records)
+}
+
+async fn shard_id(
+    tx: &mut sqlx::PgConnection,
+    account: &str,
+    region: &str,
+    source: &str,
+) -> Result<i64, StoreError> {
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM shards WHERE account_id = $1 AND region = $2 AND source = $3")
+            .bind(account)
+            .bind(region)
+            .bind(source)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    // Under the account's ingest lock nobody else creates this shard concurrently.
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO shards (account_id, region, source) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(account)
+    .bind(region)
+    .bind(source)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO shard_leases (shard_id) VALUES ($1)").bind(id).execute(&mut *tx).await?;
+    Ok(id)
+}
+
+/// Monday of the week holding `day`: dedupe partitions are weekly.
+fn week_start(day: NaiveDate) -> NaiveDate {
+    day - Duration::days(i64::from(day.weekday().num_days_from_monday()))
+}
+
+/// Keeps the dedupe table's weekly partitions ahead of time (this week and the next two) and drops
+/// partitions entirely older than the horizon. Safe to run from several processes at once.
+pub async fn maintain_identity_partitions(
+    pool: &PgPool,
+    today: NaiveDate,
+    horizon_days: i64,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('event_identities:partitions'))")
+        .execute(&mut *tx)
+        .await?;
+    let this_week = week_start(today);
+    for week in 0..3 {
+        let from = this_week + Duration::days(7 * week);
+        let to = from + Duration::days(7);
+        let name = format!("event_identities_w{}", from.format("%Y%m%d"));
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {name} PARTITION OF event_identities FOR VALUES FROM ('{from}') TO ('{to}')"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    let oldest_kept = today - Duration::days(horizon_days);
+    let partitions: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'event_identities'",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for name in partitions {
+        let Some(start) =
+            name.strip_prefix("event_identities_w").and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
+        else {
+            continue;
+        };
+        if start + Duration::days(7) <= oldest_kept {
+            sqlx::query(&format!("DROP TABLE {name}")).execute(&mut *tx).await?;
+            tracing::info!(partition = %name, "expired dedupe partition dropped");
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Accepted/duplicate/rejected counts of one account.
+pub async fn ingest_counters(pool: &PgPool, account: &AccountId) -> Result<(i64, i64, i64), StoreError> {
+    let row: Option<(i64, i64, i64)> =
+        sqlx::query_as("SELECT accepted, duplicates, rejected FROM ingest_counters WHERE account_id = $1")
+            .bind(account.as_str())
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.unwrap_or_default())
+}
+
+/// Accepted/duplicate/rejected counts of several accounts (absent: no events yet).
+pub async fn ingest_counters_for(
+    pool: &PgPool,
+    accounts: &[&str],
+) -> Result<std::collections::HashMap<String, (i64, i64, i64)>, StoreError> {
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT account_id, accepted, duplicates, rejected FROM ingest_counters WHERE account_id = ANY($1)",
+    )
+    .bind(accounts)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(a, x, y, z)| (a, (x, y, z))).collect())
+}
+
+pub async fn shards(pool: &PgPool) -> Result<Vec<Shard>, StoreError> {
+    Ok(sqlx::query_as::<_, Shard>("SELECT id, account_id, region, source FROM shards ORDER BY id")
+        .fetch_all(pool)
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_records_round_trip() {
+        let records = ["{\"a\":1}", "", "{\n \"multi\": \"line\"\n}"];
+        assert_eq!(unpack(&pack(&records)).unwrap(), records);
+        assert!(unpack(b"garbage").is_err());
+    }
+}
