@@ -422,7 +422,7 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     // The physical reference: one core compressing the same bytes at the same level.
     let gzip_started = Instant::now();
     let compressed =
-        crate::pipeline::batcher::build(std::iter::once(std::str::from_utf8(&all_bytes)?), args.gzip_level);
+        crate::pipeline::batch::build(std::iter::once(std::str::from_utf8(&all_bytes)?), args.gzip_level);
     let gzip_seconds = gzip_started.elapsed().as_secs_f64();
 
     let events = expected as f64;

@@ -16,11 +16,12 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
-pub mod config;
+
 pub mod control;
 pub mod dev;
 pub mod error_text;
 pub mod features;
+pub mod http_server;
 pub mod integrations;
 pub mod metrics;
 pub mod model;

@@ -6,24 +6,17 @@
 //! is bounded by the accounts configured — plus, for errors, the error's short code from a fixed
 //! set (never the message, which carries request ids and would make a series per failure).
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 const TARGET_LABELS: &[&str] = &["account", "source", "region"];
 const ERROR_LABELS: &[&str] = &["account", "source", "region", "error"];
@@ -286,61 +279,19 @@ pub fn pipeline() -> &'static Pipeline {
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish (the same way as the CloudTrail-compatible API).
+/// finish.
 pub async fn serve(
     metrics: Metrics,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (stop, stopped) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let socket = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => socket,
-                Err(error) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(%error, "metrics: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        while connections.try_join_next().is_some() {}
-        connections.spawn(serve_connection(socket, metrics.clone(), stopped.clone()));
-    }
-    drop(listener);
-    let _ = stop.send(true);
-    while connections.join_next().await.is_some() {}
-    Ok(())
+    crate::http_server::serve("metrics", listener, None, Arc::new(metrics), shutdown).await
 }
 
-async fn serve_connection(
-    socket: tokio::net::TcpStream,
-    metrics: Metrics,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let service = service_fn(move |request| {
-        let metrics = metrics.clone();
-        async move { Ok::<_, Infallible>(handle(&metrics, &request)) }
-    });
-    // The timer enables hyper's default header read timeout (slow clients cannot hold a task forever).
-    let connection =
-        http1::Builder::new().timer(TokioTimer::new()).serve_connection(TokioIo::new(socket), service);
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!(%error, "metrics: connection ended with an error");
-            }
-            return;
-        }
-        _ = stopped.wait_for(|stop| *stop) => {}
+impl crate::http_server::Handler for Metrics {
+    fn handle(&self, request: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send {
+        std::future::ready(handle(self, &request))
     }
-    connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
 }
 
 fn handle(metrics: &Metrics, request: &Request<Incoming>) -> Response<Full<Bytes>> {

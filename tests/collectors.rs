@@ -181,7 +181,7 @@ async fn duplicates(pool: &PgPool, accounts: &[&str]) -> i64 {
     let mut total = 0;
     for account in accounts {
         let account = orgtrail::model::AccountId::parse("account_id", account).unwrap();
-        total += orgtrail::pipeline::staging::ingest_counters(pool, &account).await.unwrap().1;
+        total += orgtrail::pipeline::staging::postgres::ingest_counters(pool, &account).await.unwrap().1;
     }
     total
 }

@@ -117,14 +117,11 @@ impl WorkerProcess {
             .env("ORGTRAIL_POLL_INTERVAL_MS", "50")
             .env("ORGTRAIL_DATABASE_MAX_CONNECTIONS", "4")
             .env("RUST_LOG", "info")
-            .env("ORGTRAIL_TEST_PAUSE_MS", pause_ms.to_string())
             .env("ORGTRAIL_MASTER_KEY", WORKER_MASTER_KEY)
             .env("ORGTRAIL_DIGEST_PERIOD_SECONDS", "60")
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        if let Some(name) = failpoint {
-            command.env("ORGTRAIL_FAILPOINT", name);
-        }
+        command.env("FAILPOINTS", failpoints(failpoint, pause_ms));
         Self { child: command.spawn().unwrap() }
     }
 
@@ -156,6 +153,15 @@ impl Drop for WorkerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `fail` crate's configuration: abort at `abort_at`, widen each delivery step by `pause_ms`.
+fn failpoints(abort_at: Option<&str>, pause_ms: u64) -> String {
+    let mut points: Vec<String> = abort_at.map(|name| format!("{name}=return")).into_iter().collect();
+    if pause_ms > 0 {
+        points.push(format!("delivery-pause=return({pause_ms})"));
+    }
+    points.join(";")
 }
 
 type Identity = (String, String);
@@ -473,7 +479,7 @@ async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplica
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(name) = failpoint {
-            command.env("ORGTRAIL_FAILPOINT", name);
+            command.env("FAILPOINTS", failpoints(Some(name), 0));
         }
         let child = command.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -220,7 +220,7 @@ fn assert_config_accepts(environment: &BTreeMap<String, String>) {
     }
     let path = dir.path().join("orgtrail.toml");
     std::fs::write(&path, &toml).unwrap();
-    let config = orgtrail::config::Config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let config = orgtrail::node::config::Config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}\n{toml}"));
     config.worker_settings().unwrap_or_else(|e| panic!("{e}\n{toml}"));
     assert_eq!(config.grpc_listen.to_string(), "0.0.0.0:50051", "{toml}");
     assert_eq!(config.metrics_listen.map(|a| a.port()), Some(9464), "{toml}");

@@ -487,7 +487,7 @@ async fn a_dynamodb_write_surge_is_delivered_as_start_and_end_insights(pool: PgP
         trail: TrailLocation {
             trail_arn: data_trail.trail_arn.clone(),
             trail_name: "data-insights".into(),
-            home_region: "us-east-1".into(),
+            home_region: orgtrail::model::Region::parse("home_region", "us-east-1").unwrap(),
             bucket: "data-insights".into(),
             prefix: String::new(),
             organization_id: None,

@@ -62,7 +62,9 @@ async fn dedupe_partitions(pool: &PgPool) -> Vec<String> {
 #[sqlx::test(migrations = "./migrations")]
 async fn dedupe_partitions_are_made_ahead_and_dropped_after_the_horizon(pool: PgPool) {
     let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    orgtrail::pipeline::staging::maintain_identity_partitions(&pool, day("2026-01-07"), 90).await.unwrap();
+    orgtrail::pipeline::staging::postgres::maintain_identity_partitions(&pool, day("2026-01-07"), 90)
+        .await
+        .unwrap();
     assert_eq!(
         dedupe_partitions(&pool).await,
         vec![
@@ -73,7 +75,9 @@ async fn dedupe_partitions_are_made_ahead_and_dropped_after_the_horizon(pool: Pg
         ]
     );
     // 100 days later, with a 90-day horizon, January's weeks are gone; the coming weeks exist.
-    orgtrail::pipeline::staging::maintain_identity_partitions(&pool, day("2026-04-17"), 90).await.unwrap();
+    orgtrail::pipeline::staging::postgres::maintain_identity_partitions(&pool, day("2026-04-17"), 90)
+        .await
+        .unwrap();
     let partitions = dedupe_partitions(&pool).await;
     assert!(!partitions.contains(&"event_identities_w20260105".to_owned()), "{partitions:?}");
     assert!(partitions.contains(&"event_identities_w20260413".to_owned()), "{partitions:?}");

@@ -372,7 +372,7 @@ async fn duplicates_are_dropped_and_the_first_copy_wins(pool: PgPool) {
         objects.iter().flat_map(|o| o.records.iter()).map(|r| r["eventName"].as_str().unwrap()).collect();
     assert_eq!(names.len(), 2);
     assert!(names.contains(&"RunInstances") && !names.contains(&"TerminateInstances"));
-    let counters = orgtrail::pipeline::staging::ingest_counters(
+    let counters = orgtrail::pipeline::staging::postgres::ingest_counters(
         &stack.api.pool,
         &orgtrail::model::AccountId::parse("a", MEMBER_A).unwrap(),
     )

@@ -203,7 +203,7 @@ async fn a_stuck_tap_never_stalls_delivery_even_past_a_full_buffer(pool: PgPool)
     let mut settings = test_worker_settings();
     settings.master_key = None;
     // The smallest buffer a shard may have: more events than that wait behind the stuck tap.
-    settings.read_limit = 2_000;
+    settings.pipeline.read_limit = 2_000;
     let worker = worker_with(pool.clone(), &s3_client, settings).with_tap(Arc::new(Stuck));
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(worker.run(async move {

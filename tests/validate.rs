@@ -62,13 +62,13 @@ async fn fixture(pool: PgPool) -> Fixture {
         trail: TrailLocation {
             trail_arn: trail.trail_arn.clone(),
             trail_name: trail.name.clone(),
-            home_region: trail.home_region.clone(),
+            home_region: Region::parse("home_region", &trail.home_region).unwrap(),
             bucket: BUCKET.into(),
             prefix: "audit".into(),
-            organization_id: Some(ORG.into()),
+            organization_id: Some(orgtrail::model::OrganizationId::parse("o", ORG).unwrap()),
         },
-        account: MEMBER_A.into(),
-        region: SOURCE_REGION.into(),
+        account: orgtrail::model::AccountId::parse("a", MEMBER_A).unwrap(),
+        region: Region::parse("r", SOURCE_REGION).unwrap(),
     };
     Fixture { api, _s3_dir: s3_dir, s3, s3_client, admin, admin_token, access_key, trail, chain }
 }
@@ -121,15 +121,24 @@ impl<'a> ChainWriter<'a> {
         self.files_written += 1;
         let chain = &self.chain;
         let unique = format!("U{:015}", self.files_written);
-        let key = orgtrail::integrations::s3::log_file_key(
-            &chain.trail.prefix,
-            chain.trail.organization_id.as_deref(),
+        let root = orgtrail::model::layout::Root {
+            prefix: &chain.trail.prefix,
+            organization: chain.trail.organization_id.as_ref(),
+        };
+        let key = root.file_key(
             &chain.account,
+            orgtrail::model::layout::Folder::Logs,
             &chain.region,
             delivered,
             &unique,
         );
-        let record = event(&chain.account, &chain.region, "ec2.amazonaws.com", "RunInstances", &unique);
+        let record = event(
+            chain.account.as_str(),
+            chain.region.as_str(),
+            "ec2.amazonaws.com",
+            "RunInstances",
+            &unique,
+        );
         let plain = format!("{{\"Records\":[{record}]}}");
         self.put(&key, gzip(plain.as_bytes()), None).await;
         DigestLogFile {
@@ -154,7 +163,7 @@ impl<'a> ChainWriter<'a> {
             None => (None, None, None),
         };
         Digest {
-            aws_account_id: self.chain.account.clone(),
+            aws_account_id: self.chain.account.to_string(),
             digest_start_time: digest::digest_time(start),
             digest_end_time: digest::digest_time(end),
             digest_s3_bucket: BUCKET.into(),

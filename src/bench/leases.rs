@@ -1,6 +1,6 @@
 //! `orgtrail bench leases`: shard leases at organization scale (10k accounts × 17 regions = 170,000
 //! shards by default) against a real Postgres, through the worker's own lease queries
-//! (`store::delivery::claim_shards` / `renew_leases`). Prints claim and renew latency percentiles
+//! (`pipeline::shards::claim` / `renew`). Prints claim and renew latency percentiles
 //! and the takeover time of a worker that stops renewing (as after kill -9).
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use crate::dev::postgres::Durability;
-use crate::pipeline::delivery;
+use crate::pipeline::shards;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LeaseBenchArgs {
@@ -104,7 +104,7 @@ async fn run(args: &LeaseBenchArgs, database_url: &str) -> anyhow::Result<()> {
             let mut held = 0;
             while held < share {
                 let at = Instant::now();
-                let claimed = delivery::claim_shards(&pool, owner, ttl_ms, limit.min(share - held)).await?;
+                let claimed = shards::claim(&pool, owner, ttl_ms, limit.min(share - held)).await?;
                 latencies.push(at.elapsed().as_secs_f64() * 1000.0);
                 if claimed.is_empty() {
                     break;
@@ -128,7 +128,7 @@ async fn run(args: &LeaseBenchArgs, database_url: &str) -> anyhow::Result<()> {
             let mut latencies = Vec::new();
             for _ in 0..rounds {
                 let at = Instant::now();
-                delivery::renew_leases(&pool, owner, ttl_ms).await?;
+                shards::renew(&pool, owner, ttl_ms).await?;
                 latencies.push(at.elapsed().as_secs_f64() * 1000.0);
             }
             Ok::<_, anyhow::Error>(latencies)
@@ -144,7 +144,7 @@ async fn run(args: &LeaseBenchArgs, database_url: &str) -> anyhow::Result<()> {
     let ttl = args.takeover_ttl_ms;
     // The one that dies renews last, so its last renewal is the instant measured from.
     for owner in owners.iter().rev() {
-        delivery::renew_leases(&pool, owner, ttl).await?;
+        shards::renew(&pool, owner, ttl).await?;
     }
     let dead = &owners[0];
     let dead_shards: i64 = sqlx::query_scalar("SELECT count(*) FROM shard_leases WHERE owner = $1")
@@ -202,13 +202,13 @@ async fn lease_loop(
     let mut last_claim = Instant::now() - CLAIM_EVERY;
     while !done.load(Ordering::Relaxed) {
         if last_renewal.elapsed() >= renew_every {
-            delivery::renew_leases(&pool, &owner, ttl_ms).await?;
+            shards::renew(&pool, &owner, ttl_ms).await?;
             last_renewal = Instant::now();
         }
         if last_claim.elapsed() >= CLAIM_EVERY {
             last_claim = Instant::now();
             // As the worker: one claim per round; a full one means more wait for the next round.
-            delivery::claim_shards(&pool, &owner, ttl_ms, limit).await?;
+            shards::claim(&pool, &owner, ttl_ms, limit).await?;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -383,7 +383,7 @@ async fn run(args: &LookupBenchArgs, database_url: &str) -> anyhow::Result<()> {
     let endpoint = format!("http://{}", listener.local_addr()?);
     // The server's pool as `serve` has it by default (database_max_connections).
     let server_pool =
-        crate::store::connect(database_url, crate::config::Config::default().database_max_connections)
+        crate::store::connect(database_url, crate::node::config::Config::default().database_max_connections)
             .await?;
     let ctx = crate::control::api::Ctx {
         pool: server_pool.clone(),

@@ -227,10 +227,8 @@ async fn alert_latency(args: &RulesBenchArgs) -> anyhow::Result<()> {
         .await?;
 
     // The worker with its production defaults, trusting the receiver's CA.
-    let mut settings = crate::pipeline::worker::WorkerSettings {
-        master_key: Some(master_key.clone()),
-        ..Default::default()
-    };
+    let mut settings =
+        crate::node::WorkerSettings { master_key: Some(master_key.clone()), ..Default::default() };
     settings.alerts.ca_file = Some(ca);
     let s3 = crate::integrations::s3::client(
         Some("http://127.0.0.1:9"),
@@ -239,7 +237,7 @@ async fn alert_latency(args: &RulesBenchArgs) -> anyhow::Result<()> {
         true,
     )
     .await;
-    let worker = crate::pipeline::worker::Worker::new(
+    let worker = crate::node::WorkerNode::new(
         pool.clone(),
         Arc::new(crate::pipeline::staging::PgStaging::new(pool.clone())),
         crate::integrations::s3::S3Sink::new(s3),

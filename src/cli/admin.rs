@@ -5,7 +5,7 @@ use clap::Subcommand;
 use super::output::{self, Output};
 use super::{CreateAdminTokenArgs, call_error};
 use crate::client::Clients;
-use crate::config::Config;
+use crate::node::config::Config;
 use crate::proto::v1 as pb;
 use crate::secrets::MasterKey;
 use crate::store::tokens::Role;

@@ -16,11 +16,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::client;
-use crate::config::{Config, LogFormat};
+use crate::node::config::{Config, LogFormat};
 use output::Output;
 
 #[derive(Debug, Parser)]
@@ -114,7 +113,7 @@ pub struct DevArgs {
     /// Trails per page of the CloudTrail-compatible API's ListTrails and ListTags (1 to 1000).
     #[arg(long, default_value_t = crate::control::cloudtrail_api::DEFAULT_LIST_PAGE_SIZE,
           value_parser = |v: &str| v.parse::<i32>().map_err(|e| e.to_string())
-              .and_then(|n| crate::config::cloudtrail_list_page_size(n).map_err(|e| e.to_string())))]
+              .and_then(|n| crate::node::config::cloudtrail_list_page_size(n).map_err(|e| e.to_string())))]
     pub cloudtrail_list_page_size: i32,
     /// Prometheus metrics listen address (`GET /metrics`; written to dev.json) [default:
     /// 127.0.0.1:50053, or a free port when --grpc-listen asks for one with port 0]
@@ -151,7 +150,7 @@ fn parse_period(value: &str) -> Result<std::time::Duration, String> {
         "h" => number.saturating_mul(3600),
         other => return Err(format!("unknown unit {other:?}: use s, m or h")),
     };
-    crate::config::digest_period(seconds)
+    crate::node::config::digest_period(seconds)
         .map_err(|e| e.to_string().replace("digest_period_seconds", "the period"))
 }
 
@@ -232,25 +231,6 @@ fn init_tracing(format: LogFormat) {
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
 /// future is first polled: a signal that arrives once the caller has opened its ports (and a test
 /// or orchestrator sees it ready) stops it cleanly instead of killing it.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{Signal, SignalKind, signal};
-    async fn received(signal: std::io::Result<Signal>) {
-        match signal {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    }
-    let (interrupt, terminate) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
-    async move {
-        tokio::select! {
-            _ = received(interrupt) => {},
-            _ = received(terminate) => {},
-        }
-    }
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -260,6 +240,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let _failpoints = crate::pipeline::failpoints::setup();
     let result = runtime.block_on(run(cli));
     // Tasks still waiting on a network peer or a database must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -313,41 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => {
             let config = args.load()?;
             init_tracing(config.log_format);
-            let shutdown = shutdown_signal();
-            let mut settings = config.worker_settings()?;
-            let aws = config.aws_sdk_config().await;
-            settings.collectors = Some(config.collector_config(aws.clone())?);
-            settings.aws = Some(aws);
-            let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
-            crate::store::migrate(&pool).await?;
-            let staging = std::sync::Arc::new(crate::pipeline::staging::PgStaging::new(pool.clone()));
-            let sink = crate::integrations::s3::S3Sink::new(config.s3_client().await);
-            let Some(listen) = config.metrics_listen else {
-                return crate::pipeline::worker::Worker::new(pool, staging, sink, settings)
-                    .run(shutdown)
-                    .await;
-            };
-            // Bound before the worker starts, so a taken port fails the command at once.
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on metrics_listen {listen}"))?;
-            tracing::info!(address = %listener.local_addr()?, "metrics served on /metrics");
-            let metrics = settings.collectors.as_ref().map(|c| c.metrics.clone()).unwrap_or_default();
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            let server = tokio::spawn(crate::metrics::serve(metrics, listener, async move {
-                let mut stopped = stopped;
-                let _ = stopped.wait_for(|stop| *stop).await;
-            }));
-            let result =
-                crate::pipeline::worker::Worker::new(pool, staging, sink, settings).run(shutdown).await;
-            // Metrics stay up until the worker has stopped, so its last passes are still scraped.
-            let _ = stop.send(true);
-            match server.await {
-                Ok(Err(error)) => tracing::warn!(%error, "metrics server failed"),
-                Err(error) => tracing::warn!(%error, "metrics server ended abnormally"),
-                Ok(Ok(())) => {}
-            }
-            result
+            crate::node::serve::worker(config).await
         }
         Command::Migrate(args) => {
             let config = args.load()?;
@@ -375,6 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::S3Server(args) => {
             init_tracing(LogFormat::Text);
+            let shutdown = crate::node::shutdown_signal();
             let server = crate::dev::s3::S3Server::start(
                 &args.dir,
                 args.listen,
@@ -383,7 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             println!("{}", server.endpoint());
-            shutdown_signal().await;
+            shutdown.await;
             Ok(())
         }
         Command::CreateAdminToken(args) => admin::create_admin_token(args, output).await,

@@ -142,10 +142,14 @@ pub async fn run(
         Some(bucket) => TrailLocation {
             trail_arn: args.trail.to_string(),
             trail_name: args.trail.name.to_string(),
-            home_region: args.trail.home_region.to_string(),
+            home_region: args.trail.home_region.clone(),
             bucket: bucket.clone(),
             prefix: args.s3_prefix.as_deref().unwrap_or_default().trim_matches('/').to_owned(),
-            organization_id: args.organization_id.clone(),
+            organization_id: args
+                .organization_id
+                .as_deref()
+                .map(|o| OrganizationId::parse("--organization-id", o))
+                .transpose()?,
         },
         None => trail_from_control_plane(&mut clients, &args.trail).await?,
     };
@@ -182,14 +186,14 @@ async fn trail_from_control_plane(
             .await
             .map_err(call_error)?
             .into_inner();
-        Some(organization.id)
+        Some(OrganizationId::parse("organization id", &organization.id)?)
     } else {
         None
     };
     Ok(TrailLocation {
         trail_arn: trail.trail_arn,
         trail_name: trail.name,
-        home_region: trail.home_region,
+        home_region: Region::parse("home_region", &trail.home_region)?,
         bucket: trail.s3_bucket_name,
         prefix: trail.s3_key_prefix,
         organization_id,

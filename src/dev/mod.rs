@@ -136,7 +136,7 @@ async fn dev_aws_settings() -> anyhow::Result<Option<Arc<crate::integrations::aw
 /// Runs the dev stack until Ctrl-C or SIGTERM.
 pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     // Registered first: a SIGTERM during startup stops the stack in order instead of killing it.
-    let shutdown = crate::cli::shutdown_signal();
+    let shutdown = crate::node::shutdown_signal();
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("cannot create data dir {}", options.data_dir.display()))?;
     let data_dir = options.data_dir.canonicalize()?;
@@ -231,88 +231,63 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let sink = crate::integrations::s3::S3Sink::new(
         s3_client(&s3.endpoint(), &secrets.s3_access_key_id, &secrets.s3_secret_access_key, DEV_REGION).await,
     );
-    let worker = crate::pipeline::worker::Worker::new(
+    let worker = crate::node::WorkerNode::new(
         pool.clone(),
         staging,
         sink,
-        crate::pipeline::worker::WorkerSettings {
+        crate::node::WorkerSettings {
             digest_period: options.digest_period,
             master_key: Some(master_key),
             aws: aws.map(|aws| aws.sdk.clone()),
             ..Default::default()
         },
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let cloudtrail = tokio::spawn(crate::control::cloudtrail_api::serve(
-        ctx.clone(),
-        crate::control::cloudtrail_api::Settings { list_page_size: options.cloudtrail_list_page_size },
+    let (stop_tx, stop) = crate::node::Stop::new();
+    let cloudtrail = (
         cloudtrail_listener,
-        None,
-        wait_stop(stop_rx.clone()),
-    ));
-    let server = tokio::spawn(api::serve(ctx, listener, None, wait_stop(stop_rx.clone())));
-    let metrics = tokio::spawn(crate::metrics::serve(
-        crate::metrics::Metrics::new(),
-        metrics_listener,
-        wait_stop(stop_rx.clone()),
-    ));
-    let maintenance =
-        tokio::spawn(crate::node::maintenance::run(pool.clone(), horizons, wait_stop(stop_rx.clone())));
-    let demo = options.demo.then(|| {
+        crate::control::cloudtrail_api::Settings { list_page_size: options.cloudtrail_list_page_size },
+    );
+    let mut parts = crate::node::control_plane(ctx, listener, Some(cloudtrail), None, &stop);
+    parts.extend(crate::node::housekeeping(pool.clone(), horizons, None, &stop));
+    parts.push(crate::node::metrics(crate::metrics::Metrics::new(), metrics_listener, &stop));
+    parts.push(crate::node::worker(worker, &stop));
+    if options.demo {
         let target = crate::client::Target {
             endpoint: info.grpc_endpoint.clone(),
             token: info.admin_token.clone(),
             ca_cert: None,
         };
-        tokio::spawn(demo::run(target, DEV_BUCKET.to_owned(), wait_stop(stop_rx.clone())))
-    });
-    let worker = tokio::spawn(worker.run(wait_stop(stop_rx)));
+        let (traffic, stopped) = (demo::run(target, DEV_BUCKET.to_owned(), stop.wait()), stop.wait());
+        // The demo failing is no reason to stop the stack.
+        parts.push((
+            "demo traffic",
+            Box::pin(async move {
+                if let Err(error) = traffic.await {
+                    tracing::warn!(error = %format!("{error:#}"), "demo traffic stopped");
+                }
+                stopped.await;
+                Ok(())
+            }),
+        ));
+    }
 
     // Written last: its presence tells scripts and tests that the stack is ready.
     write_private(&data_dir.join("dev.json"), serde_json::to_string_pretty(&info)?.as_bytes())?;
     print_banner(&info, &data_dir);
-    shutdown.await;
-    eprintln!("stopping…");
-    let _ = stop_tx.send(true);
-    // Parts waiting on a Postgres that is gone (or restarting) must not hold the stop up: they get
-    // a few seconds, then the process goes on without them.
-    let parts = async {
-        if let Ok(Err(error)) = server.await {
-            tracing::warn!(%error, "control plane stopped with an error");
-        }
-        if let Ok(Err(error)) = cloudtrail.await {
-            tracing::warn!(%error, "cloudtrail-compatible api stopped with an error");
-        }
-        if let Ok(Err(error)) = worker.await {
-            tracing::warn!(%error, "worker stopped with an error");
-        }
-        let _ = maintenance.await;
-        if let Ok(Err(error)) = metrics.await {
-            tracing::warn!(%error, "metrics server stopped with an error");
-        }
-        if let Some(demo) = demo
-            && let Ok(Err(error)) = demo.await
-        {
-            tracing::warn!(%error, "demo traffic stopped with an error");
-        }
+    let stopping = async {
+        shutdown.await;
+        eprintln!("stopping…");
     };
-    if tokio::time::timeout(STOP_GRACE, parts).await.is_err() {
-        tracing::warn!(grace = ?STOP_GRACE, "some parts did not stop in time; stopping without them");
-    }
+    // Parts waiting on a Postgres that is gone (or restarting) do not hold the stop up.
+    let result = crate::node::run_parts(parts, stop_tx, stopping, crate::node::STOP_GRACE).await;
     if tokio::time::timeout(std::time::Duration::from_secs(1), pool.close()).await.is_err() {
         tracing::warn!("database connections did not close in time");
     }
     drop(s3);
     tokio::task::spawn_blocking(move || pg.stop()).await?;
     eprintln!("stopped; state kept in {}", data_dir.display());
-    Ok(())
+    result
 }
-
-/// How long the parts of the stack get to finish after a stop signal.
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
 
 fn print_banner(info: &DevInfo, data_dir: &Path) {
     println!("orgtrail dev is running (Ctrl-C stops it; state in {})", data_dir.display());

@@ -4,9 +4,12 @@ pub mod collector;
 pub mod cost;
 pub mod history;
 pub mod ids;
+pub mod layout;
 pub mod log_group;
+pub mod names;
 pub mod record;
 pub mod selectors;
+pub mod shard;
 pub mod sns;
 pub mod trail;
 

@@ -1,17 +1,19 @@
-//! `orgtrail serve`: the control plane in production mode — gRPC, and the CloudTrail-compatible
-//! HTTP API when `cloudtrail_listen` is set.
+//! The production processes: `orgtrail serve` (the control plane, housekeeping, the scheduled
+//! Organizations sync) and `orgtrail worker` (delivery and the loops beside it), each with
+//! `/metrics` when `metrics_listen` is set.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::watch;
 
-use crate::config::Config;
-use crate::control::api::{self, Ctx, TlsFiles};
+use super::config::Config;
+use super::{Stop, WorkerNode};
+use crate::control::api::{Ctx, TlsFiles};
 use crate::model::Region;
 use crate::secrets::MasterKey;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = super::shutdown_signal();
     let master_key = config.master_key.as_deref().map(MasterKey::from_base64).transpose()?.map(Arc::new);
     if master_key.is_none() {
         if config.cloudtrail_listen.is_some() {
@@ -47,89 +49,52 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         aws: Some(aws.clone()),
         aggregator_principal_arn: config.aggregator_principal_arn.clone(),
     };
-    // One stop for everything: a signal, or either server failing.
-    let (stop, stopped) = watch::channel(false);
-    let wait_stop = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
     let horizons = config.horizons()?;
-    crate::node::maintenance::prepare(&pool, horizons).await?;
-    let maintenance =
-        tokio::spawn(crate::node::maintenance::run(pool.clone(), horizons, wait_stop(stopped.clone())));
-    let org_sync = (config.org_sync_interval_seconds > 0).then(|| {
-        tracing::info!(
-            interval_seconds = config.org_sync_interval_seconds,
-            "scheduled organizations sync on"
-        );
-        tokio::spawn(crate::integrations::aws::schedule::run(
-            pool.clone(),
-            aws,
-            std::time::Duration::from_secs(config.org_sync_interval_seconds),
-            wait_stop(stopped.clone()),
-        ))
-    });
-    let metrics = match config.metrics_listen {
-        Some(address) => {
-            // Bound before serving, so a taken port fails the command at once.
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen on metrics_listen {address}"))?;
-            tracing::info!(address = %listener.local_addr()?, "metrics served on /metrics");
-            Some(tokio::spawn(crate::metrics::serve(
-                crate::metrics::Metrics::new(),
-                listener,
-                wait_stop(stopped.clone()),
-            )))
-        }
-        None => None,
-    };
-    let listener = api::bind(config.grpc_listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "control plane listening");
+    super::maintenance::prepare(&pool, horizons).await?;
+    let grpc = crate::control::api::bind(config.grpc_listen).await?;
+    tracing::info!(addr = %grpc.local_addr()?, tls = tls.is_some(), "control plane listening");
     let cloudtrail = match config.cloudtrail_listen {
-        Some(addr) => {
-            let listener = api::bind(addr).await?;
+        Some(address) => {
+            let listener = crate::control::api::bind(address).await?;
             tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "cloudtrail-compatible api listening");
-            let served = crate::control::cloudtrail_api::serve(
-                ctx.clone(),
-                config.cloudtrail_api_settings()?,
-                listener,
-                tls.clone(),
-                wait_stop(stopped.clone()),
-            );
-            let stop = stop.clone();
-            Some(tokio::spawn(async move {
-                let result = served.await;
-                let _ = stop.send(true);
-                result
-            }))
+            Some((listener, config.cloudtrail_api_settings()?))
         }
         None => None,
     };
-    let signal = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            crate::cli::shutdown_signal().await;
-            let _ = stop.send(true);
-        })
+    let metrics = match config.metrics_listen {
+        Some(address) => Some(super::bind("metrics_listen", address).await?),
+        None => None,
     };
-    let grpc = api::serve(ctx, listener, tls, wait_stop(stopped)).await;
-    let _ = stop.send(true);
-    signal.abort();
-    let cloudtrail = match cloudtrail {
-        Some(task) => task.await.context("the cloudtrail-compatible api panicked")?,
-        None => Ok(()),
-    };
-    let _ = maintenance.await;
-    if let Some(metrics) = metrics
-        && let Ok(Err(error)) = metrics.await
-    {
-        tracing::warn!(%error, "metrics server failed");
-    }
-    if let Some(org_sync) = org_sync {
-        let _ = org_sync.await;
-    }
-    grpc?;
-    cloudtrail.context("cloudtrail-compatible api")?;
+    let org_sync = (config.org_sync_interval_seconds > 0)
+        .then(|| (aws, std::time::Duration::from_secs(config.org_sync_interval_seconds)));
+
+    let (stop_tx, stop) = Stop::new();
+    let mut parts = super::control_plane(ctx, grpc, cloudtrail, tls, &stop);
+    parts.extend(super::housekeeping(pool, horizons, org_sync, &stop));
+    parts.extend(metrics.map(|listener| super::metrics(crate::metrics::Metrics::new(), listener, &stop)));
+    super::run_parts(parts, stop_tx, shutdown, super::STOP_GRACE).await?;
     tracing::info!("control plane stopped");
     Ok(())
+}
+
+pub async fn worker(config: Config) -> anyhow::Result<()> {
+    let shutdown = super::shutdown_signal();
+    let mut settings = config.worker_settings()?;
+    let aws = config.aws_sdk_config().await;
+    let collectors = config.collector_config(aws.clone())?;
+    let collector_metrics = collectors.metrics.clone();
+    settings.collectors = Some(collectors);
+    settings.aws = Some(aws);
+    let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
+    crate::store::migrate(&pool).await?;
+    let staging = Arc::new(crate::pipeline::staging::PgStaging::new(pool.clone()));
+    let sink = crate::integrations::s3::S3Sink::new(config.s3_client().await);
+    let metrics = match config.metrics_listen {
+        Some(address) => Some(super::bind("metrics_listen", address).await?),
+        None => None,
+    };
+    let (stop_tx, stop) = Stop::new();
+    let mut parts = vec![super::worker(WorkerNode::new(pool, staging, sink, settings), &stop)];
+    parts.extend(metrics.map(|listener| super::metrics(collector_metrics, listener, &stop)));
+    super::run_parts(parts, stop_tx, shutdown, super::STOP_GRACE).await
 }

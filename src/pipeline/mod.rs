@@ -1,11 +1,27 @@
-//! The delivery pipeline, one way: staged events (source) → router (trail scope + selectors) →
-//! batcher (per trail, account, region) → sink (S3) → checkpoint (Postgres, fenced). It knows no
-//! feature: features plug in from above through taps.
+//! The delivery pipeline, one way and knowing no feature:
+//!
+//! ```text
+//! staging ─► buffer ─► route ─► batch ─► checkpoint (seal ─► put ─► commit)
+//!  (admit)   (read,     (trails    (cut      (Postgres, fenced by the shard's lease;
+//!            parse)     + selectors) a file)  the sink writes the object)
+//! ```
+//!
+//! A [`worker`] holds [`shards`] and runs a [`round`] over each with work. Features plug in from
+//! above: [`taps`] see every staged event of a shard (run by [`tap_runner`]), commit hooks add rows
+//! to the transaction that records a delivered file ([`checkpoint::CommitHook`]), and the
+//! [`sink`] is whatever object store the process root hands in.
 
-pub mod batcher;
-pub mod delivery;
-pub mod router;
+pub mod backoff;
+pub mod batch;
+pub mod buffer;
+pub mod checkpoint;
+pub mod failpoints;
+pub mod lag;
+pub mod round;
+pub mod route;
+pub mod shards;
+pub mod sink;
 pub mod staging;
-pub mod tap_cursors;
+pub mod tap_runner;
 pub mod taps;
 pub mod worker;

@@ -10,9 +10,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::route::Snapshot;
 use crate::model::record::RecordView;
-use crate::pipeline::delivery::ShardInfo;
-use crate::pipeline::router::Snapshot;
+use crate::model::shard::ShardInfo;
 use crate::store::StoreError;
 
 /// A staged event as a tap sees it.
@@ -90,20 +90,4 @@ pub trait Tap: Send + Sync {
     /// Called after a failed [`Tap::consume`] once its transaction is rolled back (e.g. to record
     /// the failure where users see it).
     async fn failed(&self, _key: &str, _error: &TapError) {}
-}
-
-/// The taps every worker runs. Each feature adds its tap here.
-pub fn standard(
-    pool: &sqlx::PgPool,
-    settings: &crate::pipeline::worker::WorkerSettings,
-) -> Vec<std::sync::Arc<dyn Tap>> {
-    vec![
-        std::sync::Arc::new(crate::features::cloudwatch_logs::tap::CloudWatchLogsTap::new(
-            pool.clone(),
-            crate::integrations::cloudwatch_logs::CloudWatchLogsSink::new(settings.aws.clone()),
-        )),
-        std::sync::Arc::new(crate::features::alerts::tap::RulesTap::new(pool.clone())),
-        std::sync::Arc::new(crate::features::insights::count::InsightsTap),
-        std::sync::Arc::new(crate::features::history::tap::HistoryTap),
-    ]
 }

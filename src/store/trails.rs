@@ -412,3 +412,12 @@ pub async fn record_cloud_watch_logs_delivery(
     .await?;
     Ok(())
 }
+
+/// The longest delivery interval of a logging trail, in seconds (60 without any).
+pub async fn longest_delivery_interval(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(max(delivery_interval_seconds), 60)::int8 FROM trails WHERE is_logging",
+    )
+    .fetch_one(pool)
+    .await?)
+}

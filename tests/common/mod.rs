@@ -215,7 +215,7 @@ pub struct Stack {
     pub s3_client: aws_sdk_s3::Client,
     _s3_dir: tempfile::TempDir,
     stop_worker: watch::Sender<bool>,
-    worker_settings: orgtrail::pipeline::worker::WorkerSettings,
+    worker_settings: orgtrail::node::WorkerSettings,
     worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -241,7 +241,7 @@ pub async fn stack_with_digest_period(pool: PgPool, period: std::time::Duration)
 /// A stack whose worker settings `adjust` changes (the worker gets the API's master key).
 pub async fn stack_with_settings(
     pool: PgPool,
-    adjust: impl FnOnce(&mut orgtrail::pipeline::worker::WorkerSettings),
+    adjust: impl FnOnce(&mut orgtrail::node::WorkerSettings),
 ) -> Stack {
     let api = start(pool.clone()).await;
     stack_over(api, adjust).await
@@ -254,10 +254,7 @@ pub async fn stack_with_aws(pool: PgPool, aws: orgtrail::integrations::aws::sdk:
 }
 
 /// A stack around an already started control plane.
-pub async fn stack_over(
-    api: TestApi,
-    adjust: impl FnOnce(&mut orgtrail::pipeline::worker::WorkerSettings),
-) -> Stack {
+pub async fn stack_over(api: TestApi, adjust: impl FnOnce(&mut orgtrail::node::WorkerSettings)) -> Stack {
     let pool = api.pool.clone();
     let dir = tempfile::tempdir().unwrap();
     let access_key = api.access_key(Role::Admin, None).await;
@@ -281,24 +278,23 @@ pub async fn stack_over(
     Stack { api, access_key, s3, s3_client, _s3_dir: dir, stop_worker, worker_settings, worker: Some(worker) }
 }
 
-pub fn test_worker_settings() -> orgtrail::pipeline::worker::WorkerSettings {
-    orgtrail::pipeline::worker::WorkerSettings {
-        lease_ttl: std::time::Duration::from_secs(3),
-        poll_interval: std::time::Duration::from_millis(50),
-        ..Default::default()
-    }
+pub fn test_worker_settings() -> orgtrail::node::WorkerSettings {
+    let mut settings = orgtrail::node::WorkerSettings::default();
+    settings.pipeline.lease_ttl = std::time::Duration::from_secs(3);
+    settings.pipeline.poll_interval = std::time::Duration::from_millis(50);
+    settings
 }
 
-pub fn test_worker(pool: PgPool, s3_client: &aws_sdk_s3::Client) -> orgtrail::pipeline::worker::Worker {
+pub fn test_worker(pool: PgPool, s3_client: &aws_sdk_s3::Client) -> orgtrail::node::WorkerNode {
     worker_with(pool, s3_client, test_worker_settings())
 }
 
 pub fn worker_with(
     pool: PgPool,
     s3_client: &aws_sdk_s3::Client,
-    settings: orgtrail::pipeline::worker::WorkerSettings,
-) -> orgtrail::pipeline::worker::Worker {
-    orgtrail::pipeline::worker::Worker::new(
+    settings: orgtrail::node::WorkerSettings,
+) -> orgtrail::node::WorkerNode {
+    orgtrail::node::WorkerNode::new(
         pool.clone(),
         Arc::new(orgtrail::pipeline::staging::PgStaging::new(pool)),
         orgtrail::integrations::s3::S3Sink::new(s3_client.clone()),

@@ -55,7 +55,7 @@ impl AccountApi {
     /// Account messages with their ingest counters.
     async fn with_counters(&self, found: &[accounts::Account]) -> Result<Vec<pb::Account>, ApiError> {
         let ids: Vec<&str> = found.iter().map(|a| a.account_id.as_str()).collect();
-        let counters = crate::pipeline::staging::ingest_counters_for(&self.ctx.pool, &ids).await?;
+        let counters = crate::pipeline::staging::postgres::ingest_counters_for(&self.ctx.pool, &ids).await?;
         Ok(found
             .iter()
             .map(|account| {

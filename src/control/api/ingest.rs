@@ -1,6 +1,6 @@
 //! IngestService: pushed events become durable staged events, deduplicated, before the call returns.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use tonic::{Request, Response};
 use uuid::Uuid;
@@ -9,8 +9,9 @@ use super::Ctx;
 use super::auth::{Action, Caller, authorize};
 use super::error::{ApiError, ApiResult};
 use crate::model::record::{RecordError, RecordView};
+use crate::model::shard::Source;
 use crate::model::{AccountId, Region};
-use crate::pipeline::staging::{Incoming, Source, StageOutcome};
+use crate::pipeline::staging::admit::{Admitted, Checked, admit};
 use crate::proto::v1 as pb;
 use crate::store::accounts::{self, AccountStatus};
 use crate::store::channels::{self, Channel};
@@ -192,84 +193,40 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         .map_err(|e| ApiError::Internal(format!("event parsing panicked: {e}")))?;
         input.audit_events = events;
 
-        let accounts_needed: Vec<AccountId> = {
-            let set: HashSet<&AccountId> = parsed
-                .iter()
-                .filter_map(|(_, r)| r.as_ref().ok().map(|(v, _)| &v.recipient_account_id))
-                .collect();
-            set.into_iter().cloned().collect()
-        };
-        let mut statuses: HashMap<AccountId, AccountStatus> = HashMap::new();
-        for account in accounts_needed {
-            if let Some(found) = accounts::get(&self.ctx.pool, &account).await? {
-                statuses.insert(account, found.status);
-            }
-        }
-
+        let checked: Vec<Result<Checked, RecordError>> = parsed
+            .into_iter()
+            .map(|(_, result)| result.map(|(view, record)| Checked { view, record }))
+            .collect();
+        // The eventID each record states, for the answer.
+        let event_ids: Vec<String> =
+            checked.iter().map(|c| c.as_ref().map(|c| c.view.event_id.clone()).unwrap_or_default()).collect();
+        let verdicts =
+            admit(&self.ctx.pool, self.ctx.staging.as_ref(), Source::Push, checked, caller.member_account())
+                .await?;
+        crate::pipeline::failpoints::abort_at("after-ingest-commit");
+        let mut successful = Vec::new();
         let mut failed = Vec::new();
-        let mut incoming = Vec::new();
-        let mut accepted_entries = Vec::new();
-        let mut rejected_accounts = Vec::new();
-        for (i, result) in parsed {
-            let entry_id = input.audit_events[i].id.clone();
-            let checked = result.and_then(|(view, data)| match statuses.get(&view.recipient_account_id) {
-                Some(AccountStatus::Active) => Ok((view, data)),
-                Some(status) => Err(RecordError::new(
-                    "AccountNotActive",
-                    format!("account {} is {}", view.recipient_account_id, status.as_str()),
-                )),
-                None => Err(RecordError::new(
-                    "UnregisteredAccount",
-                    format!("account {} is not registered", view.recipient_account_id),
-                )),
-            });
-            match checked {
-                Ok((view, data)) => {
-                    accepted_entries.push((entry_id, view.event_id.clone()));
-                    incoming.push(Incoming {
-                        account_id: view.recipient_account_id,
-                        region: view.aws_region,
-                        // Insights records have their own shards (and key layout).
-                        source: if view.category == crate::model::record::Category::Insight {
-                            Source::Insights
-                        } else {
-                            Source::Push
-                        },
-                        event_id: view.event_id,
-                        record: data,
-                    });
-                }
-                Err(error) => {
-                    metrics.rejected.with_label_values(&[error.code]).inc();
-                    if let Some(own) = caller.member_account() {
-                        rejected_accounts.push(own.clone());
+        for ((event, verdict), event_id) in input.audit_events.iter().zip(verdicts).zip(event_ids) {
+            match verdict {
+                Admitted::Accepted | Admitted::Duplicate => {
+                    let duplicate = verdict == Admitted::Duplicate;
+                    if duplicate {
+                        metrics.duplicates.inc();
+                    } else {
+                        metrics.accepted.inc();
                     }
+                    successful.push(pb::AuditEventResultEntry { id: event.id.clone(), event_id, duplicate });
+                }
+                Admitted::Refused(error) => {
+                    metrics.rejected.with_label_values(&[error.code]).inc();
                     failed.push(pb::ResultErrorEntry {
-                        id: entry_id,
+                        id: event.id.clone(),
                         error_code: error.code.into(),
                         error_message: error.message,
                     });
                 }
             }
         }
-        let outcomes = if incoming.is_empty() && rejected_accounts.is_empty() {
-            Vec::new()
-        } else {
-            self.ctx.staging.stage(incoming, &rejected_accounts).await?
-        };
-        let duplicates = outcomes.iter().filter(|o| **o == StageOutcome::Duplicate).count() as u64;
-        metrics.duplicates.inc_by(duplicates);
-        metrics.accepted.inc_by(outcomes.len() as u64 - duplicates);
-        crate::pipeline::worker::failpoint("after-ingest-commit");
-        let successful = accepted_entries
-            .into_iter()
-            .zip(outcomes)
-            .map(|((id, event_id), outcome)| pb::AuditEventResultEntry {
-                id,
-                event_id,
-                duplicate: outcome == StageOutcome::Duplicate,
-            })
-            .collect();
         Ok(Response::new(pb::PutAuditEventsResponse { successful, failed }))
     }
 
@@ -314,15 +271,14 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         }
         let overdue_after = match input.overdue_after_seconds {
             0 => {
-                crate::pipeline::staging::longest_delivery_interval(&self.ctx.pool).await?
-                    + OVERDUE_SLACK_SECONDS
+                crate::store::trails::longest_delivery_interval(&self.ctx.pool).await? + OVERDUE_SLACK_SECONDS
             }
             seconds => seconds,
         };
         let own = caller.member_account();
         let overdue_before = chrono::Utc::now() - chrono::Duration::seconds(overdue_after);
         let staged = self.ctx.staging.backlog(own, overdue_before).await?;
-        let untaken = crate::pipeline::staging::untaken(&self.ctx.pool, own).await?;
+        let untaken = crate::pipeline::staging::postgres::untaken(&self.ctx.pool, own).await?;
         Ok(Response::new(pb::Backlog {
             staged_events: staged.events,
             oldest_staged_time: staged.oldest.map(super::convert::timestamp),

@@ -45,7 +45,7 @@ impl Tap for RulesTap {
         if rules.is_empty() {
             return Ok(());
         }
-        let shard_id = context.shard.id;
+        let shard_id = context.shard.id.0;
         let owned: Vec<(i64, chrono::DateTime<Utc>, String)> =
             events.iter().map(|e| (e.seq, e.received_at, e.record.to_owned())).collect();
         // Parsing and matching a batch is CPU work: off the async threads.

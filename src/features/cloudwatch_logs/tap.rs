@@ -4,12 +4,11 @@
 //! was saved is repeated), as CloudTrail's own CloudWatch Logs delivery does not promise more.
 
 use crate::integrations::cloudwatch_logs::{CloudWatchLogsSink, LogEvent};
-use crate::model::AccountId;
 use crate::model::log_group::{LogGroupArn, stream_name};
 use crate::model::record::Category;
+use crate::model::shard::ShardInfo;
 use crate::model::trail::Trail;
-use crate::pipeline::delivery::ShardInfo;
-use crate::pipeline::router::{self, Snapshot};
+use crate::pipeline::route::{self, Snapshot};
 use crate::pipeline::taps::{Tap, TapContext, TapError, TapEvent};
 
 const KEY_PREFIX: &str = "cloudwatch_logs:";
@@ -37,9 +36,8 @@ impl Tap for CloudWatchLogsTap {
     }
 
     fn keys(&self, shard: &ShardInfo, snapshot: &Snapshot) -> Vec<String> {
-        let Ok(account) = AccountId::parse("account_id", &shard.account_id) else { return Vec::new() };
         snapshot
-            .trails_covering(&account)
+            .trails_covering(&shard.account)
             .filter(|t| streams(t))
             .map(|t| format!("{KEY_PREFIX}{}", t.id))
             .collect()
@@ -61,7 +59,7 @@ impl Tap for CloudWatchLogsTap {
         }
         let log_events: Vec<LogEvent> = events
             .iter()
-            .filter(|e| e.view.category != Category::Insight && router::routes(trail, e.view, e.received_at))
+            .filter(|e| e.view.category != Category::Insight && route::routes(trail, e.view, e.received_at))
             .map(|e| LogEvent {
                 timestamp_ms: e.view.event_time.timestamp_millis(),
                 message: e.record.to_owned(),
@@ -76,11 +74,12 @@ impl Tap for CloudWatchLogsTap {
         ) {
             Ok(group) => {
                 let organization = if trail.settings.is_organization_trail {
-                    context.snapshot.organization_id.as_deref()
+                    context.snapshot.organization_id.as_ref().map(|o| o.as_str())
                 } else {
                     None
                 };
-                let stream = stream_name(organization, &context.shard.account_id, &context.shard.region);
+                let stream =
+                    stream_name(organization, context.shard.account.as_str(), context.shard.region.as_str());
                 self.sink
                     .put(&trail.settings.cloud_watch_logs_role_arn, &group, &stream, log_events)
                     .await

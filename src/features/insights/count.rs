@@ -109,7 +109,7 @@ impl Tap for InsightsTap {
         tx: &mut sqlx::PgConnection,
     ) -> Result<(), TapError> {
         // Insights records are outputs, never counted.
-        if context.shard.source == crate::pipeline::staging::SOURCE_INSIGHTS {
+        if context.shard.source.is_insights() {
             return Ok(());
         }
         let mut tallies = Tallies::new();

@@ -21,9 +21,10 @@ use super::record::{
     top_averages,
 };
 use crate::features::insights::store::{self as store, Scope, StoredInsight};
+use crate::model::shard::Source;
 use crate::model::{AccountId, Region};
-use crate::pipeline::router::Snapshot;
-use crate::pipeline::staging::{Incoming, Source, Staging};
+use crate::pipeline::route::Snapshot;
+use crate::pipeline::staging::{Incoming, Staging};
 use crate::store::{StoreError, accounts, trails};
 
 /// Detector settings (see `config.rs` for their documentation and defaults).

@@ -170,7 +170,7 @@ pub async fn counted_through(
     .bind(region)
     .bind(before)
     .bind(crate::features::insights::count::TAP_NAME)
-    .bind(crate::pipeline::staging::SOURCE_INSIGHTS)
+    .bind(crate::model::shard::Source::Insights.as_str())
     .fetch_one(conn)
     .await?;
     Ok(!pending)

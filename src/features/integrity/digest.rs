@@ -45,25 +45,6 @@ pub fn digest_time(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// `[prefix/]AWSLogs/[o-ID/]ACCOUNT/CloudTrail-Digest/REGION/YYYY/MM/DD/ACCOUNT_CloudTrail-Digest_REGION_TRAIL_HOMEREGION_YYYYMMDDTHHMMSSZ.json.gz`
-pub fn digest_key(
-    prefix: &str,
-    organization_id: Option<&str>,
-    account: &str,
-    region: &str,
-    trail_name: &str,
-    home_region: &str,
-    end: DateTime<Utc>,
-) -> String {
-    let mut key = crate::integrations::s3::awslogs_root(prefix, organization_id);
-    key.push_str(&format!(
-        "{account}/CloudTrail-Digest/{region}/{}/{account}_CloudTrail-Digest_{region}_{trail_name}_{home_region}_{}.json.gz",
-        end.format("%Y/%m/%d"),
-        end.format("%Y%m%dT%H%M%SZ"),
-    ));
-    key
-}
-
 /// The exact string CloudTrail signs for a digest whose uncompressed bytes hash to `sha256_hex`.
 pub fn string_to_sign(digest: &Digest, sha256_hex: &str) -> String {
     format!(
@@ -149,15 +130,6 @@ mod tests {
         assert!(verify(tampered.as_bytes(), &signed.signature_hex, &key.public_key_pkcs1()).is_err());
         let other = SigningKey::generate().unwrap();
         assert!(verify(&signed.json, &signed.signature_hex, &other.public_key_pkcs1()).is_err());
-    }
-
-    #[test]
-    fn digest_keys_follow_cloudtrail_layout() {
-        let end = DateTime::parse_from_rfc3339("2026-11-24T05:00:00Z").unwrap().with_timezone(&Utc);
-        assert_eq!(
-            digest_key("p", Some("o-abcdefghij"), "111122223333", "eu-west-1", "org-trail", "us-east-1", end),
-            "p/AWSLogs/o-abcdefghij/111122223333/CloudTrail-Digest/eu-west-1/2026/11/24/111122223333_CloudTrail-Digest_eu-west-1_org-trail_us-east-1_20261124T050000Z.json.gz"
-        );
     }
 
     #[test]

@@ -102,10 +102,13 @@ pub async fn validate(
                 keys_by_region.insert(region.clone(), fetch_keys(public_keys, &region, request).await?);
             }
             let region_keys = keys_by_region[&region].clone();
-            selected.push((
-                ChainLocation { trail: trail.clone(), account: account.clone(), region },
-                region_keys,
-            ));
+            let (Ok(account), Ok(region)) = (
+                crate::model::AccountId::parse("account", &account),
+                crate::model::Region::parse("region", &region),
+            ) else {
+                return Err(SourceError(format!("{account}/{region} is not an account and a region")));
+            };
+            selected.push((ChainLocation { trail: trail.clone(), account, region }, region_keys));
         }
     }
     // Chains are independent: walk a few at once (each walk is a sequence of S3 round trips),
@@ -257,8 +260,8 @@ impl<'a> Walk<'a> {
         }
         let uncovered = self.check_log_folder().await?;
         Ok(Some(ChainReport {
-            account_id: self.chain.account,
-            region: self.chain.region,
+            account_id: self.chain.account.to_string(),
+            region: self.chain.region.to_string(),
             entries: self.entries,
             uncovered_log_files: uncovered,
             found_start: self.found.map(|f| f.0),
@@ -269,7 +272,7 @@ impl<'a> Walk<'a> {
     /// Gets and checks a digest: NotFound, another problem, or verified.
     async fn load(&self, bucket: &str, key: &str) -> Result<Result<VerifiedDigest, Problem>, SourceError> {
         let Some(object) = self.objects.get(bucket, key).await? else { return Ok(Err(Problem::NotFound)) };
-        let (bucket, key, region) = (bucket.to_owned(), key.to_owned(), self.chain.region.clone());
+        let (bucket, key, region) = (bucket.to_owned(), key.to_owned(), self.chain.region.to_string());
         let public_keys = self.public_keys.clone();
         tokio::task::spawn_blocking(move || {
             check::check_digest(&bucket, &key, &object.body, &object.metadata, &region, &public_keys)

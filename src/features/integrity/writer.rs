@@ -27,9 +27,10 @@ use crate::features::integrity::digest::{self, Digest, DigestLogFile, digest_tim
 use crate::features::integrity::keyring::{Keyring, KeyringError};
 use crate::features::integrity::keys::SIGNATURE_ALGORITHM;
 use crate::integrations::s3::S3Sink;
-use crate::model::Region;
-use crate::pipeline::router::Snapshot;
-use crate::pipeline::worker::failpoint;
+use crate::model::layout::Root;
+use crate::model::{AccountId, OrganizationId, Region};
+use crate::pipeline::failpoints::abort_at as failpoint;
+use crate::pipeline::route::Snapshot;
 use crate::store::StoreError;
 use crate::store::accounts::AccountStatus;
 
@@ -93,6 +94,21 @@ impl DigestWriter {
         }
     }
 
+    /// Passes until `shutdown` resolves, each with a fresh snapshot of the control plane.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            match Snapshot::load(&self.pool).await {
+                Ok(snapshot) => self.pass(&snapshot).await,
+                Err(error) => tracing::warn!(%error, "digest writer cannot load trails"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(PASS_EVERY) => {}
+            }
+        }
+    }
+
     /// Seals the digests that are due and writes sealed ones; cheap when nothing is due.
     pub async fn pass(&mut self, snapshot: &Snapshot) {
         if self.last_pass.is_some_and(|at| at.elapsed() < PASS_EVERY) {
@@ -122,8 +138,11 @@ impl DigestWriter {
         let mut chains = Vec::new();
         for trail in &snapshot.trails {
             let Some(started) = trail.digest_chain_start() else { continue };
-            let organization_id =
-                if trail.settings.is_organization_trail { snapshot.organization_id.clone() } else { None };
+            let organization_id = if trail.settings.is_organization_trail {
+                snapshot.organization_id.as_ref().map(|o| o.to_string())
+            } else {
+                None
+            };
             for account in &active_accounts {
                 if !(trail.settings.is_organization_trail || trail.owner() == *account) {
                     continue;
@@ -132,9 +151,10 @@ impl DigestWriter {
                 let mut regions: Vec<String> = vec![home.clone()];
                 if trail.settings.is_multi_region_trail {
                     let seen = regions_by_account.get(account.as_str()).into_iter().flatten();
-                    for region in snapshot.organization_regions.iter().chain(seen) {
-                        if !regions.contains(region) {
-                            regions.push(region.clone());
+                    let declared = snapshot.organization_regions.iter().map(|r| r.as_str().to_owned());
+                    for region in declared.chain(seen.cloned()) {
+                        if !regions.contains(&region) {
+                            regions.push(region);
                         }
                     }
                 }
@@ -231,16 +251,18 @@ impl DigestWriter {
             return Ok(Step::NotDue(end));
         }
         let files = digests::take_files(&mut tx, &next, next.chain_started_at, end).await?;
-        let object_key = digest::digest_key(
-            &next.key_prefix,
-            next.organization_id.as_deref(),
-            &next.account_id,
-            &next.region,
-            &next.trail_name,
-            &next.home_region,
-            end,
-        );
-        let region = Region::parse("region", &next.region).map_err(|e| DigestError::Build(e.to_string()))?;
+        let bad = |e: crate::model::FieldError| DigestError::Build(e.to_string());
+        let region = Region::parse("region", &next.region).map_err(bad)?;
+        let account = AccountId::parse("account_id", &next.account_id).map_err(bad)?;
+        let home_region = Region::parse("home_region", &next.home_region).map_err(bad)?;
+        let organization = next
+            .organization_id
+            .as_deref()
+            .map(|o| OrganizationId::parse("organization_id", o))
+            .transpose()
+            .map_err(bad)?;
+        let root = Root { prefix: &next.key_prefix, organization: organization.as_ref() };
+        let object_key = root.digest_key(&account, &region, &next.trail_name, &home_region, end);
         let signer = self.keyring.signer(&region).await?;
         let prev = previous.as_ref().map(|(_, head)| head);
         let content = Digest {
@@ -327,7 +349,7 @@ impl DigestWriter {
                 &pending.object_key,
                 &pending.body,
                 &pending.body_sha256,
-                &pending.signature_hex,
+                &[("signature", &pending.signature_hex), ("signature-algorithm", SIGNATURE_ALGORITHM)],
             )
             .await
             .map_err(|e| e.to_string())?;

@@ -1,4 +1,21 @@
-//! Usage and cost: events and bytes delivered per trail, account, period and event category.
+//! Usage and cost: events and bytes delivered per trail, account, period and event category,
+//! added in the transaction that records each delivered file.
 
 pub mod store;
-pub mod tally;
+
+use crate::pipeline::checkpoint::{CommitHook, RecordedFile};
+use crate::store::StoreError;
+
+/// Counts each delivered file into its trail's usage, once.
+pub struct UsageHook;
+
+#[async_trait::async_trait]
+impl CommitHook for UsageHook {
+    async fn file_recorded(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        file: RecordedFile<'_>,
+    ) -> Result<(), StoreError> {
+        store::add(tx, file.trail_id, file.trail_arn, file.account.as_str(), file.tallies).await
+    }
+}

@@ -4,15 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+pub use crate::pipeline::batch::CategoryTally;
 use crate::store::StoreError;
-
-/// Events and bytes of one category in one delivered file (or summed over a period).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CategoryTally {
-    pub category: String,
-    pub events: i64,
-    pub bytes: i64,
-}
 
 /// Adds a delivered file's tallies to its trail's usage in the current hour. Runs inside the
 /// transaction that records the file, so each file is counted once.

@@ -17,7 +17,7 @@ use super::rate::{Priority, TokenBucket};
 use super::stage::{StageReport, stage_records};
 use super::state;
 use super::{Collector, Progress, TargetRun};
-use crate::pipeline::staging::Source;
+use crate::model::shard::Source;
 
 /// LookupEvents looks back at most 90 days.
 pub const MAX_LOOKBACK_DAYS: u32 = 90;

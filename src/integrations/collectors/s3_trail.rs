@@ -18,7 +18,7 @@ use super::error::CollectError;
 use super::stage::{StageReport, stage_records};
 use super::state;
 use super::{Collector, TargetRun};
-use crate::pipeline::staging::Source;
+use crate::model::shard::Source;
 
 /// Where the collector resumes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

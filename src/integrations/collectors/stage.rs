@@ -1,16 +1,16 @@
-//! Pulled records → staging: each record validated, routed by its own recipientAccountId and
-//! awsRegion, and staged byte for byte (dedupe on (recipientAccountId, eventID) is staging's).
-
-use std::collections::HashMap;
+//! Pulled records → staging through `admit`: each record validated, staged under its own
+//! recipientAccountId and awsRegion byte for byte (dedupe on (recipientAccountId, eventID) is
+//! staging's).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::model::AccountId;
-use crate::model::record::RecordView;
-use crate::pipeline::staging::{Incoming, Source, StageOutcome, Staging};
+use crate::model::record::{RecordError, RecordView};
+use crate::model::shard::Source;
+use crate::pipeline::staging::Staging;
+use crate::pipeline::staging::admit::{Admitted, Checked, admit};
 use crate::store::StoreError;
-use crate::store::accounts::{self, AccountStatus};
 
 /// What became of one page of pulled records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,50 +44,28 @@ pub async fn stage_records(
     .await
     .map_err(|e| StoreError::Corrupt(format!("record parsing panicked: {e}")))?;
 
-    let mut statuses: HashMap<AccountId, Option<AccountStatus>> = HashMap::new();
-    let mut incoming = Vec::new();
-    let mut rejected = Vec::new();
-    for (view, record) in parsed {
-        let view = match view {
-            Ok(view) => view,
-            Err(error) => {
-                tracing::warn!(collector = %collector, source = source.as_str(), %context, %error, "invalid pulled record skipped");
-                rejected.push(collector.clone());
-                continue;
+    let checked: Vec<Result<Checked, RecordError>> =
+        parsed.into_iter().map(|(view, record)| view.map(|view| Checked { view, record })).collect();
+    let times: Vec<Option<DateTime<Utc>>> =
+        checked.iter().map(|c| c.as_ref().ok().map(|c| c.view.event_time)).collect();
+    let verdicts = admit(pool, staging, source, checked, Some(collector)).await?;
+    for (verdict, time) in verdicts.into_iter().zip(times) {
+        match verdict {
+            Admitted::Accepted | Admitted::Duplicate => {
+                if verdict == Admitted::Accepted {
+                    report.accepted += 1;
+                } else {
+                    report.duplicates += 1;
+                }
+                if let Some(time) = time {
+                    report.newest = report.newest.max(Some(time));
+                    report.oldest = Some(report.oldest.map_or(time, |t| t.min(time)));
+                }
             }
-        };
-        let status = match statuses.get(&view.recipient_account_id) {
-            Some(status) => *status,
-            None => {
-                let status = accounts::get(pool, &view.recipient_account_id).await?.map(|a| a.status);
-                statuses.insert(view.recipient_account_id.clone(), status);
-                status
+            Admitted::Refused(error) => {
+                tracing::warn!(collector = %collector, source = source.as_str(), %context, %error, "pulled record skipped");
+                report.rejected += 1;
             }
-        };
-        if status != Some(AccountStatus::Active) {
-            tracing::warn!(collector = %collector, account = %view.recipient_account_id, event_id = %view.event_id,
-                %context, "pulled record of an account that is not registered and ACTIVE skipped");
-            rejected.push(collector.clone());
-            continue;
-        }
-        report.newest = report.newest.max(Some(view.event_time));
-        report.oldest = Some(report.oldest.map_or(view.event_time, |t| t.min(view.event_time)));
-        incoming.push(Incoming {
-            account_id: view.recipient_account_id,
-            region: view.aws_region,
-            source,
-            event_id: view.event_id,
-            record,
-        });
-    }
-    report.rejected = rejected.len() as i64;
-    if incoming.is_empty() && rejected.is_empty() {
-        return Ok(report);
-    }
-    for outcome in staging.stage(incoming, &rejected).await? {
-        match outcome {
-            StageOutcome::Accepted => report.accepted += 1,
-            StageOutcome::Duplicate => report.duplicates += 1,
         }
     }
     Ok(report)

@@ -1,127 +1,17 @@
-//! Ingest staging: accepted-but-undelivered events, per shard, with dedupe on
-//! (recipientAccountId, eventID). Behind [`Staging`] so that a log (Kafka, JetStream) can replace
-//! Postgres when one database cannot take the write rate.
+//! Staging in Postgres (the default): accepted events in per-call chunks per shard, dedupe
+//! identities in weekly partitions, ingest counters.
 
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sqlx::PgPool;
 
-use crate::model::{AccountId, Region};
+use super::{
+    Incoming, OVERDUE_SHARDS_LISTED, ShardBacklog, StageOutcome, StagedBacklog, StagedEvent, Staging,
+};
+use crate::model::AccountId;
+use crate::model::shard::ShardId;
 use crate::store::StoreError;
-
-/// The shard source of Insights records.
-pub const SOURCE_INSIGHTS: &str = "insights";
-
-/// Where events of a shard come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Source {
-    /// Pushed through IngestService (including channels).
-    Push,
-    /// Pulled with CloudTrail LookupEvents from the member account.
-    AwsLookup,
-    /// Read from the member account's own CloudTrail bucket.
-    AwsS3Trail,
-    /// Insights records: made by orgtrail's detector, or pushed with eventCategory Insight. Their
-    /// shards are delivered under the `CloudTrail-Insight` key layout.
-    Insights,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Push => "push",
-            Self::AwsLookup => crate::model::collector::SOURCE_LOOKUP,
-            Self::AwsS3Trail => crate::model::collector::SOURCE_S3_TRAIL,
-            Self::Insights => SOURCE_INSIGHTS,
-        }
-    }
-}
-
-/// An event accepted for staging.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub account_id: AccountId,
-    pub region: Region,
-    pub source: Source,
-    pub event_id: String,
-    /// The record JSON, exactly as it will be delivered.
-    pub record: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StageOutcome {
-    Accepted,
-    /// Its identity was seen within the dedupe horizon: dropped, the first copy wins.
-    Duplicate,
-}
-
-/// A staged event as the worker reads it.
-#[derive(Debug, Clone)]
-pub struct StagedEvent {
-    pub seq: i64,
-    pub received_at: DateTime<Utc>,
-    pub record: String,
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Shard {
-    pub id: i64,
-    pub account_id: String,
-    pub region: String,
-    pub source: String,
-}
-
-/// Staged events of one shard, for the backlog.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ShardBacklog {
-    pub account_id: String,
-    pub region: String,
-    pub source: String,
-    pub events: i64,
-    pub oldest: DateTime<Utc>,
-}
-
-/// What is staged (acknowledged, not yet released by every trail and tap).
-#[derive(Debug, Clone, Default)]
-pub struct StagedBacklog {
-    pub events: i64,
-    pub oldest: Option<DateTime<Utc>>,
-    /// Events received before the overdue threshold.
-    pub overdue_events: i64,
-    /// The shards holding them, most overdue first (at most [`OVERDUE_SHARDS_LISTED`]).
-    pub overdue_shards: Vec<ShardBacklog>,
-}
-
-/// Shards a backlog lists at most.
-pub const OVERDUE_SHARDS_LISTED: i64 = 20;
-
-/// The narrow seam between ingest and delivery.
-#[async_trait::async_trait]
-pub trait Staging: Send + Sync {
-    /// Durably stages `events` (in one transaction: all or nothing) and tells, for each, whether it
-    /// was accepted or a duplicate. Rejected counts are recorded with the accepted ones.
-    async fn stage(
-        &self,
-        events: Vec<Incoming>,
-        rejected: &[AccountId],
-    ) -> Result<Vec<StageOutcome>, StoreError>;
-    /// Staged events of a shard with `seq > after_seq`, in order, at most `limit`.
-    async fn read(&self, shard_id: i64, after_seq: i64, limit: i64) -> Result<Vec<StagedEvent>, StoreError>;
-    /// Forgets events with `seq <= through_seq` received before `before`.
-    async fn release(
-        &self,
-        shard_id: i64,
-        through_seq: i64,
-        before: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
-    /// What is staged, of one account or all; events received before `overdue_before` are overdue.
-    async fn backlog(
-        &self,
-        account: Option<&AccountId>,
-        overdue_before: DateTime<Utc>,
-    ) -> Result<StagedBacklog, StoreError>;
-}
 
 pub struct PgStaging {
     pool: PgPool,
@@ -251,7 +141,12 @@ impl Staging for PgStaging {
         Ok(outcomes)
     }
 
-    async fn read(&self, shard_id: i64, after_seq: i64, limit: i64) -> Result<Vec<StagedEvent>, StoreError> {
+    async fn read(
+        &self,
+        shard_id: ShardId,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<StagedEvent>, StoreError> {
         let chunks: Vec<(i64, i64, DateTime<Utc>, Vec<u8>)> = sqlx::query_as(
             "SELECT first_seq, last_seq, received_at, records FROM staged_chunks
              WHERE shard_id = $1 AND last_seq > $2 ORDER BY last_seq LIMIT $3",
@@ -286,7 +181,7 @@ impl Staging for PgStaging {
 
     async fn release(
         &self,
-        shard_id: i64,
+        shard_id: ShardId,
         through_seq: i64,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
@@ -373,15 +268,6 @@ pub async fn untaken(pool: &PgPool, account: Option<&AccountId>) -> Result<Vec<U
     )
     .bind(account.map(AccountId::as_str))
     .fetch_all(pool)
-    .await?)
-}
-
-/// The longest delivery interval of a logging trail, in seconds (60 without any).
-pub async fn longest_delivery_interval(pool: &PgPool) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT coalesce(max(delivery_interval_seconds), 60)::int8 FROM trails WHERE is_logging",
-    )
-    .fetch_one(pool)
     .await?)
 }
 
@@ -520,10 +406,13 @@ pub async fn ingest_counters_for(
     Ok(rows.into_iter().map(|(a, x, y, z)| (a, (x, y, z))).collect())
 }
 
-pub async fn shards(pool: &PgPool) -> Result<Vec<Shard>, StoreError> {
-    Ok(sqlx::query_as::<_, Shard>("SELECT id, account_id, region, source FROM shards ORDER BY id")
-        .fetch_all(pool)
-        .await?)
+/// Drops staged chunks received before `older_than`, delivered or not; how many.
+pub async fn expire(pool: &PgPool, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
+    let done = sqlx::query("DELETE FROM staged_chunks WHERE received_at < $1")
+        .bind(older_than)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 #[cfg(test)]

@@ -294,7 +294,7 @@ impl Config {
     }
 
     /// Worker settings, checked.
-    pub fn worker_settings(&self) -> anyhow::Result<crate::pipeline::worker::WorkerSettings> {
+    pub fn worker_settings(&self) -> anyhow::Result<crate::node::WorkerSettings> {
         if !(1..=9).contains(&self.gzip_level) {
             anyhow::bail!("gzip_level must be 1 to 9, got {}", self.gzip_level);
         }
@@ -310,16 +310,19 @@ impl Config {
             .map(crate::secrets::MasterKey::from_base64)
             .transpose()?
             .map(std::sync::Arc::new);
-        Ok(crate::pipeline::worker::WorkerSettings {
+        Ok(crate::node::WorkerSettings {
+            pipeline: crate::pipeline::worker::PipelineSettings {
+                lease_ttl: std::time::Duration::from_secs(self.lease_ttl_seconds),
+                poll_interval: std::time::Duration::from_millis(self.poll_interval_ms.max(10)),
+                max_batch_bytes: self.max_batch_bytes,
+                gzip_level: self.gzip_level,
+                ..Default::default()
+            },
             digest_period: digest_period(self.digest_period_seconds)?,
             signing_key_rotation: (self.signing_key_rotation_days > 0).then(|| {
                 std::time::Duration::from_secs(self.signing_key_rotation_days.saturating_mul(86_400))
             }),
             master_key,
-            lease_ttl: std::time::Duration::from_secs(self.lease_ttl_seconds),
-            poll_interval: std::time::Duration::from_millis(self.poll_interval_ms.max(10)),
-            max_batch_bytes: self.max_batch_bytes,
-            gzip_level: self.gzip_level,
             staged_retention: std::time::Duration::from_secs(self.staged_retention_days * 24 * 3600),
             alerts: self.alert_settings()?,
             notifications: crate::features::notifications::notifier::NotificationSettings {

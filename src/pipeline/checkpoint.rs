@@ -1,0 +1,327 @@
+//! Checkpoint, in three steps per log file: (a) *seal* key, bytes and event range in Postgres;
+//! (b) *put* the object only if absent (or already identical); (c) *commit*: record the file and
+//! advance the trail's cursor over the shard in one transaction that checks the lease's fencing
+//! generation. A crash anywhere repeats the same key and bytes; a worker that lost its lease can
+//! neither commit nor overwrite. Features add their rows to the commit through [`CommitHook`].
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use super::batch::CategoryTally;
+use super::shards::{Lease, check_fence};
+use super::sink::{LogObject, LogSink, PutOutcome, SinkError};
+use crate::model::AccountId;
+use crate::model::shard::{ShardId, ShardInfo};
+use crate::store::StoreError;
+
+/// A batch whose key and bytes are fixed before its PUT.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SealedBatch {
+    pub trail_id: i64,
+    pub trail_arn: String,
+    pub shard_id: ShardId,
+    pub from_seq: i64,
+    pub to_seq: i64,
+    pub bucket: String,
+    pub object_key: String,
+    pub kms_key_id: String,
+    pub sha256: Vec<u8>,
+    /// SHA-256 of the uncompressed file; None only for batches sealed before digests existed.
+    pub content_sha256: Option<Vec<u8>>,
+    pub body: Vec<u8>,
+    pub record_count: i32,
+    pub oldest_event_time: DateTime<Utc>,
+    pub newest_event_time: DateTime<Utc>,
+    /// Per-category counts of the file (parallel arrays); None for batches sealed before them.
+    pub usage_categories: Option<Vec<String>>,
+    pub usage_events: Option<Vec<i64>>,
+    pub usage_bytes: Option<Vec<i64>>,
+}
+
+impl SealedBatch {
+    /// The batch's per-category tallies; `fallback_category` takes every record of a batch sealed
+    /// before tallies were recorded.
+    pub fn tallies(&self, fallback_category: &str) -> Vec<CategoryTally> {
+        match (&self.usage_categories, &self.usage_events, &self.usage_bytes) {
+            (Some(categories), Some(events), Some(bytes))
+                if categories.len() == events.len() && events.len() == bytes.len() =>
+            {
+                categories
+                    .iter()
+                    .zip(events)
+                    .zip(bytes)
+                    .map(|((category, &events), &bytes)| CategoryTally {
+                        category: category.clone(),
+                        events,
+                        bytes,
+                    })
+                    .collect()
+            }
+            _ => vec![CategoryTally {
+                category: fallback_category.to_owned(),
+                events: i64::from(self.record_count),
+                bytes: self.body.len() as i64,
+            }],
+        }
+    }
+
+    /// Stores `tallies` in the batch's per-category columns.
+    pub fn set_tallies(&mut self, tallies: &[CategoryTally]) {
+        self.usage_categories = Some(tallies.iter().map(|t| t.category.clone()).collect());
+        self.usage_events = Some(tallies.iter().map(|t| t.events).collect());
+        self.usage_bytes = Some(tallies.iter().map(|t| t.bytes).collect());
+    }
+
+    fn object(&self) -> LogObject<'_> {
+        LogObject {
+            bucket: &self.bucket,
+            key: &self.object_key,
+            body: &self.body,
+            sha256: &self.sha256,
+            kms_key_id: &self.kms_key_id,
+        }
+    }
+}
+
+/// A delivered file as features see it in the commit's transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedFile<'a> {
+    pub trail_id: i64,
+    pub trail_arn: &'a str,
+    pub account: &'a AccountId,
+    pub bucket: &'a str,
+    pub object_key: &'a str,
+    pub tallies: &'a [CategoryTally],
+}
+
+/// What a feature adds to the transaction that records a delivered file, once per file: a
+/// retried delivery of a file already recorded does not call it again.
+#[async_trait::async_trait]
+pub trait CommitHook: Send + Sync {
+    async fn file_recorded(&self, tx: &mut PgConnection, file: RecordedFile<'_>) -> Result<(), StoreError>;
+}
+
+/// Cursors of every trail over one shard: (trail id, delivered seq).
+pub async fn cursors(pool: &PgPool, shard_id: ShardId) -> Result<Vec<(i64, i64)>, StoreError> {
+    Ok(sqlx::query_as("SELECT trail_id, delivered_seq FROM trail_cursors WHERE shard_id = $1")
+        .bind(shard_id)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Moves a trail's cursor over events none of which it selects (no object to write).
+pub async fn skip(
+    pool: &PgPool,
+    owner: &str,
+    lease: Lease,
+    trail_id: i64,
+    through_seq: i64,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    check_fence(&mut tx, owner, lease).await?;
+    upsert_cursor(&mut tx, trail_id, lease.shard_id, through_seq).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn upsert_cursor(
+    conn: &mut PgConnection,
+    trail_id: i64,
+    shard_id: ShardId,
+    seq: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO trail_cursors (trail_id, shard_id, delivered_seq)
+         SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM trails WHERE id = $1)
+         ON CONFLICT (trail_id, shard_id) DO UPDATE SET delivered_seq = GREATEST(trail_cursors.delivered_seq, $3)",
+    )
+    .bind(trail_id)
+    .bind(shard_id)
+    .bind(seq)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Step (a): records the batch. Fails if the lease is lost or another batch is outstanding.
+pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    check_fence(&mut tx, owner, lease).await?;
+    sqlx::query(
+        "INSERT INTO sealed_batches (trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
+                                     sha256, body, record_count, oldest_event_time, newest_event_time, content_sha256,
+                                     usage_categories, usage_events, usage_bytes)
+         VALUES ($1, $13, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $15, $16, $17)",
+    )
+    .bind(batch.trail_id)
+    .bind(batch.shard_id)
+    .bind(batch.from_seq)
+    .bind(batch.to_seq)
+    .bind(&batch.bucket)
+    .bind(&batch.object_key)
+    .bind(&batch.kms_key_id)
+    .bind(&batch.sha256)
+    .bind(&batch.body)
+    .bind(batch.record_count)
+    .bind(batch.oldest_event_time)
+    .bind(batch.newest_event_time)
+    .bind(&batch.trail_arn)
+    .bind(&batch.content_sha256)
+    .bind(&batch.usage_categories)
+    .bind(&batch.usage_events)
+    .bind(&batch.usage_bytes)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+const SEALED_COLUMNS: &str =
+    "trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
+    sha256, content_sha256, body, record_count, oldest_event_time, newest_event_time,
+    usage_categories, usage_events, usage_bytes";
+
+/// Sealed batches of a shard whose trail was deleted since: still to be finished.
+pub async fn orphaned_sealed(pool: &PgPool, shard_id: ShardId) -> Result<Vec<SealedBatch>, StoreError> {
+    Ok(sqlx::query_as::<_, SealedBatch>(&format!(
+        "SELECT {SEALED_COLUMNS} FROM sealed_batches s
+         WHERE shard_id = $1 AND NOT EXISTS (SELECT 1 FROM trails t WHERE t.id = s.trail_id)"
+    ))
+    .bind(shard_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The outstanding sealed batch of (trail, shard), if a previous attempt did not finish.
+pub async fn sealed(
+    pool: &PgPool,
+    trail_id: i64,
+    shard_id: ShardId,
+) -> Result<Option<SealedBatch>, StoreError> {
+    Ok(sqlx::query_as::<_, SealedBatch>(&format!(
+        "SELECT {SEALED_COLUMNS} FROM sealed_batches WHERE trail_id = $1 AND shard_id = $2"
+    ))
+    .bind(trail_id)
+    .bind(shard_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// What became of an attempt to put and commit a sealed batch.
+#[derive(Debug)]
+pub enum Delivered {
+    /// The file is in the bucket and recorded; the trail's cursor moved to the batch's end.
+    Committed,
+    /// The put failed (the batch stays sealed; a retry sends the same key and bytes).
+    PutFailed(SinkError),
+}
+
+/// Where a worker puts and commits its files.
+pub struct Checkpoint<'a> {
+    pub pool: &'a PgPool,
+    pub sink: &'a dyn LogSink,
+    /// Run in the commit's transaction when a file is recorded for the first time.
+    pub hooks: &'a [std::sync::Arc<dyn CommitHook>],
+    /// The worker, for the fencing checks.
+    pub owner: &'a str,
+}
+
+impl Checkpoint<'_> {
+    /// Steps (b) and (c) for a sealed batch of `shard` (its trail may have been deleted since).
+    pub async fn deliver(
+        &self,
+        lease: Lease,
+        shard: &ShardInfo,
+        batch: &SealedBatch,
+    ) -> Result<Delivered, StoreError> {
+        let Self { pool, sink, hooks, owner } = *self;
+        let account = &shard.account;
+        let region = shard.region.as_str();
+        // Files sealed before per-category counts existed count as one category.
+        let fallback_category = if shard.source.is_insights() { "Insight" } else { "Management" };
+        match sink.put_log_file(batch.object()).await {
+            Ok(PutOutcome::Created) => {}
+            Ok(PutOutcome::AlreadyPresent) => {
+                tracing::info!(key = %batch.object_key, "object already present with the sealed bytes");
+            }
+            Err(error) => {
+                record_failure(pool, batch.trail_id, &error.to_string()).await?;
+                return Ok(Delivered::PutFailed(error));
+            }
+        }
+        super::failpoints::abort_at("after-put");
+        super::failpoints::pause("delivery-pause").await;
+        let tallies = batch.tallies(fallback_category);
+        let mut tx = pool.begin().await?;
+        check_fence(&mut tx, owner, lease).await?;
+        let recorded = sqlx::query(
+            "INSERT INTO delivered_files (trail_id, trail_arn, shard_id, account_id, region, from_seq, to_seq, bucket,
+                                          object_key, sha256, size_bytes, record_count, oldest_event_time, newest_event_time,
+                                          content_sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             ON CONFLICT (bucket, object_key) DO NOTHING",
+        )
+        .bind(batch.trail_id)
+        .bind(&batch.trail_arn)
+        .bind(batch.shard_id)
+        .bind(account.as_str())
+        .bind(region)
+        .bind(batch.from_seq)
+        .bind(batch.to_seq)
+        .bind(&batch.bucket)
+        .bind(&batch.object_key)
+        .bind(&batch.sha256)
+        .bind(batch.body.len() as i64)
+        .bind(batch.record_count)
+        .bind(batch.oldest_event_time)
+        .bind(batch.newest_event_time)
+        .bind(&batch.content_sha256)
+        .execute(&mut *tx)
+        .await?;
+        // A file already recorded was already seen by the hooks.
+        if recorded.rows_affected() == 1 {
+            let file = RecordedFile {
+                trail_id: batch.trail_id,
+                trail_arn: &batch.trail_arn,
+                account,
+                bucket: &batch.bucket,
+                object_key: &batch.object_key,
+                tallies: &tallies,
+            };
+            for hook in hooks {
+                hook.file_recorded(&mut tx, file).await?;
+            }
+        }
+        upsert_cursor(&mut tx, batch.trail_id, batch.shard_id, batch.to_seq).await?;
+        sqlx::query("DELETE FROM sealed_batches WHERE trail_id = $1 AND shard_id = $2")
+            .bind(batch.trail_id)
+            .bind(batch.shard_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO trail_delivery_status (trail_id, latest_delivery_time, latest_delivery_attempt_time)
+             SELECT $1, now(), now() WHERE EXISTS (SELECT 1 FROM trails WHERE id = $1)
+             ON CONFLICT (trail_id) DO UPDATE SET latest_delivery_time = now(), latest_delivery_attempt_time = now(),
+                                                  latest_delivery_error = ''",
+        )
+        .bind(batch.trail_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Delivered::Committed)
+    }
+}
+
+/// Records a failed delivery attempt, shown by GetTrailStatus until the next success.
+pub async fn record_failure(pool: &PgPool, trail_id: i64, error: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO trail_delivery_status (trail_id, latest_delivery_attempt_time, latest_delivery_error)
+         SELECT $1, now(), $2 WHERE EXISTS (SELECT 1 FROM trails WHERE id = $1)
+         ON CONFLICT (trail_id) DO UPDATE SET latest_delivery_attempt_time = now(), latest_delivery_error = $2",
+    )
+    .bind(trail_id)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

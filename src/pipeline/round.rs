@@ -1,0 +1,384 @@
+//! One round over one shard: finish what a crash left sealed, read, let the taps consume, move
+//! every covering trail forward (skip what it does not take, wait, or seal → put → commit a file),
+//! then release from staging what every trail and tap has passed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::backoff::Backoff;
+use super::batch::{self, Candidate, Cut, Limits};
+use super::buffer::{Buffered, ShardBuffer};
+use super::checkpoint::{self, CommitHook, Delivered, SealedBatch};
+use super::route::{Snapshot, routes};
+use super::shards::Lease;
+use super::sink::{LogSink, SinkError};
+use super::staging::Staging;
+use super::tap_runner::{self, TapProgress, TapRound};
+use super::taps::Tap;
+use crate::model::layout::{Folder, Root, unique_part};
+use crate::model::record::Category;
+use crate::model::shard::ShardInfo;
+use crate::model::trail::Trail;
+use crate::store::StoreError;
+
+/// What a worker keeps per owned shard; read again from Postgres whenever it may be out of date.
+pub struct ShardState {
+    pub lease: Lease,
+    pub info: ShardInfo,
+    /// Per trail: the last seq delivered (or skipped).
+    cursors: HashMap<i64, i64>,
+    buffer: ShardBuffer,
+    /// Released from staging up to here (no need to ask again).
+    released_through: i64,
+    /// Whether batches of deleted trails were looked for since the state was read.
+    orphans_checked: bool,
+    /// Trails whose outstanding sealed batch was looked for since the state was read.
+    checked_sealed: HashSet<i64>,
+    /// Per trail: no attempt before the backoff ends.
+    retry: HashMap<i64, Backoff>,
+    taps: TapProgress,
+    /// A Postgres call failed without saying whether it took effect (a commit whose answer was
+    /// lost, a connection that died): cursors and buffer are read again before anything else.
+    stale: bool,
+}
+
+impl ShardState {
+    pub fn new(lease: Lease, info: ShardInfo) -> Self {
+        Self {
+            lease,
+            info,
+            cursors: HashMap::new(),
+            buffer: ShardBuffer::new(),
+            released_through: 0,
+            orphans_checked: false,
+            checked_sealed: HashSet::new(),
+            retry: HashMap::new(),
+            taps: TapProgress::default(),
+            // Its progress is read on its first round.
+            stale: true,
+        }
+    }
+
+    /// Whether a round has anything to do, given the last seq staging handed out (`head`).
+    pub fn has_work(&self, head: Option<i64>, snapshot: &Snapshot) -> bool {
+        self.stale
+            || head.is_none_or(|head| head > self.buffer.loaded_through())
+            || !self.buffer.is_empty()
+            || self.taps.behind
+            || snapshot.trails_covering(&self.info.account).any(|t| !self.checked_sealed.contains(&t.id))
+    }
+
+    fn cursor(&self, trail_id: i64) -> i64 {
+        self.cursors.get(&trail_id).copied().unwrap_or(0)
+    }
+
+    fn in_backoff(&self, trail_id: i64) -> bool {
+        self.retry.get(&trail_id).is_some_and(Backoff::waiting)
+    }
+}
+
+/// What a round needs of the worker.
+pub struct Round<'a> {
+    pub pool: &'a PgPool,
+    pub staging: &'a dyn Staging,
+    pub sink: &'a dyn LogSink,
+    pub taps: &'a [Arc<dyn Tap>],
+    pub hooks: &'a [Arc<dyn CommitHook>],
+    pub owner: &'a str,
+    pub snapshot: &'a Snapshot,
+    /// Events the shard may buffer this round.
+    pub capacity: i64,
+    pub max_batch_bytes: usize,
+    pub gzip_level: u32,
+}
+
+impl Round<'_> {
+    /// One round; true when the buffer was full and something moved (more is waiting).
+    pub async fn run(&self, state: &mut ShardState) -> Result<bool, StoreError> {
+        let result = self.run_fresh(state).await;
+        if matches!(&result, Err(error) if !matches!(error, StoreError::Fenced(_))) {
+            state.stale = true;
+        }
+        result
+    }
+
+    /// Reads the shard's durable progress again and forgets everything derived from the old one.
+    async fn reload(&self, state: &mut ShardState) -> Result<(), StoreError> {
+        state.cursors = checkpoint::cursors(self.pool, state.info.id).await?.into_iter().collect();
+        state.taps.cursors = tap_runner::cursors(self.pool, state.info.id).await?;
+        state.buffer.clear();
+        state.released_through = 0;
+        state.orphans_checked = false;
+        state.checked_sealed.clear();
+        state.stale = false;
+        Ok(())
+    }
+
+    async fn run_fresh(&self, state: &mut ShardState) -> Result<bool, StoreError> {
+        if state.stale {
+            self.reload(state).await?;
+        }
+        let snapshot = self.snapshot;
+        let account = state.info.account.clone();
+        let covering: Vec<&Trail> = snapshot.trails_covering(&account).collect();
+        self.finish_leftovers(state, &covering).await?;
+
+        let tap_keys = tap_runner::keys(self.taps, &state.info, snapshot);
+        let trail_floor = covering.iter().map(|t| state.cursor(t.id)).min();
+        // The trails hold the buffer (a tap that fell behind reads staging itself, so a failing
+        // tap never stalls delivery); without trails, the taps do.
+        let floor = trail_floor.or(state.taps.floor(&tap_keys));
+        // Every covering trail has judged what leaves the buffer: count what none of them took.
+        let popped = state.buffer.pop_through(floor.unwrap_or(i64::MAX));
+        self.count_untaken(state, &popped, &covering).await;
+        state.buffer.fill(self.staging, state.info.id, floor, self.capacity, covering.is_empty()).await?;
+
+        let was_full = state.buffer.is_full();
+        let tap_round = TapRound {
+            pool: self.pool,
+            staging: self.staging,
+            taps: self.taps,
+            owner: self.owner,
+            lease: state.lease,
+            shard: &state.info,
+            snapshot,
+        };
+        let taps_moved = tap_round.run(&mut state.taps, &state.buffer, &tap_keys).await?;
+        let tap_floor = state.taps.floor(&tap_keys);
+
+        if covering.is_empty() {
+            // No trail takes this account's events: nothing to deliver; kept only until the taps
+            // consumed them.
+            if let Some(last) = state
+                .buffer
+                .iter()
+                .filter(|e| e.received_at < snapshot.loaded_at)
+                .map(|e| e.seq)
+                .max()
+                .map(|last| tap_floor.map_or(last, |taps| taps.min(last)))
+                .filter(|last| *last > state.released_through)
+            {
+                self.staging.release(state.info.id, last, snapshot.loaded_at).await?;
+                state.released_through = last;
+                let gone = state.buffer.drop_through(last);
+                self.count_untaken(state, &gone, &covering).await;
+            }
+            return Ok(was_full && taps_moved);
+        }
+
+        let cursors_before: i64 = covering.iter().map(|t| state.cursor(t.id)).sum();
+        for trail in &covering {
+            if state.in_backoff(trail.id) {
+                continue;
+            }
+            if let Err(error) = self.advance_trail(state, trail).await {
+                if matches!(error, StoreError::Fenced(_)) {
+                    return Err(error);
+                }
+                tracing::warn!(trail = %trail.arn, shard = %state.info.id, %error, "delivery step failed");
+                // Whether the failed step took effect is unknown: read the progress again.
+                state.stale = true;
+                return Ok(false);
+            }
+        }
+        let released = covering.iter().map(|t| state.cursor(t.id)).min().unwrap_or(0);
+        let released = tap_floor.map_or(released, |taps| taps.min(released));
+        if released > state.released_through {
+            self.staging.release(state.info.id, released, snapshot.loaded_at).await?;
+            state.released_through = released;
+        }
+        let cursors_after: i64 = covering.iter().map(|t| state.cursor(t.id)).sum();
+        Ok(was_full && (cursors_after > cursors_before || taps_moved))
+    }
+
+    /// Finishes batches a previous owner (or a crash) left sealed, before anything else, including
+    /// those of trails deleted since: every object in a bucket must end up recorded.
+    async fn finish_leftovers(&self, state: &mut ShardState, covering: &[&Trail]) -> Result<(), StoreError> {
+        let snapshot = self.snapshot;
+        if state.cursors.keys().any(|id| !snapshot.has_trail(*id)) {
+            state.cursors.retain(|id, _| snapshot.has_trail(*id));
+            state.orphans_checked = false;
+        }
+        if !state.orphans_checked {
+            state.orphans_checked = true;
+            for batch in checkpoint::orphaned_sealed(self.pool, state.info.id).await? {
+                tracing::info!(trail = %batch.trail_arn, key = %batch.object_key, "finishing a batch of a deleted trail");
+                self.deliver(state, batch).await?;
+            }
+        }
+        for trail in covering {
+            if state.in_backoff(trail.id) {
+                continue;
+            }
+            if state.checked_sealed.insert(trail.id)
+                && let Some(batch) = checkpoint::sealed(self.pool, trail.id, state.info.id).await?
+            {
+                self.deliver(state, batch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Judges the buffered events after the trail's cursor and acts on the cut.
+    async fn advance_trail(&self, state: &mut ShardState, trail: &Trail) -> Result<(), StoreError> {
+        let cursor = state.cursor(trail.id);
+        let limits = Limits {
+            max_bytes: self.max_batch_bytes,
+            interval: Duration::from_secs(trail.settings.delivery_interval_seconds.max(1) as u64),
+        };
+        let candidates = state.buffer.iter().map(|event| Candidate {
+            seq: event.seq,
+            received_at: event.received_at,
+            len: event.record.len(),
+            takes: event.view.as_ref().is_some_and(|view| routes(trail, view, event.received_at)),
+            item: event,
+        });
+        let cut = batch::cut(
+            candidates,
+            cursor,
+            limits,
+            self.snapshot.loaded_at,
+            Utc::now(),
+            state.buffer.is_full(),
+        );
+        match cut {
+            Cut::Nothing | Cut::Wait => Ok(()),
+            Cut::Skip { through } => {
+                checkpoint::skip(self.pool, self.owner, state.lease, trail.id, through).await?;
+                state.cursors.insert(trail.id, through);
+                Ok(())
+            }
+            Cut::File { picked, through, .. } => {
+                let picked: Vec<Buffered> = picked.into_iter().cloned().collect();
+                let arrivals: Vec<DateTime<Utc>> = picked.iter().map(|e| e.received_at).collect();
+                let batch = self.seal(state, trail, cursor, through, picked).await?;
+                self.deliver(state, batch).await?;
+                if state.cursor(trail.id) == through {
+                    let latency = &crate::metrics::pipeline().delivery_latency;
+                    let now = Utc::now();
+                    for arrival in arrivals {
+                        latency.observe((now - arrival).num_milliseconds().max(0) as f64 / 1000.0);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Step (a): builds the file (off the runtime), names it and seals it.
+    async fn seal(
+        &self,
+        state: &ShardState,
+        trail: &Trail,
+        from: i64,
+        through: i64,
+        picked: Vec<Buffered>,
+    ) -> Result<SealedBatch, StoreError> {
+        let categories: Vec<(Category, usize)> = picked
+            .iter()
+            .map(|e| (e.view.as_ref().map_or(Category::Management, |v| v.category), e.record.len()))
+            .collect();
+        let times: Vec<DateTime<Utc>> =
+            picked.iter().filter_map(|e| e.view.as_ref().map(|v| v.event_time)).collect();
+        let record_count = picked.len() as i32;
+        let level = self.gzip_level;
+        let file =
+            tokio::task::spawn_blocking(move || batch::build(picked.iter().map(|e| &*e.record), level))
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("batch builder panicked: {e}")))?;
+        let delivered_at = Utc::now();
+        // The whole range names the file: a batch with other contents never gets this key.
+        let unique = unique_part(&format!("{}:{}:{from}-{through}", trail.id, state.info.id));
+        let root = Root {
+            prefix: &trail.settings.s3_key_prefix,
+            organization: if trail.settings.is_organization_trail {
+                self.snapshot.organization_id.as_ref()
+            } else {
+                None
+            },
+        };
+        let folder = if state.info.source.is_insights() { Folder::Insights } else { Folder::Logs };
+        let key = root.file_key(&state.info.account, folder, &state.info.region, delivered_at, &unique);
+        let tallies = batch::tally(categories, file.body.len());
+        let mut sealed = SealedBatch {
+            trail_id: trail.id,
+            trail_arn: trail.arn.to_string(),
+            shard_id: state.info.id,
+            from_seq: from,
+            to_seq: through,
+            bucket: trail.settings.s3_bucket_name.to_string(),
+            object_key: key,
+            kms_key_id: trail.settings.kms_key_id.clone(),
+            sha256: file.sha256,
+            content_sha256: Some(file.content_sha256),
+            body: file.body,
+            record_count,
+            oldest_event_time: times.iter().min().copied().unwrap_or(delivered_at),
+            newest_event_time: times.iter().max().copied().unwrap_or(delivered_at),
+            usage_categories: None,
+            usage_events: None,
+            usage_bytes: None,
+        };
+        sealed.set_tallies(&tallies);
+        checkpoint::seal(self.pool, self.owner, state.lease, &sealed).await?;
+        super::failpoints::abort_at("after-seal");
+        super::failpoints::pause("delivery-pause").await;
+        Ok(sealed)
+    }
+
+    /// Steps (b) and (c) for a sealed batch (its trail may have been deleted since).
+    async fn deliver(&self, state: &mut ShardState, batch: SealedBatch) -> Result<(), StoreError> {
+        let insights = state.info.source.is_insights();
+        let checkpoint =
+            checkpoint::Checkpoint { pool: self.pool, sink: self.sink, hooks: self.hooks, owner: self.owner };
+        let delivered = checkpoint.deliver(state.lease, &state.info, &batch).await?;
+        match delivered {
+            Delivered::Committed => {
+                state.retry.remove(&batch.trail_id);
+                state.cursors.insert(batch.trail_id, batch.to_seq);
+                let kind = if insights { "insight" } else { "log" };
+                let metrics = crate::metrics::pipeline();
+                metrics.delivered_files.with_label_values(&[kind]).inc();
+                metrics.delivered_bytes.with_label_values(&[kind]).inc_by(batch.body.len() as u64);
+                metrics.delivered_events.with_label_values(&[kind]).inc_by(batch.record_count.max(0) as u64);
+                tracing::debug!(trail = %batch.trail_arn, key = %batch.object_key, records = batch.record_count, "log file delivered");
+            }
+            Delivered::PutFailed(error) => {
+                if matches!(error, SinkError::Conflict { .. }) {
+                    tracing::error!(trail = %batch.trail_arn, %error, "delivery conflict");
+                }
+                let retry = state.retry.entry(batch.trail_id).or_default();
+                retry.failed(Instant::now());
+                // The batch stays sealed: the retry re-sends the same key and bytes.
+                state.checked_sealed.remove(&batch.trail_id);
+                state.orphans_checked = false;
+                tracing::warn!(trail = %batch.trail_arn, %error, retry_in = ?retry.last(), "delivery failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds to the account's counts of acknowledged events no covering trail took (best effort: a
+    /// count, not a record of which events).
+    async fn count_untaken(&self, state: &ShardState, events: &[Buffered], covering: &[&Trail]) {
+        let mut untaken: BTreeMap<&'static str, i64> = BTreeMap::new();
+        for event in events {
+            let Some(view) = &event.view else { continue };
+            if !covering.iter().any(|trail| routes(trail, view, event.received_at)) {
+                *untaken.entry(view.category.as_str()).or_default() += 1;
+            }
+        }
+        if untaken.is_empty() {
+            return;
+        }
+        if let Err(error) =
+            super::staging::postgres::add_untaken(self.pool, &state.info.account, &untaken).await
+        {
+            tracing::warn!(shard = %state.info.id, %error, "cannot count events no trail took");
+        }
+    }
+}
