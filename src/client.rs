@@ -9,7 +9,6 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
-use crate::dev::DevInfo;
 use crate::proto::v1::account_service_client::AccountServiceClient;
 use crate::proto::v1::event_service_client::EventServiceClient;
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
@@ -18,6 +17,7 @@ use crate::proto::v1::organization_service_client::OrganizationServiceClient;
 use crate::proto::v1::rule_service_client::RuleServiceClient;
 use crate::proto::v1::token_service_client::TokenServiceClient;
 use crate::proto::v1::trail_service_client::TrailServiceClient;
+use serde::{Deserialize, Serialize};
 
 /// Where `orgtrail dev` leaves its connection details by default.
 pub const DEFAULT_DEV_JSON: &str = ".orgtrail/dev.json";
@@ -83,7 +83,7 @@ pub async fn channel(endpoint: &str, ca_cert: Option<&Path>) -> anyhow::Result<C
         .with_context(|| format!("invalid endpoint {endpoint:?}"))?
         .connect_timeout(std::time::Duration::from_secs(10));
     if endpoint.starts_with("https://") {
-        crate::control::api::ensure_crypto_provider();
+        crate::tls::ensure_crypto_provider();
         let mut tls = ClientTlsConfig::new().with_native_roots();
         if let Some(path) = ca_cert {
             let pem = std::fs::read(path)
@@ -119,4 +119,34 @@ pub async fn connect(target: &Target) -> anyhow::Result<Clients> {
 /// One line for a failed call: the status code's name and the server's message.
 pub fn describe_status(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
+}
+
+/// What `dev` writes to `DIR/dev.json` for scripts and other tools.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevInfo {
+    pub grpc_endpoint: String,
+    pub s3_endpoint: String,
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: String,
+    pub region: String,
+    pub bucket: String,
+    pub organization_id: String,
+    pub management_account_id: String,
+    pub admin_token: String,
+    pub admin_access_key_id: String,
+    pub admin_secret_access_key: String,
+    pub database_url: String,
+    /// The CloudTrail-compatible API, for `aws --endpoint-url` (and `AWS_ENDPOINT_URL_ORGANIZATIONS`).
+    /// Absent from the dev.json of older versions, hence the defaults.
+    #[serde(default)]
+    pub cloudtrail_endpoint: String,
+    /// The key pair to sign with: the admin token's, which the S3 store accepts too, so one set of
+    /// AWS credentials serves CloudTrail, Organizations and S3 calls (as validate-logs makes them).
+    #[serde(default)]
+    pub cloudtrail_access_key_id: String,
+    #[serde(default)]
+    pub cloudtrail_secret_access_key: String,
+    /// Prometheus metrics (`GET /metrics`), e.g. `http://127.0.0.1:50053/metrics`.
+    #[serde(default)]
+    pub metrics_endpoint: String,
 }

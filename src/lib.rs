@@ -31,3 +31,4 @@ pub mod proto;
 pub mod secrets;
 pub mod store;
 pub mod terraform;
+pub mod tls;

@@ -138,7 +138,7 @@ async fn digest_count(stack: &Stack, bucket: &str) -> usize {
 }
 
 async fn outbox(pool: &PgPool) -> Vec<(i32, Option<String>)> {
-    sqlx::query_as("SELECT attempts, last_error FROM notification_outbox ORDER BY id")
+    sqlx::query_as("SELECT attempts, last_error FROM outbox WHERE kind = 'notification' ORDER BY id")
         .fetch_all(pool)
         .await
         .unwrap()

@@ -41,7 +41,7 @@ impl Drop for WebhookReceiver {
 impl WebhookReceiver {
     /// Serves HTTPS on 127.0.0.1 with the PEM certificate chain and key.
     pub async fn start(cert: &Path, key: &Path) -> anyhow::Result<Self> {
-        crate::control::api::ensure_crypto_provider();
+        crate::tls::ensure_crypto_provider();
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
             .with_context(|| format!("cannot read {}", cert.display()))?
             .collect::<Result<_, _>>()?;

@@ -45,35 +45,7 @@ pub struct DevOptions {
     pub digest_period: std::time::Duration,
 }
 
-/// What `dev` writes to `DIR/dev.json` for scripts and other tools.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DevInfo {
-    pub grpc_endpoint: String,
-    pub s3_endpoint: String,
-    pub s3_access_key_id: String,
-    pub s3_secret_access_key: String,
-    pub region: String,
-    pub bucket: String,
-    pub organization_id: String,
-    pub management_account_id: String,
-    pub admin_token: String,
-    pub admin_access_key_id: String,
-    pub admin_secret_access_key: String,
-    pub database_url: String,
-    /// The CloudTrail-compatible API, for `aws --endpoint-url` (and `AWS_ENDPOINT_URL_ORGANIZATIONS`).
-    /// Absent from the dev.json of older versions, hence the defaults.
-    #[serde(default)]
-    pub cloudtrail_endpoint: String,
-    /// The key pair to sign with: the admin token's, which the S3 store accepts too, so one set of
-    /// AWS credentials serves CloudTrail, Organizations and S3 calls (as validate-logs makes them).
-    #[serde(default)]
-    pub cloudtrail_access_key_id: String,
-    #[serde(default)]
-    pub cloudtrail_secret_access_key: String,
-    /// Prometheus metrics (`GET /metrics`), e.g. `http://127.0.0.1:50053/metrics`.
-    #[serde(default)]
-    pub metrics_endpoint: String,
-}
+pub use crate::client::DevInfo;
 
 /// Secrets generated on first start and kept in `DIR/secrets.json` (mode 0600).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -4,6 +4,7 @@ pub mod collector;
 pub mod cost;
 pub mod history;
 pub mod ids;
+pub mod insights;
 pub mod layout;
 pub mod log_group;
 pub mod names;

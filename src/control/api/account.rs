@@ -8,6 +8,7 @@ use super::convert;
 use super::enrollment;
 use super::error::{ApiError, ApiResult};
 use crate::model::AccountId;
+use crate::model::names::{check_email, check_name};
 use crate::proto::v1 as pb;
 use crate::store::accounts::{self, AccountStatus, RegistrationSource};
 use crate::store::{organizations, page};
@@ -19,25 +20,6 @@ pub struct AccountApi {
 impl AccountApi {
     pub fn new(ctx: Ctx) -> Self {
         Self { ctx }
-    }
-}
-
-pub fn validate_name(name: &str) -> Result<(), ApiError> {
-    if (1..=128).contains(&name.chars().count()) && !name.chars().any(char::is_control) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid("name", "must be 1 to 128 printable characters"))
-    }
-}
-
-pub fn validate_email(email: &str) -> Result<(), ApiError> {
-    let plausible = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-        && !email.chars().any(char::is_whitespace);
-    if email.is_empty() || plausible {
-        Ok(())
-    } else {
-        Err(ApiError::invalid("email", format!("{email:?} is not an email address")))
     }
 }
 
@@ -89,8 +71,8 @@ impl pb::account_service_server::AccountService for AccountApi {
         authorize(&caller, Action::Administer)?;
         let input = request.into_inner();
         let account_id = AccountId::parse("account_id", &input.account_id)?;
-        validate_name(&input.name)?;
-        validate_email(&input.email)?;
+        check_name("name", &input.name)?;
+        check_email("email", &input.email)?;
         let account = accounts::register(
             &self.ctx.pool,
             &account_id,
@@ -151,10 +133,10 @@ impl pb::account_service_server::AccountService for AccountApi {
         let input = request.into_inner();
         let account_id = AccountId::parse("account_id", &input.account_id)?;
         if let Some(name) = &input.name {
-            validate_name(name)?;
+            check_name("name", name)?;
         }
         if let Some(email) = &input.email {
-            validate_email(email)?;
+            check_email("email", email)?;
         }
         let status = match input.status {
             None => None,

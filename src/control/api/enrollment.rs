@@ -167,9 +167,9 @@ pub async fn enroll(ctx: &Ctx, input: pb::EnrollRequest) -> Result<pb::EnrollRes
     find(ctx, &input.enrollment_token).await?;
     let account_id = AccountId::parse("account_id", &input.account_id)?;
     if !input.name.is_empty() {
-        super::account::validate_name(&input.name)?;
+        crate::model::names::check_name("name", &input.name)?;
     }
-    super::account::validate_email(&input.email)?;
+    crate::model::names::check_email("email", &input.email)?;
     let collector = input
         .collector
         .map(convert::collector_settings)

@@ -234,7 +234,7 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Ingest)?;
         let input = request.into_inner();
-        super::account::validate_name(&input.name)?;
+        crate::model::names::check_name("name", &input.name)?;
         let account = match (caller.member_account(), input.account_id.is_empty()) {
             (Some(own), true) => own.clone(),
             (_, false) => AccountId::parse("account_id", &input.account_id)?,

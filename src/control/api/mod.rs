@@ -58,9 +58,7 @@ pub struct TlsFiles {
 
 /// Selects aws-lc-rs as the process's TLS crypto provider. Both rustls providers are compiled in
 /// (the AWS SDK pulls in ring), so rustls cannot pick one itself; calling this more than once is fine.
-pub fn ensure_crypto_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
+pub use crate::tls::ensure_crypto_provider;
 
 /// Serves the control plane on `listener` until `shutdown` resolves, then drains in-flight calls.
 pub async fn serve(

@@ -103,7 +103,7 @@ impl pb::token_service_server::TokenService for TokenApi {
         let caller = Caller::of(&request)?;
         authorize(&caller, Action::Administer)?;
         let input = request.into_inner();
-        super::account::validate_name(&input.name)?;
+        crate::model::names::check_name("name", &input.name)?;
         let role = role_from(input.role)?;
         let account_id = match (role, input.account_id.is_empty()) {
             (Role::Member, true) => {

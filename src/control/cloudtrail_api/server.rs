@@ -37,7 +37,7 @@ impl crate::http_server::Handler for App {
 
 /// TLS with the same certificate and key as gRPC.
 fn tls_acceptor(tls: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
-    crate::control::api::ensure_crypto_provider();
+    crate::tls::ensure_crypto_provider();
     let certificates = CertificateDer::pem_slice_iter(&tls.cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .context("tls_cert_path is not a PEM certificate chain")?;

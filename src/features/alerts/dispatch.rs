@@ -41,7 +41,7 @@ pub async fn pass(
     let outcomes = futures::future::join_all(due.iter().map(|alert| send(alert, settings, client))).await;
     for (alert, outcome) in due.iter().zip(outcomes) {
         match outcome {
-            Ok(()) => store::delivered(&mut tx, alert.id).await?,
+            Ok(()) => crate::features::outbox::done(&mut tx, alert.id).await?,
             Err(error) => {
                 let attempts = alert.attempts.max(0) as u32 + 1;
                 if attempts >= settings.max_attempts {
@@ -52,7 +52,7 @@ pub async fn pass(
                     tracing::info!(alert = alert.id, rule = %alert.rule_name, attempts, %error, retry_in_ms = wait.as_millis() as u64, "alert delivery failed");
                     let next = chrono::Utc::now()
                         + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-                    store::retry_later(&mut tx, alert.id, next, &error).await?;
+                    crate::features::outbox::retry_later(&mut tx, alert.id, next, &error).await?;
                 }
             }
         }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
+use crate::features::outbox::{self, Kind, NewRow};
 use crate::store::{StoreError, is_unique_violation};
 
 /// A target as stored: `log`, or `webhook` with its URL and sealed secret.
@@ -198,92 +199,74 @@ pub struct NewAlert {
     pub body: String,
 }
 
-/// Writes alerts in the tap's transaction; a repeat of the same (shard, event, rule) is ignored.
+/// Writes alerts into the outbox in the tap's transaction; a repeat of the same (shard, event,
+/// rule) is ignored.
 pub async fn insert_alerts(conn: &mut PgConnection, alerts: &[NewAlert]) -> Result<(), StoreError> {
-    if alerts.is_empty() {
-        return Ok(());
-    }
-    let column = |f: fn(&NewAlert) -> Option<String>| alerts.iter().map(f).collect::<Vec<_>>();
-    let shard_ids: Vec<i64> = alerts.iter().map(|a| a.shard_id).collect();
-    let seqs: Vec<i64> = alerts.iter().map(|a| a.seq).collect();
-    let rule_names = column(|a| Some(a.rule_name.clone()));
-    let kinds = column(|a| Some(a.target.target_kind.clone()));
-    let urls = column(|a| a.target.webhook_url.clone());
-    let bodies = column(|a| Some(a.body.clone()));
-    // Secrets are bytea: hex text through the unnest, decoded in SQL.
-    let secrets = column(|a| a.target.webhook_secret.as_ref().map(hex::encode));
-    sqlx::query(
-        "INSERT INTO alert_outbox (shard_id, seq, rule_name, target_kind, webhook_url, webhook_secret, body)
-         SELECT s, q, r, k, u, decode(x, 'hex'), b
-         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-              AS t(s, q, r, k, u, x, b)
-         ON CONFLICT (shard_id, seq, rule_name) DO NOTHING",
-    )
-    .bind(&shard_ids)
-    .bind(&seqs)
-    .bind(&rule_names)
-    .bind(&kinds)
-    .bind(&urls)
-    .bind(&secrets)
-    .bind(&bodies)
-    .execute(conn)
-    .await?;
-    Ok(())
+    let rows: Vec<NewRow> = alerts
+        .iter()
+        .map(|alert| NewRow {
+            dedupe_key: format!("{}:{}:{}", alert.shard_id, alert.seq, alert.rule_name),
+            payload: serde_json::json!({
+                "rule_name": alert.rule_name,
+                "target_kind": alert.target.target_kind,
+                "webhook_url": alert.target.webhook_url,
+                "body": alert.body,
+            }),
+            secret: alert.target.webhook_secret.clone(),
+        })
+        .collect();
+    outbox::enqueue(conn, Kind::Alert, &rows).await
 }
 
 /// An alert waiting in the outbox.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct PendingAlert {
     pub id: i64,
     pub rule_name: String,
-    #[sqlx(flatten)]
     pub target: StoredTarget,
     pub body: String,
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
 }
 
+/// The fields of an alert's outbox payload.
+#[derive(serde::Deserialize)]
+struct AlertPayload {
+    rule_name: String,
+    target_kind: String,
+    webhook_url: Option<String>,
+    body: String,
+}
+
 /// Locks up to `limit` due alerts for this transaction; other dispatchers skip them.
 pub async fn claim_due(conn: &mut PgConnection, limit: i64) -> Result<Vec<PendingAlert>, StoreError> {
-    Ok(sqlx::query_as::<_, PendingAlert>(
-        "SELECT id, rule_name, target_kind, webhook_url, webhook_secret, body, attempts, created_at
-         FROM alert_outbox WHERE next_attempt_at <= now() ORDER BY next_attempt_at, id LIMIT $1
-         FOR UPDATE SKIP LOCKED",
-    )
-    .bind(limit)
-    .fetch_all(conn)
-    .await?)
-}
-
-pub async fn delivered(conn: &mut PgConnection, id: i64) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM alert_outbox WHERE id = $1").bind(id).execute(conn).await?;
-    Ok(())
-}
-
-/// Records a failed attempt and when to try again.
-pub async fn retry_later(
-    conn: &mut PgConnection,
-    id: i64,
-    next_attempt_at: DateTime<Utc>,
-    error: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE alert_outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(next_attempt_at)
-    .bind(error)
-    .execute(conn)
-    .await?;
-    Ok(())
+    let mut alerts = Vec::new();
+    for due in outbox::claim_due(conn, Kind::Alert, limit).await? {
+        let payload: AlertPayload = serde_json::from_value(due.payload)
+            .map_err(|e| StoreError::Corrupt(format!("alert {} in the outbox: {e}", due.id)))?;
+        alerts.push(PendingAlert {
+            id: due.id,
+            rule_name: payload.rule_name,
+            target: StoredTarget {
+                target_kind: payload.target_kind,
+                webhook_url: payload.webhook_url,
+                webhook_secret: due.secret,
+            },
+            body: payload.body,
+            attempts: due.attempts,
+            created_at: due.created_at,
+        });
+    }
+    Ok(alerts)
 }
 
 /// Moves an alert that failed its last attempt to the dead letters.
 pub async fn dead_letter(conn: &mut PgConnection, id: i64, error: &str) -> Result<(), StoreError> {
     sqlx::query(
-        "WITH gone AS (DELETE FROM alert_outbox WHERE id = $1 RETURNING *)
+        "WITH gone AS (DELETE FROM outbox WHERE id = $1 AND kind = 'alert' RETURNING *)
          INSERT INTO alert_dead_letters (id, rule_name, target_kind, webhook_url, body, attempts, last_error, created_at)
-         SELECT id, rule_name, target_kind, webhook_url, body, attempts + 1, $2, created_at FROM gone",
+         SELECT id, payload->>'rule_name', payload->>'target_kind', payload->>'webhook_url', payload->>'body',
+                attempts + 1, $2, created_at FROM gone",
     )
     .bind(id)
     .bind(error)
@@ -323,5 +306,5 @@ pub async fn dead_letters(
 
 /// Alerts still in the outbox (for status and benchmarks).
 pub async fn pending_count(pool: &PgPool) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM alert_outbox").fetch_one(pool).await?)
+    outbox::count(pool, Kind::Alert).await
 }

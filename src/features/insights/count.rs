@@ -1,13 +1,12 @@
 //! What the Insights counters count, and the tap that counts it (exactly once: the counts commit
 //! with the tap's cursor).
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Deserialize;
 
 use super::record::{ERROR_CODE, USER_AGENT, USER_IDENTITY_ARN};
 use crate::features::insights::store;
+pub use crate::model::insights::{CountKey, Tallies, Tally};
 use crate::model::record::{Category, RecordView};
 use crate::pipeline::taps::{Tap, TapContext, TapError, TapEvent};
 
@@ -45,23 +44,10 @@ struct Agent<'a> {
     user_agent: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Calls and errors of one series in one minute, and per attribute value.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Tally {
-    pub calls: i64,
-    pub errors: i64,
-    /// (attribute, value) → (calls, errors).
-    pub attributions: BTreeMap<(&'static str, String), (i64, i64)>,
-}
-
-/// Tallies per (account, region, category, event source, event name, minute), in key order (the
-/// order rows are written in, so concurrent taps never deadlock).
-pub type Tallies = BTreeMap<store::CountKey, Tally>;
-
 /// Adds one event.
 pub fn add(tallies: &mut Tallies, view: &RecordView, record: &str) {
     let Some(counted) = classify(view) else { return };
-    let key = store::CountKey {
+    let key = CountKey {
         account_id: view.recipient_account_id.to_string(),
         region: view.aws_region.to_string(),
         category: counted.category.to_owned(),

@@ -6,6 +6,8 @@
 //! of the baseline window, so the live detector (sums from SQL) and [`detect`] (rolling sums)
 //! reach bit-identical thresholds.
 
+pub use crate::model::insights::{Open, Window};
+
 /// The detector's parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
@@ -33,13 +35,6 @@ impl Default for Params {
     }
 }
 
-/// Σx and Σx² over the W minutes before the judged one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Window {
-    pub sum: i64,
-    pub sum_of_squares: i64,
-}
-
 /// The baseline of a minute: its mean, and the count a minute must exceed to be anomalous.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Baseline {
@@ -59,21 +54,6 @@ pub fn baseline(params: &Params, window: Window) -> Baseline {
         .max(average * params.mean_factor)
         .max(params.min_count as f64);
     Baseline { average, threshold }
-}
-
-/// An insight in progress. Its baseline is frozen at the start: the burst does not raise the bar
-/// it is judged against.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Open {
-    pub start: i64,
-    pub baseline_average: f64,
-    pub threshold: f64,
-    /// Σ counts from the start through the last anomalous minute.
-    pub insight_sum: i64,
-    pub last_anomalous: i64,
-    /// The current run of non-anomalous minutes, and Σ of their counts.
-    pub quiet_minutes: u32,
-    pub quiet_sum: i64,
 }
 
 /// What a step reports.

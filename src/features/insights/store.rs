@@ -3,20 +3,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::features::insights::count::Tallies;
-use crate::features::insights::detect::{Open, Window};
+pub use crate::model::insights::CountKey;
+use crate::model::insights::{Open, Tallies, Window};
 use crate::store::StoreError;
-
-/// One counted series in one minute.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CountKey {
-    pub account_id: String,
-    pub region: String,
-    pub category: String,
-    pub event_source: String,
-    pub event_name: String,
-    pub minute: DateTime<Utc>,
-}
 
 /// Adds tallies to the counts (in key order) and notes the oldest minute of each (account, region).
 pub async fn add_tallies(conn: &mut sqlx::PgConnection, tallies: &Tallies) -> Result<(), StoreError> {

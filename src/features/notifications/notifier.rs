@@ -107,11 +107,10 @@ enum Outcome {
 }
 
 async fn publish(sink: &SnsSink, notification: &PendingNotification) -> Outcome {
-    let Some(topic) = SnsTopic::resolve(
-        &notification.sns_topic_name,
-        &notification.home_region,
-        &notification.owner_account_id,
-    ) else {
+    // The trail was deleted, or its topic removed, since the file was delivered.
+    let Some(trail) = &notification.trail else { return Outcome::NoTopic };
+    let Some(topic) = SnsTopic::resolve(&trail.sns_topic_name, &trail.home_region, &trail.owner_account_id)
+    else {
         return Outcome::NoTopic;
     };
     let message = log_file_notification(&notification.bucket, &[notification.object_key.as_str()]);

@@ -1,10 +1,11 @@
-//! The delivery notification outbox: a row per delivered log file of a trail with an SNS topic,
-//! written with the file's record (`delivery::commit`), claimed by notifiers on every worker
+//! Delivery notifications in the outbox: a row per delivered log file of a trail with an SNS
+//! topic, written with the file's record (the commit hook), claimed by notifiers on every worker
 //! (SKIP LOCKED), deleted once published; and the notification outcome shown by GetTrailStatus.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use crate::features::outbox::{self, Kind, NewRow};
 use crate::store::StoreError;
 
 /// Queues the notification of a delivered file when its trail has a topic. Called in the
@@ -16,21 +17,23 @@ pub async fn enqueue(
     bucket: &str,
     object_key: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO notification_outbox (trail_id, bucket, object_key)
-         SELECT id, $2, $3 FROM trails WHERE id = $1 AND sns_topic_name <> ''
-         ON CONFLICT (trail_id, bucket, object_key) DO NOTHING",
-    )
-    .bind(trail_id)
-    .bind(bucket)
-    .bind(object_key)
-    .execute(conn)
-    .await?;
-    Ok(())
+    let has_topic: Option<bool> = sqlx::query_scalar("SELECT sns_topic_name <> '' FROM trails WHERE id = $1")
+        .bind(trail_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if has_topic != Some(true) {
+        return Ok(());
+    }
+    let row = NewRow {
+        dedupe_key: format!("{trail_id}:{bucket}:{object_key}"),
+        payload: serde_json::json!({"trail_id": trail_id, "bucket": bucket, "object_key": object_key}),
+        secret: None,
+    };
+    outbox::enqueue(conn, Kind::Notification, &[row]).await
 }
 
-/// A notification due, with its trail's topic setting as it is now.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A notification due, with its trail's topic setting as it is now (None: the trail is gone).
+#[derive(Debug, Clone)]
 pub struct PendingNotification {
     pub id: i64,
     pub trail_id: i64,
@@ -38,29 +41,51 @@ pub struct PendingNotification {
     pub object_key: String,
     /// Failed attempts so far.
     pub attempts: i32,
+    pub trail: Option<TrailTopic>,
+}
+
+/// Where a trail's notifications go.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TrailTopic {
     pub sns_topic_name: String,
     pub home_region: String,
     pub owner_account_id: String,
 }
 
+#[derive(serde::Deserialize)]
+struct Payload {
+    trail_id: i64,
+    bucket: String,
+    object_key: String,
+}
+
 /// Locks up to `limit` due notifications until the transaction ends; other notifiers skip them.
 pub async fn claim_due(conn: &mut PgConnection, limit: i64) -> Result<Vec<PendingNotification>, StoreError> {
-    Ok(sqlx::query_as::<_, PendingNotification>(
-        "SELECT o.id, o.trail_id, o.bucket, o.object_key, o.attempts, t.sns_topic_name, t.home_region,
-                t.owner_account_id
-         FROM notification_outbox o JOIN trails t ON t.id = o.trail_id
-         WHERE o.next_attempt_at <= now() ORDER BY o.next_attempt_at, o.id LIMIT $1
-         FOR UPDATE OF o SKIP LOCKED",
-    )
-    .bind(limit)
-    .fetch_all(conn)
-    .await?)
+    let mut pending = Vec::new();
+    for due in outbox::claim_due(conn, Kind::Notification, limit).await? {
+        let payload: Payload = serde_json::from_value(due.payload)
+            .map_err(|e| StoreError::Corrupt(format!("notification {} in the outbox: {e}", due.id)))?;
+        let trail = sqlx::query_as::<_, TrailTopic>(
+            "SELECT sns_topic_name, home_region, owner_account_id FROM trails WHERE id = $1",
+        )
+        .bind(payload.trail_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        pending.push(PendingNotification {
+            id: due.id,
+            trail_id: payload.trail_id,
+            bucket: payload.bucket,
+            object_key: payload.object_key,
+            attempts: due.attempts,
+            trail,
+        });
+    }
+    Ok(pending)
 }
 
 /// Removes a notification: published, or its trail no longer has a topic.
 pub async fn done(conn: &mut PgConnection, id: i64) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM notification_outbox WHERE id = $1").bind(id).execute(conn).await?;
-    Ok(())
+    outbox::done(conn, id).await
 }
 
 /// Records a failed attempt and when to try again.
@@ -70,16 +95,7 @@ pub async fn retry_later(
     next_attempt_at: DateTime<Utc>,
     error: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(next_attempt_at)
-    .bind(error)
-    .execute(conn)
-    .await?;
-    Ok(())
+    outbox::retry_later(conn, id, next_attempt_at, error).await
 }
 
 /// Records a notification outcome in the trail's status: `None` a success (now; clears the
