@@ -45,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=src/terraform/codegen.rs");
+    println!("cargo:rerun-if-changed=src/terraform/codegen");
     Ok(())
 }
 

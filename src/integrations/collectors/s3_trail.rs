@@ -18,7 +18,10 @@ use super::error::CollectError;
 use super::stage::{StageReport, stage_records};
 use super::state;
 use super::{Collector, TargetRun};
+use crate::model::layout::{self, Folder};
 use crate::model::shard::Source;
+use crate::model::{AccountId, Region};
+use crate::store::StoreError;
 
 /// Where the collector resumes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,24 +39,10 @@ impl S3Cursor {
     }
 }
 
-/// `[prefix/]AWSLogs/` or, for an org-trail prefix ending in `AWSLogs/o-ID`, that prefix plus `/`.
-pub fn logs_root(trail_prefix: &str) -> String {
-    let prefix = trail_prefix.trim_end_matches('/');
-    let mut segments = prefix.rsplit('/');
-    let last = segments.next().unwrap_or_default();
-    let before = segments.next().unwrap_or_default();
-    if before == "AWSLogs" && last.starts_with("o-") {
-        format!("{prefix}/")
-    } else if prefix.is_empty() {
-        "AWSLogs/".to_owned()
-    } else {
-        format!("{prefix}/AWSLogs/")
-    }
-}
-
-/// The folder of one day's log files of an account and region.
-pub fn day_prefix(trail_prefix: &str, account: &str, region: &str, day: NaiveDate) -> String {
-    format!("{}{account}/CloudTrail/{region}/{}/", logs_root(trail_prefix), day.format("%Y/%m/%d"))
+/// The folder of one day's log files of an account and region in the member's bucket.
+pub fn day_prefix(trail_prefix: &str, account: &AccountId, region: &Region, day: NaiveDate) -> String {
+    let folder = layout::folder_under(&layout::member_logs_root(trail_prefix), account, Folder::Logs, region);
+    format!("{folder}{}/", day.format("%Y/%m/%d"))
 }
 
 /// Whether reading may move on from `day` to the next day folder at `now`.
@@ -103,9 +92,12 @@ pub async fn collect(collector: &Collector, run: &TargetRun) -> Result<i64, Coll
         .unwrap_or_else(|| S3Cursor::initial(now, collector.config.backfill_days));
     let clients = collector.clients.for_account(&run.settings).await;
     let bucket = &run.settings.trail_bucket;
+    let bad_target = |e: crate::model::FieldError| CollectError::Store(StoreError::Corrupt(e.to_string()));
+    let account = AccountId::parse("account_id", &target.account_id).map_err(bad_target)?;
+    let region = Region::parse("region", &target.region).map_err(bad_target)?;
     let mut accepted = 0;
     loop {
-        let prefix = day_prefix(&run.settings.trail_prefix, &target.account_id, &target.region, cursor.day);
+        let prefix = day_prefix(&run.settings.trail_prefix, &account, &region, cursor.day);
         let mut continuation: Option<String> = None;
         loop {
             let page = clients
@@ -200,20 +192,22 @@ mod tests {
     #[test]
     fn day_prefixes_follow_cloudtrails_layouts() {
         let day = NaiveDate::from_ymd_opt(2026, 3, 9).unwrap();
+        let member = AccountId::parse("a", "222222222222").unwrap();
+        let (eu, us) = (Region::parse("r", "eu-west-1").unwrap(), Region::parse("r", "us-east-1").unwrap());
         assert_eq!(
-            day_prefix("", "222222222222", "eu-west-1", day),
+            day_prefix("", &member, &eu, day),
             "AWSLogs/222222222222/CloudTrail/eu-west-1/2026/03/09/"
         );
         assert_eq!(
-            day_prefix("trails/prod", "222222222222", "us-east-1", day),
+            day_prefix("trails/prod", &member, &us, day),
             "trails/prod/AWSLogs/222222222222/CloudTrail/us-east-1/2026/03/09/"
         );
         assert_eq!(
-            day_prefix("org/AWSLogs/o-abcdefghij", "222222222222", "us-east-1", day),
+            day_prefix("org/AWSLogs/o-abcdefghij", &member, &us, day),
             "org/AWSLogs/o-abcdefghij/222222222222/CloudTrail/us-east-1/2026/03/09/"
         );
         assert_eq!(
-            day_prefix("AWSLogs/o-abcdefghij", "222222222222", "us-east-1", day),
+            day_prefix("AWSLogs/o-abcdefghij", &member, &us, day),
             "AWSLogs/o-abcdefghij/222222222222/CloudTrail/us-east-1/2026/03/09/"
         );
     }
