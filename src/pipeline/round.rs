@@ -129,9 +129,14 @@ impl Round<'_> {
 
         let tap_keys = tap_runner::keys(self.taps, &state.info, snapshot);
         let trail_floor = covering.iter().map(|t| state.cursor(t.id)).min();
-        // The trails hold the buffer (a tap that fell behind reads staging itself, so a failing
-        // tap never stalls delivery); without trails, the taps do.
-        let floor = trail_floor.or(state.taps.floor(&tap_keys));
+        // The trails and the taps that work hold the buffer; a failing tap does not (it reads
+        // staging itself when it recovers), so it never stalls delivery. Without trails, every tap
+        // holds it.
+        let floor = match (trail_floor, state.taps.healthy_floor(&tap_keys)) {
+            (Some(trails), Some(taps)) => Some(trails.min(taps)),
+            (Some(trails), None) => Some(trails),
+            (None, _) => state.taps.floor(&tap_keys),
+        };
         // Every covering trail has judged what leaves the buffer: count what none of them took.
         let popped = state.buffer.pop_through(floor.unwrap_or(i64::MAX));
         self.count_untaken(state, &popped, &covering).await;

@@ -70,6 +70,14 @@ impl TapProgress {
         keys.iter().map(|(_, key)| self.cursor(key)).min()
     }
 
+    /// The lowest cursor of the keys that are not failing (not waiting out a backoff).
+    pub fn healthy_floor(&self, keys: &[(usize, String)]) -> Option<i64> {
+        keys.iter()
+            .filter(|(_, key)| !self.retry.get(key).is_some_and(Backoff::waiting))
+            .map(|(_, key)| self.cursor(key))
+            .min()
+    }
+
     fn sum(&self, keys: &[(usize, String)]) -> i64 {
         keys.iter().map(|(_, key)| self.cursor(key)).sum()
     }
