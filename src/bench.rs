@@ -25,6 +25,26 @@ use crate::dev::postgres::{Durability, EmbeddedPostgres, free_port};
 use crate::model::record::{Category, RecordView};
 use crate::proto::v1 as pb;
 
+/// gRPC clients for `endpoint` with a fresh admin token, made straight in the database.
+pub(crate) async fn admin_clients(
+    pool: &sqlx::PgPool,
+    master_key: Option<&crate::secrets::MasterKey>,
+    endpoint: String,
+) -> anyhow::Result<crate::client::Clients> {
+    let admin = crate::control::api::token::issue(
+        pool,
+        master_key,
+        "bench",
+        crate::store::tokens::Role::Admin,
+        None,
+        0,
+        false,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    connect(&Target { endpoint, token: admin.secret, ca_cert: None }).await
+}
+
 /// The database a bench runs against: `database_url` when given, else a fresh embedded cluster in
 /// `base/postgres` (returned, for the caller to stop) with an `orgtrail` database.
 pub(crate) async fn bench_database(
@@ -264,20 +284,7 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     wait_port(s3_port, "s3-server")?;
     wait_port(grpc_port, "serve")?;
 
-    let admin = crate::control::api::token::issue(
-        &pool,
-        None,
-        "bench",
-        crate::store::tokens::Role::Admin,
-        None,
-        0,
-        false,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let target =
-        Target { endpoint: format!("http://127.0.0.1:{grpc_port}"), token: admin.secret, ca_cert: None };
-    let mut clients = connect(&target).await?;
+    let mut clients = admin_clients(&pool, None, format!("http://127.0.0.1:{grpc_port}")).await?;
     clients
         .organizations
         .create_organization(pb::CreateOrganizationRequest {

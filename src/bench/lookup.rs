@@ -15,7 +15,6 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use sqlx::PgPool;
 
-use crate::client::{Target, connect};
 use crate::dev::postgres::Durability;
 use crate::proto::v1 as pb;
 
@@ -398,18 +397,7 @@ async fn run(args: &LookupBenchArgs, database_url: &str) -> anyhow::Result<()> {
         let mut stopped = stopped;
         let _ = stopped.wait_for(|s| *s).await;
     }));
-    let token = crate::control::api::token::issue(
-        &pool,
-        None,
-        "bench",
-        crate::store::tokens::Role::Admin,
-        None,
-        0,
-        false,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let clients = connect(&Target { endpoint, token: token.secret, ca_cert: None }).await?;
+    let clients = super::admin_clients(&pool, None, endpoint).await?;
     let samples = Arc::new(samples(&pool).await?);
 
     let total = (args.rate * args.seconds as f64).round() as usize;

@@ -187,20 +187,7 @@ async fn alert_latency(args: &RulesBenchArgs) -> anyhow::Result<()> {
         aggregator_principal_arn: None,
     };
     tokio::spawn(crate::control::api::serve(ctx, listener, None, stopped_future(stopped.clone())));
-    let token = crate::control::api::token::issue(
-        &pool,
-        Some(&master_key),
-        "bench",
-        crate::store::tokens::Role::Admin,
-        None,
-        0,
-        false,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut clients =
-        crate::client::connect(&crate::client::Target { endpoint, token: token.secret, ca_cert: None })
-            .await?;
+    let mut clients = super::admin_clients(&pool, Some(&master_key), endpoint).await?;
     clients
         .organizations
         .create_organization(pb::CreateOrganizationRequest {

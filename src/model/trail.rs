@@ -182,24 +182,30 @@ impl Trail {
     }
 }
 
+/// Settings of a plain trail, for tests: multi-region with global service events, bucket `bucket`.
+#[cfg(test)]
+pub(crate) fn example_settings() -> TrailSettings {
+    TrailSettings {
+        s3_bucket_name: BucketName::parse("b", "bucket").unwrap(),
+        s3_key_prefix: String::new(),
+        is_multi_region_trail: true,
+        include_global_service_events: true,
+        is_organization_trail: false,
+        log_file_validation_enabled: false,
+        cloud_watch_logs_log_group_arn: String::new(),
+        cloud_watch_logs_role_arn: String::new(),
+        kms_key_id: String::new(),
+        sns_topic_name: String::new(),
+        delivery_interval_seconds: 60,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn settings() -> TrailSettings {
-        TrailSettings {
-            s3_bucket_name: BucketName::parse("b", "bucket").unwrap(),
-            s3_key_prefix: String::new(),
-            is_multi_region_trail: true,
-            include_global_service_events: true,
-            is_organization_trail: false,
-            log_file_validation_enabled: false,
-            cloud_watch_logs_log_group_arn: String::new(),
-            cloud_watch_logs_role_arn: String::new(),
-            kms_key_id: String::new(),
-            sns_topic_name: String::new(),
-            delivery_interval_seconds: 60,
-        }
+        example_settings()
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::model::selectors::{EventSelectors, InsightSelector};
     use crate::model::trail::TrailSettings;
-    use crate::model::{BucketName, TrailArn, TrailName};
+    use crate::model::{TrailArn, TrailName};
 
     pub fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -139,17 +139,9 @@ pub(crate) mod tests {
                 TrailName::parse("n", &format!("trail-{id}")).unwrap(),
             ),
             settings: TrailSettings {
-                s3_bucket_name: BucketName::parse("b", "bucket").unwrap(),
-                s3_key_prefix: String::new(),
                 is_multi_region_trail: multi_region,
-                include_global_service_events: true,
                 is_organization_trail: organization,
-                log_file_validation_enabled: false,
-                cloud_watch_logs_log_group_arn: String::new(),
-                cloud_watch_logs_role_arn: String::new(),
-                kms_key_id: String::new(),
-                sns_topic_name: String::new(),
-                delivery_interval_seconds: 60,
+                ..crate::model::trail::example_settings()
             },
             tags: Vec::new(),
             event_selectors: EventSelectors::Default,

@@ -77,11 +77,11 @@ pub async fn pass(
     for (notification, outcome) in due.iter().zip(outcomes) {
         match outcome {
             Outcome::Published => {
-                store::done(&mut tx, notification.id).await?;
+                crate::features::outbox::done(&mut tx, notification.id).await?;
                 store::record_outcome(&mut tx, notification.trail_id, None).await?;
                 metrics.notifications_published.inc();
             }
-            Outcome::NoTopic => store::done(&mut tx, notification.id).await?,
+            Outcome::NoTopic => crate::features::outbox::done(&mut tx, notification.id).await?,
             Outcome::Failed(error) => {
                 let attempts = notification.attempts.max(0) as u32 + 1;
                 let wait = settings.backoff(attempts);
@@ -89,7 +89,7 @@ pub async fn pass(
                     %error, retry_in_ms = wait.as_millis() as u64, "delivery notification failed");
                 let next =
                     chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-                store::retry_later(&mut tx, notification.id, next, &error).await?;
+                crate::features::outbox::retry_later(&mut tx, notification.id, next, &error).await?;
                 store::record_outcome(&mut tx, notification.trail_id, Some(&error)).await?;
                 metrics.notifications_failed.inc();
             }

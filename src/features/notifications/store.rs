@@ -2,7 +2,6 @@
 //! topic, written with the file's record (the commit hook), claimed by notifiers on every worker
 //! (SKIP LOCKED), deleted once published; and the notification outcome shown by GetTrailStatus.
 
-use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::features::outbox::{self, Kind, NewRow};
@@ -81,21 +80,6 @@ pub async fn claim_due(conn: &mut PgConnection, limit: i64) -> Result<Vec<Pendin
         });
     }
     Ok(pending)
-}
-
-/// Removes a notification: published, or its trail no longer has a topic.
-pub async fn done(conn: &mut PgConnection, id: i64) -> Result<(), StoreError> {
-    outbox::done(conn, id).await
-}
-
-/// Records a failed attempt and when to try again.
-pub async fn retry_later(
-    conn: &mut PgConnection,
-    id: i64,
-    next_attempt_at: DateTime<Utc>,
-    error: &str,
-) -> Result<(), StoreError> {
-    outbox::retry_later(conn, id, next_attempt_at, error).await
 }
 
 /// Records a notification outcome in the trail's status: `None` a success (now; clears the
