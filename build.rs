@@ -46,6 +46,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=src/terraform/codegen.rs");
     println!("cargo:rerun-if-changed=src/terraform/codegen");
+    // sqlx::migrate! embeds the folder; a new migration must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     Ok(())
 }
 

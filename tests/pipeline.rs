@@ -181,14 +181,22 @@ async fn two_trails_get_two_copies_and_a_failing_bucket_does_not_delay_the_other
     stack.create_bucket("not-created-yet").await;
     let recovered = stack.wait_for_records("not-created-yet", 10).await;
     assert_eq!(ids(&recovered), ids(&delivered));
-    let status = admin
-        .trails
-        .get_trail_status(pb::GetTrailStatusRequest { name: "broken".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(status.latest_delivery_error.is_empty(), "{status:?}");
-    assert!(status.latest_delivery_time.is_some());
+    // The object is listed once put; the status is written by the commit right after it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = admin
+            .trails
+            .get_trail_status(pb::GetTrailStatusRequest { name: "broken".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        if status.latest_delivery_error.is_empty() {
+            assert!(status.latest_delivery_time.is_some(), "{status:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "delivery error not cleared: {status:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[sqlx::test(migrations = "./migrations")]

@@ -392,11 +392,11 @@ async fn run(args: &LookupBenchArgs, database_url: &str) -> anyhow::Result<()> {
         aws: None,
         aggregator_principal_arn: None,
     };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(crate::control::api::serve(ctx, listener, None, async move {
-        let mut stopped = stopped;
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
+    let (stop, stopped) = crate::node::Stop::new();
+    let servers: Vec<_> = crate::node::control_plane(ctx, listener, None, None, &stopped)
+        .into_iter()
+        .map(|(_, part)| tokio::spawn(part))
+        .collect();
     let clients = super::admin_clients(&pool, None, endpoint).await?;
     let samples = Arc::new(samples(&pool).await?);
 
@@ -447,7 +447,9 @@ async fn run(args: &LookupBenchArgs, database_url: &str) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let _ = stop.send(true);
-    let _ = server.await;
+    for server in servers {
+        let _ = server.await;
+    }
 
     let mut all: Vec<f64> = results.iter().filter(|r| r.2).map(|r| r.1).collect();
     all.sort_by(f64::total_cmp);

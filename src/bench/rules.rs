@@ -186,7 +186,10 @@ async fn alert_latency(args: &RulesBenchArgs) -> anyhow::Result<()> {
         aws: None,
         aggregator_principal_arn: None,
     };
-    tokio::spawn(crate::control::api::serve(ctx, listener, None, stopped_future(stopped.clone())));
+    let (_stop_servers, servers_stop) = crate::node::Stop::new();
+    for (_, part) in crate::node::control_plane(ctx, listener, None, None, &servers_stop) {
+        tokio::spawn(part);
+    }
     let mut clients = super::admin_clients(&pool, Some(&master_key), endpoint).await?;
     clients
         .organizations

@@ -33,16 +33,16 @@ pub struct SealedBatch {
     pub oldest_event_time: DateTime<Utc>,
     pub newest_event_time: DateTime<Utc>,
     /// Per-category counts of the file (parallel arrays); None for batches sealed before them.
-    pub usage_categories: Option<Vec<String>>,
-    pub usage_events: Option<Vec<i64>>,
-    pub usage_bytes: Option<Vec<i64>>,
+    pub category_names: Option<Vec<String>>,
+    pub category_events: Option<Vec<i64>>,
+    pub category_bytes: Option<Vec<i64>>,
 }
 
 impl SealedBatch {
     /// The batch's per-category tallies; `fallback_category` takes every record of a batch sealed
     /// before tallies were recorded.
     pub fn tallies(&self, fallback_category: &str) -> Vec<CategoryTally> {
-        match (&self.usage_categories, &self.usage_events, &self.usage_bytes) {
+        match (&self.category_names, &self.category_events, &self.category_bytes) {
             (Some(categories), Some(events), Some(bytes))
                 if categories.len() == events.len() && events.len() == bytes.len() =>
             {
@@ -67,9 +67,9 @@ impl SealedBatch {
 
     /// Stores `tallies` in the batch's per-category columns.
     pub fn set_tallies(&mut self, tallies: &[CategoryTally]) {
-        self.usage_categories = Some(tallies.iter().map(|t| t.category.clone()).collect());
-        self.usage_events = Some(tallies.iter().map(|t| t.events).collect());
-        self.usage_bytes = Some(tallies.iter().map(|t| t.bytes).collect());
+        self.category_names = Some(tallies.iter().map(|t| t.category.clone()).collect());
+        self.category_events = Some(tallies.iter().map(|t| t.events).collect());
+        self.category_bytes = Some(tallies.iter().map(|t| t.bytes).collect());
     }
 
     fn object(&self) -> LogObject<'_> {
@@ -150,7 +150,7 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
     sqlx::query(
         "INSERT INTO sealed_batches (trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
                                      sha256, body, record_count, oldest_event_time, newest_event_time, content_sha256,
-                                     usage_categories, usage_events, usage_bytes)
+                                     category_names, category_events, category_bytes)
          VALUES ($1, $13, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $15, $16, $17)",
     )
     .bind(batch.trail_id)
@@ -167,9 +167,9 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
     .bind(batch.newest_event_time)
     .bind(&batch.trail_arn)
     .bind(&batch.content_sha256)
-    .bind(&batch.usage_categories)
-    .bind(&batch.usage_events)
-    .bind(&batch.usage_bytes)
+    .bind(&batch.category_names)
+    .bind(&batch.category_events)
+    .bind(&batch.category_bytes)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -179,7 +179,7 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
 const SEALED_COLUMNS: &str =
     "trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
     sha256, content_sha256, body, record_count, oldest_event_time, newest_event_time,
-    usage_categories, usage_events, usage_bytes";
+    category_names, category_events, category_bytes";
 
 /// Sealed batches of a shard whose trail was deleted since: still to be finished.
 pub async fn orphaned_sealed(pool: &PgPool, shard_id: ShardId) -> Result<Vec<SealedBatch>, StoreError> {

@@ -324,9 +324,9 @@ impl Round<'_> {
             record_count,
             oldest_event_time: times.iter().min().copied().unwrap_or(delivered_at),
             newest_event_time: times.iter().max().copied().unwrap_or(delivered_at),
-            usage_categories: None,
-            usage_events: None,
-            usage_bytes: None,
+            category_names: None,
+            category_events: None,
+            category_bytes: None,
         };
         sealed.set_tallies(&tallies);
         checkpoint::seal(self.pool, self.owner, state.lease, &sealed).await?;
