@@ -198,8 +198,8 @@ async fn three_workers_survive_a_kill_without_loss_or_duplicates(pool: PgPool) {
             tokio::time::sleep(Duration::from_secs(3)).await;
             // The victim: the worker holding most shards (ids are `HOST-PID-UUID`).
             let owners: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT owner, count(*) FROM shard_leases WHERE owner IS NOT NULL AND expires_at > now()
-                 GROUP BY owner ORDER BY count(*) DESC",
+                "SELECT l.owner, count(*) FROM shard_leases l JOIN workers w ON w.owner = l.owner
+                 WHERE w.expires_at > now() GROUP BY l.owner ORDER BY count(*) DESC",
             )
             .fetch_all(&pool)
             .await

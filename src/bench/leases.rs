@@ -81,7 +81,8 @@ async fn run(args: &LeaseBenchArgs, database_url: &str) -> anyhow::Result<()> {
             .execute(&pool)
             .await?;
     }
-    sqlx::query("UPDATE shard_leases SET owner = NULL, expires_at = '-infinity'").execute(&pool).await?;
+    sqlx::query("UPDATE shard_leases SET owner = NULL").execute(&pool).await?;
+    sqlx::query("DELETE FROM workers").execute(&pool).await?;
     sqlx::query("VACUUM ANALYZE shard_leases").execute(&pool).await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM shard_leases").fetch_one(&pool).await?;
     println!(
@@ -102,9 +103,10 @@ async fn run(args: &LeaseBenchArgs, database_url: &str) -> anyhow::Result<()> {
         async move {
             let mut latencies = Vec::new();
             let mut held = 0;
+            shards::renew(&pool, owner, ttl_ms).await?;
             while held < share {
                 let at = Instant::now();
-                let claimed = shards::claim(&pool, owner, ttl_ms, limit.min(share - held)).await?;
+                let claimed = shards::claim(&pool, owner, limit.min(share - held)).await?;
                 latencies.push(at.elapsed().as_secs_f64() * 1000.0);
                 if claimed.is_empty() {
                     break;
@@ -120,7 +122,7 @@ async fn run(args: &LeaseBenchArgs, database_url: &str) -> anyhow::Result<()> {
     report("claim", &mut claim_ms);
     println!("  all {total} shards claimed in {:.2}s", all_claimed.as_secs_f64());
 
-    // Phase 2: renewals of everything held, every worker at once.
+    // Phase 2: renewals of everything held, every worker at once (one heartbeat row each).
     let renewals = futures::future::try_join_all(owners.iter().map(|owner| {
         let pool = pool.clone();
         let rounds = args.renew_rounds;
@@ -175,10 +177,12 @@ async fn run(args: &LeaseBenchArgs, database_url: &str) -> anyhow::Result<()> {
     for survivor in survivors {
         survivor.await??;
     }
-    let orphans: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM shard_leases WHERE owner IS NULL OR expires_at < now()")
-            .fetch_one(&pool)
-            .await?;
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM shard_leases WHERE owner IS NULL
+             OR owner IN (SELECT owner FROM workers WHERE expires_at < now())",
+    )
+    .fetch_one(&pool)
+    .await?;
     println!(
         "takeover: {dead_shards} shards of a stopped worker taken over in {:.2}s after its last renewal \
          (TTL {:.1}s, so {:.2}s to notice and claim); {orphans} shards left unowned",
@@ -208,7 +212,7 @@ async fn lease_loop(
         if last_claim.elapsed() >= CLAIM_EVERY {
             last_claim = Instant::now();
             // As the worker: one claim per round; a full one means more wait for the next round.
-            shards::claim(&pool, &owner, ttl_ms, limit).await?;
+            shards::claim(&pool, &owner, limit).await?;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -14,6 +14,7 @@
 pub mod backoff;
 pub mod batch;
 pub mod buffer;
+pub mod changes;
 pub mod checkpoint;
 pub mod failpoints;
 pub mod lag;

@@ -72,6 +72,11 @@ impl ShardState {
             || snapshot.trails_covering(&self.info.account).any(|t| !self.checked_sealed.contains(&t.id))
     }
 
+    /// Nothing buffered or behind: giving the shard up costs its next owner no more than a reload.
+    pub fn is_idle(&self) -> bool {
+        self.buffer.is_empty() && !self.taps.behind && !self.stale
+    }
+
     fn cursor(&self, trail_id: i64) -> i64 {
         self.cursors.get(&trail_id).copied().unwrap_or(0)
     }

@@ -27,50 +27,123 @@ pub struct Claim {
     pub taken_over: bool,
 }
 
-/// Claims up to `limit` shards whose lease expired (or was never taken).
-pub async fn claim(pool: &PgPool, owner: &str, ttl_ms: i64, limit: i64) -> Result<Vec<Claim>, StoreError> {
+/// Claims up to `limit` shards nobody holds: never taken, given up, or held by a worker whose
+/// heartbeat expired (a takeover). The claimer's own heartbeat must be alive ([`renew`]).
+pub async fn claim(pool: &PgPool, owner: &str, limit: i64) -> Result<Vec<Claim>, StoreError> {
+    if limit <= 0 {
+        return Ok(Vec::new());
+    }
+    // Candidates through the two indexes (unowned; owned by the dead), then locked and checked
+    // again: nothing here reads every lease.
     Ok(sqlx::query_as::<_, Claim>(
-        "WITH picked AS (SELECT shard_id, owner FROM shard_leases WHERE expires_at < now()
-                         ORDER BY shard_id LIMIT $3 FOR UPDATE SKIP LOCKED)
-         UPDATE shard_leases l SET owner = $1, generation = l.generation + 1,
-                expires_at = now() + make_interval(secs => $2::double precision / 1000)
+        "WITH dead AS (SELECT owner FROM workers WHERE expires_at < now()),
+         candidates AS ((SELECT shard_id FROM shard_leases WHERE owner IS NULL ORDER BY shard_id LIMIT $2)
+                        UNION ALL
+                        (SELECT shard_id FROM shard_leases WHERE owner IN (SELECT owner FROM dead)
+                         ORDER BY shard_id LIMIT $2)),
+         picked AS (SELECT shard_id, owner FROM shard_leases
+                    WHERE shard_id IN (SELECT shard_id FROM candidates)
+                      AND (owner IS NULL OR owner IN (SELECT owner FROM dead))
+                    ORDER BY shard_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+         UPDATE shard_leases l SET owner = $1, generation = l.generation + 1
          FROM picked WHERE l.shard_id = picked.shard_id
          RETURNING l.shard_id, l.generation, picked.owner IS NOT NULL AS taken_over",
     )
     .bind(owner)
-    .bind(ttl_ms)
     .bind(limit)
     .fetch_all(pool)
     .await?)
 }
 
-/// Extends every unexpired lease of `owner`; returns the leases still held.
-pub async fn renew(pool: &PgPool, owner: &str, ttl_ms: i64) -> Result<Vec<Lease>, StoreError> {
-    Ok(sqlx::query_as::<_, Lease>(
-        "UPDATE shard_leases SET expires_at = now() + make_interval(secs => $2::double precision / 1000)
-         WHERE owner = $1 AND expires_at > now() RETURNING shard_id, generation",
+/// Renews `owner`'s heartbeat, which holds all its leases at once: one row however many shards.
+/// `None`: every lease it held is still its own. `Some`: the heartbeat had expired (a stall longer
+/// than the TTL), so others may have taken shards over; these are the leases it still holds.
+pub async fn renew(pool: &PgPool, owner: &str, ttl_ms: i64) -> Result<Option<Vec<Lease>>, StoreError> {
+    let alive: bool = sqlx::query_scalar(
+        "WITH prior AS (SELECT expires_at > now() AS alive FROM workers WHERE owner = $1)
+         INSERT INTO workers (owner, expires_at)
+         VALUES ($1, now() + make_interval(secs => $2::double precision / 1000))
+         ON CONFLICT (owner) DO UPDATE SET expires_at = EXCLUDED.expires_at
+         RETURNING coalesce((SELECT alive FROM prior), true)",
     )
     .bind(owner)
     .bind(ttl_ms)
-    .fetch_all(pool)
-    .await?)
+    .fetch_one(pool)
+    .await?;
+    if alive {
+        return Ok(None);
+    }
+    Ok(Some(held(pool, owner).await?))
+}
+
+/// The leases `owner` holds.
+pub async fn held(pool: &PgPool, owner: &str) -> Result<Vec<Lease>, StoreError> {
+    Ok(sqlx::query_as::<_, Lease>("SELECT shard_id, generation FROM shard_leases WHERE owner = $1")
+        .bind(owner)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Gives the leases of `ids` up (to balance the fleet): others claim them at once, no takeover.
+pub async fn give_up(pool: &PgPool, owner: &str, ids: &[ShardId]) -> Result<(), StoreError> {
+    sqlx::query("UPDATE shard_leases SET owner = NULL WHERE owner = $1 AND shard_id = ANY($2)")
+        .bind(owner)
+        .bind(ids)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// Gives every lease of `owner` up (graceful shutdown), so others take over at once.
 pub async fn release_all(pool: &PgPool, owner: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE shard_leases SET owner = NULL, expires_at = '-infinity' WHERE owner = $1")
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE shard_leases SET owner = NULL WHERE owner = $1")
         .bind(owner)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM workers WHERE owner = $1").bind(owner).execute(&mut *tx).await?;
+    tx.commit().await?;
     Ok(())
+}
+
+/// Live workers and all shards: a worker's fair share is `shards / workers`, rounded up.
+pub async fn fleet(pool: &PgPool) -> Result<(i64, i64), StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT (SELECT count(*) FROM workers WHERE expires_at > now()), (SELECT count(*) FROM shard_leases)",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Forgets workers dead for an hour that hold nothing any more.
+pub async fn forget_dead_workers(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM workers w WHERE expires_at < now() - interval '1 hour'
+         AND NOT EXISTS (SELECT 1 FROM shard_leases l WHERE l.owner = w.owner)",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// How many shards a worker holding `held` may claim (positive) or should give up (negative) to
+/// stay near its fair share, at most `step` either way. The share has a little slack above it:
+/// new shards find room at once, and shards do not bounce between workers on every round (one
+/// over the slack gives down to the share, so the others have room to take them).
+pub fn rebalance(held: i64, live_workers: i64, shards: i64, step: i64) -> i64 {
+    let live = live_workers.max(1);
+    let share = (shards + live - 1) / live;
+    let ceiling = share + (share / 20).max(1);
+    if held > ceiling { -(held - share).min(step) } else { (ceiling - held).min(step) }
 }
 
 /// Fails unless `lease` is still current; holds a share lock on the lease row until the
 /// transaction ends, so no takeover can slip in before the commit.
 pub async fn check_fence(conn: &mut sqlx::PgConnection, owner: &str, lease: Lease) -> Result<(), StoreError> {
     let current: Option<i64> = sqlx::query_scalar(
-        "SELECT generation FROM shard_leases WHERE shard_id = $1 AND owner = $2 AND generation = $3
-         AND expires_at > now() FOR SHARE",
+        "SELECT l.generation FROM shard_leases l JOIN workers w ON w.owner = l.owner
+         WHERE l.shard_id = $1 AND l.owner = $2 AND l.generation = $3 AND w.expires_at > now()
+         FOR SHARE OF l",
     )
     .bind(lease.shard_id)
     .bind(owner)
@@ -137,4 +210,27 @@ pub async fn staged_lag(pool: &PgPool, ids: &[ShardId]) -> Result<HashMap<ShardI
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rebalance;
+
+    #[test]
+    fn a_worker_moves_toward_its_fair_share_in_bounded_steps() {
+        // Alone: claims everything, a step at a time.
+        assert_eq!(rebalance(0, 1, 34_000, 500), 500);
+        // A second worker joined: the first gives its excess up, the newcomer claims.
+        assert_eq!(rebalance(34_000, 2, 34_000, 500), -500);
+        assert_eq!(rebalance(17_900, 2, 34_000, 500), -500);
+        assert_eq!(rebalance(0, 2, 34_000, 500), 500);
+        // At its share: room up to the slack (850 here) for new shards, no more.
+        assert_eq!(rebalance(17_000, 2, 34_000, 500), 500);
+        assert_eq!(rebalance(17_800, 2, 34_000, 500), 50);
+        assert_eq!(rebalance(17_850, 2, 34_000, 500), 0);
+        // Rounding up: three workers over 10 shards hold 4, 3, 3 and nobody gives up.
+        assert!(rebalance(4, 3, 10, 500) >= 0);
+        // Its own heartbeat not counted yet: still claims.
+        assert_eq!(rebalance(0, 0, 10, 500), 11);
+    }
 }

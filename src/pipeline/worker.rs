@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use super::buffer::MIN_PER_SHARD;
+use super::changes::{Changed, Changes};
 use super::checkpoint::CommitHook;
 use super::round::{Round, ShardState};
 use super::route::Snapshot;
@@ -58,6 +59,9 @@ const SHARDS_IN_PARALLEL: usize = 8;
 /// How often a worker looks for shards nobody holds (new shards, dead workers' shards).
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 
+/// Passes start at least this far apart, however often changes are heard.
+const MIN_PASS_GAP: Duration = Duration::from_millis(50);
+
 pub struct Worker {
     pool: PgPool,
     staging: Arc<dyn Staging>,
@@ -98,7 +102,12 @@ impl Worker {
         let mut lag = super::lag::LagSeries::default();
         let mut last_renewal = Instant::now() - self.settings.lease_ttl;
         let mut last_claim = Instant::now() - CLAIM_EVERY;
+        let mut changes = Changes::listen(&self.pool).await;
+        let mut snapshot: Option<Snapshot> = None;
+        // The last sequence number staging handed out, per held shard, as last read.
+        let mut heads: HashMap<ShardId, i64> = HashMap::new();
         loop {
+            let pass_started = Instant::now();
             let renew = last_renewal.elapsed() >= self.settings.lease_ttl / 3;
             if renew || last_claim.elapsed() >= CLAIM_EVERY {
                 if let Err(error) = self.lease_round(&mut shards, renew).await {
@@ -110,13 +119,28 @@ impl Worker {
                     last_renewal = Instant::now();
                 }
             }
-            match Snapshot::load(&self.pool).await {
-                Ok(snapshot) => self.pass(&mut shards, &snapshot).await,
-                Err(error) => tracing::warn!(%error, "cannot load trails"),
+            let mut changed = changes.take();
+            if changed.config || snapshot.is_none() {
+                match Snapshot::load(&self.pool).await {
+                    Ok(loaded) => snapshot = Some(loaded),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot load trails");
+                        // Tried again on the next pass.
+                        changes.retry_config();
+                    }
+                }
+                // Routing changed: shards it now sends elsewhere are looked at again.
+                changed.all_shards = true;
+            }
+            if let Some(snapshot) = &snapshot {
+                self.pass(&mut shards, snapshot, &changed, &mut heads).await;
             }
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = async {
+                    tokio::time::sleep(MIN_PASS_GAP.saturating_sub(pass_started.elapsed())).await;
+                    changes.wait(self.settings.poll_interval).await;
+                } => {}
             }
         }
         if let Err(error) = shards::release_all(&self.pool, &self.id).await {
@@ -127,15 +151,28 @@ impl Worker {
     }
 
     /// One pass over the shards with work (new events, buffered events, leftovers to look for).
-    async fn pass(&self, shards: &mut HashMap<ShardId, ShardState>, snapshot: &Snapshot) {
-        let ids: Vec<ShardId> = shards.keys().copied().collect();
-        let heads = match shards::heads(&self.pool, &ids).await {
-            Ok(heads) => heads,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read shard heads");
-                HashMap::new()
+    /// Only shards `changed` names are asked for their head: a pass costs the shards with news.
+    async fn pass(
+        &self,
+        shards: &mut HashMap<ShardId, ShardState>,
+        snapshot: &Snapshot,
+        changed: &Changed,
+        heads: &mut HashMap<ShardId, i64>,
+    ) {
+        heads.retain(|id, _| shards.contains_key(id));
+        let ids: Vec<ShardId> = shards.keys().copied().filter(|id| changed.shard(*id)).collect();
+        if !ids.is_empty() {
+            match shards::heads(&self.pool, &ids).await {
+                Ok(read) => heads.extend(read),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read shard heads");
+                    // Unknown heads count as news.
+                    for id in &ids {
+                        heads.remove(id);
+                    }
+                }
             }
-        };
+        }
         // Buffered events across all shards stay near `read_limit`: memory is bounded however
         // many shards a worker holds.
         let capacity = (self.settings.read_limit / (shards.len() as i64).max(1))
@@ -182,19 +219,38 @@ impl Worker {
         }
     }
 
-    /// Renews held leases (when `renew`) and claims shards nobody holds.
+    /// Renews the worker's heartbeat (when `renew`), then claims shards nobody holds or gives
+    /// idle ones up, toward its fair share of the fleet.
     async fn lease_round(
         &self,
         shards: &mut HashMap<ShardId, ShardState>,
         renew: bool,
     ) -> Result<(), StoreError> {
         let ttl_ms = self.settings.lease_ttl.as_millis() as i64;
-        if renew {
-            let held = shards::renew(&self.pool, &self.id, ttl_ms).await?;
+        if renew && let Some(held) = shards::renew(&self.pool, &self.id, ttl_ms).await? {
+            tracing::warn!(worker = %self.id, "heartbeat had expired; keeping only the leases still held");
             let held: HashMap<ShardId, i64> = held.into_iter().map(|l| (l.shard_id, l.generation)).collect();
             shards.retain(|id, state| held.get(id) == Some(&state.lease.generation));
         }
-        let claimed = shards::claim(&self.pool, &self.id, ttl_ms, self.settings.claim_limit).await?;
+        let (live, total) = shards::fleet(&self.pool).await?;
+        let delta = shards::rebalance(shards.len() as i64, live, total, self.settings.claim_limit);
+        if delta < 0 {
+            let idle: Vec<ShardId> = shards
+                .iter()
+                .filter(|(_, s)| s.is_idle())
+                .map(|(id, _)| *id)
+                .take(delta.unsigned_abs() as usize)
+                .collect();
+            if !idle.is_empty() {
+                shards::give_up(&self.pool, &self.id, &idle).await?;
+                for id in &idle {
+                    shards.remove(id);
+                }
+                tracing::info!(worker = %self.id, shards = idle.len(), "gave shards up to balance the fleet");
+            }
+            return Ok(());
+        }
+        let claimed = shards::claim(&self.pool, &self.id, delta).await?;
         if claimed.is_empty() {
             return Ok(());
         }

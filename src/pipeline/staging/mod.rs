@@ -3,6 +3,7 @@
 //! distributed log when one database cannot take the write rate. [`admit`] is the one way in.
 
 pub mod admit;
+pub mod group;
 pub mod postgres;
 
 pub use postgres::PgStaging;

@@ -1,11 +1,13 @@
 //! Staging in Postgres (the default): accepted events in per-call chunks per shard, dedupe
 //! identities in weekly partitions, ingest counters.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sqlx::PgPool;
 
+use super::group::{Call, CommitCalls, GroupCommit, GroupLimits};
 use super::{
     Incoming, OVERDUE_SHARDS_LISTED, ShardBacklog, StageOutcome, StagedBacklog, StagedEvent, Staging,
 };
@@ -15,35 +17,45 @@ use crate::store::StoreError;
 
 pub struct PgStaging {
     pool: PgPool,
+    group: GroupCommit,
 }
 
 impl PgStaging {
+    /// Staging in `pool`; its group committers run on the current runtime.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let group = GroupCommit::start(Arc::new(PgCommit { pool: pool.clone() }), GroupLimits::default());
+        Self { pool, group }
     }
 }
 
+/// Commits a group of stage calls in one transaction, with one statement per table however many
+/// calls, shards and accounts the group holds.
+struct PgCommit {
+    pool: PgPool,
+}
+
 #[async_trait::async_trait]
-impl Staging for PgStaging {
-    async fn stage(
-        &self,
-        events: Vec<Incoming>,
-        rejected: &[AccountId],
-    ) -> Result<Vec<StageOutcome>, StoreError> {
+impl CommitCalls for PgCommit {
+    async fn commit(&self, calls: &[Call]) -> Result<Vec<Vec<StageOutcome>>, StoreError> {
+        let events: Vec<&Incoming> = calls.iter().flat_map(|c| &c.events).collect();
+        let rejected: Vec<&AccountId> = calls.iter().flat_map(|c| &c.rejected).collect();
         let mut tx = self.pool.begin().await?;
-        let accounts: std::collections::BTreeSet<&str> = events
+        // One ingest at a time per account (locks taken in one fixed order, so no deadlock):
+        // dedupe checks and sequence numbers stay consistent under concurrent groups.
+        let accounts: Vec<&str> = events
             .iter()
             .map(|e| e.account_id.as_str())
-            .chain(rejected.iter().map(AccountId::as_str))
+            .chain(rejected.iter().map(|a| a.as_str()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
-        // One ingest at a time per account (in a fixed order, so no deadlock): dedupe checks and
-        // sequence numbers stay consistent under concurrent requests.
-        for account in &accounts {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('ingest:' || $1))")
-                .bind(account)
-                .execute(&mut *tx)
-                .await?;
-        }
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(k) FROM
+             (SELECT DISTINCT hashtext('ingest:' || a) AS k FROM unnest($1::text[]) AS a) AS l ORDER BY k",
+        )
+        .bind(&accounts)
+        .execute(&mut *tx)
+        .await?;
 
         let event_accounts: Vec<&str> = events.iter().map(|e| e.account_id.as_str()).collect();
         let event_keys: Vec<uuid::Uuid> = events.iter().map(|e| event_key(&e.event_id)).collect();
@@ -55,23 +67,24 @@ impl Staging for PgStaging {
         .bind(&event_keys)
         .fetch_all(&mut *tx)
         .await?;
-        let mut known: HashSet<(String, uuid::Uuid)> = seen.into_iter().collect();
-
+        let mut known: HashSet<(&str, uuid::Uuid)> = HashSet::with_capacity(events.len() + seen.len());
+        let seen: HashSet<(String, uuid::Uuid)> = seen.into_iter().collect();
         let mut outcomes = Vec::with_capacity(events.len());
-        let mut fresh: Vec<&Incoming> = Vec::new();
-        for event in &events {
-            let identity = (event.account_id.to_string(), event_key(&event.event_id));
-            if known.insert(identity) {
+        let mut fresh: Vec<(&Incoming, uuid::Uuid)> = Vec::new();
+        for (event, key) in events.iter().zip(&event_keys) {
+            let account = event.account_id.as_str();
+            let first = !seen.contains(&(account.to_owned(), *key)) && known.insert((account, *key));
+            if first {
                 outcomes.push(StageOutcome::Accepted);
-                fresh.push(event);
+                fresh.push((event, *key));
             } else {
                 outcomes.push(StageOutcome::Duplicate);
             }
         }
 
         if !fresh.is_empty() {
-            let accounts: Vec<&str> = fresh.iter().map(|e| e.account_id.as_str()).collect();
-            let keys: Vec<uuid::Uuid> = fresh.iter().map(|e| event_key(&e.event_id)).collect();
+            let accounts: Vec<&str> = fresh.iter().map(|(e, _)| e.account_id.as_str()).collect();
+            let keys: Vec<uuid::Uuid> = fresh.iter().map(|(_, k)| *k).collect();
             sqlx::query(
                 "INSERT INTO event_identities (recipient_account_id, event_key, first_seen)
                  SELECT account, event_key, current_date FROM unnest($1::text[], $2::uuid[]) AS i(account, event_key)
@@ -83,34 +96,15 @@ impl Staging for PgStaging {
             .await?;
         }
 
-        let mut by_shard: BTreeMap<(&str, &str, &str), Vec<&Incoming>> = BTreeMap::new();
-        for event in fresh {
+        let mut by_shard: BTreeMap<(&str, &str, &str), Vec<&str>> = BTreeMap::new();
+        for (event, _) in &fresh {
             by_shard
                 .entry((event.account_id.as_str(), event.region.as_str(), event.source.as_str()))
                 .or_default()
-                .push(event);
+                .push(event.record.as_str());
         }
-        for ((account, region, source), shard_events) in by_shard {
-            let shard_id = shard_id(&mut tx, account, region, source).await?;
-            let count = shard_events.len() as i64;
-            let first_seq: i64 = sqlx::query_scalar(
-                "UPDATE shards SET next_seq = next_seq + $2 WHERE id = $1 RETURNING next_seq - $2",
-            )
-            .bind(shard_id)
-            .bind(count)
-            .fetch_one(&mut *tx)
-            .await?;
-            let records: Vec<&str> = shard_events.iter().map(|e| e.record.as_str()).collect();
-            sqlx::query(
-                "INSERT INTO staged_chunks (shard_id, first_seq, last_seq, received_at, records)
-                 VALUES ($1, $2, $3, now(), $4)",
-            )
-            .bind(shard_id)
-            .bind(first_seq)
-            .bind(first_seq + count - 1)
-            .bind(pack(&records))
-            .execute(&mut *tx)
-            .await?;
+        if !by_shard.is_empty() {
+            append_chunks(&mut tx, by_shard).await?;
         }
 
         let mut counters: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
@@ -121,24 +115,117 @@ impl Staging for PgStaging {
                 StageOutcome::Duplicate => entry.1 += 1,
             }
         }
-        for account in rejected {
+        for account in &rejected {
             counters.entry(account.as_str()).or_default().2 += 1;
         }
-        for (account, (accepted, duplicates, rejected)) in counters {
-            sqlx::query(
-                "INSERT INTO ingest_counters (account_id, accepted, duplicates, rejected) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (account_id) DO UPDATE SET accepted = ingest_counters.accepted + $2,
-                     duplicates = ingest_counters.duplicates + $3, rejected = ingest_counters.rejected + $4",
-            )
-            .bind(account)
-            .bind(accepted)
-            .bind(duplicates)
-            .bind(rejected)
+        let counted: Vec<&str> = counters.keys().copied().collect();
+        let column = |pick: fn(&(i64, i64, i64)) -> i64| counters.values().map(pick).collect::<Vec<i64>>();
+        sqlx::query(
+            "INSERT INTO ingest_counters (account_id, accepted, duplicates, rejected)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[])
+             ON CONFLICT (account_id) DO UPDATE SET accepted = ingest_counters.accepted + EXCLUDED.accepted,
+                 duplicates = ingest_counters.duplicates + EXCLUDED.duplicates,
+                 rejected = ingest_counters.rejected + EXCLUDED.rejected",
+        )
+        .bind(&counted)
+        .bind(column(|c| c.0))
+        .bind(column(|c| c.1))
+        .bind(column(|c| c.2))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        let mut outcomes = outcomes.into_iter();
+        Ok(calls.iter().map(|call| outcomes.by_ref().take(call.events.len()).collect()).collect())
+    }
+}
+
+/// Appends one chunk per shard of `by_shard` (creating shards first seen), numbering its records
+/// after the shard's last sequence number.
+async fn append_chunks(
+    tx: &mut sqlx::PgConnection,
+    by_shard: BTreeMap<(&str, &str, &str), Vec<&str>>,
+) -> Result<(), StoreError> {
+    let accounts: Vec<&str> = by_shard.keys().map(|k| k.0).collect();
+    let regions: Vec<&str> = by_shard.keys().map(|k| k.1).collect();
+    let sources: Vec<&str> = by_shard.keys().map(|k| k.2).collect();
+    // Under the accounts' ingest locks nobody else creates these shards concurrently.
+    let created: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO shards (account_id, region, source)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS w(account_id, region, source)
+         WHERE NOT EXISTS (SELECT 1 FROM shards s WHERE s.account_id = w.account_id
+                           AND s.region = w.region AND s.source = w.source)
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(&accounts)
+    .bind(&regions)
+    .bind(&sources)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !created.is_empty() {
+        sqlx::query("INSERT INTO shard_leases (shard_id) SELECT * FROM unnest($1::int8[])")
+            .bind(&created)
             .execute(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+    }
+    let counts: Vec<i64> = by_shard.values().map(|records| records.len() as i64).collect();
+    let numbered: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+        "UPDATE shards s SET next_seq = s.next_seq + w.n
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS w(account_id, region, source, n)
+         WHERE s.account_id = w.account_id AND s.region = w.region AND s.source = w.source
+         RETURNING s.account_id, s.region, s.source, s.id, s.next_seq - w.n",
+    )
+    .bind(&accounts)
+    .bind(&regions)
+    .bind(&sources)
+    .bind(&counts)
+    .fetch_all(&mut *tx)
+    .await?;
+    let first_seqs: HashMap<(&str, &str, &str), (i64, i64)> = numbered
+        .iter()
+        .map(|(a, r, s, id, first)| ((a.as_str(), r.as_str(), s.as_str()), (*id, *first)))
+        .collect();
+    let mut shard_ids = Vec::with_capacity(by_shard.len());
+    let mut firsts = Vec::with_capacity(by_shard.len());
+    let mut lasts = Vec::with_capacity(by_shard.len());
+    let mut bodies = Vec::with_capacity(by_shard.len());
+    for (key, records) in &by_shard {
+        let (id, first) = *first_seqs
+            .get(key)
+            .ok_or_else(|| StoreError::Corrupt(format!("shard {key:?} vanished while staging")))?;
+        shard_ids.push(id);
+        firsts.push(first);
+        lasts.push(first + records.len() as i64 - 1);
+        bodies.push(pack(records));
+    }
+    sqlx::query(
+        "INSERT INTO staged_chunks (shard_id, first_seq, last_seq, received_at, records)
+         SELECT shard_id, first_seq, last_seq, now(), records
+         FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::bytea[]) AS c(shard_id, first_seq, last_seq, records)",
+    )
+    .bind(&shard_ids)
+    .bind(&firsts)
+    .bind(&lasts)
+    .bind(&bodies)
+    .execute(&mut *tx)
+    .await?;
+    // Workers waiting for new work hear of it at commit.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(STAGED_CHANNEL)
+        .bind(dirty_payload(&shard_ids.iter().map(|&id| ShardId(id)).collect::<Vec<_>>()))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Staging for PgStaging {
+    async fn stage(
+        &self,
+        events: Vec<Incoming>,
+        rejected: &[AccountId],
+    ) -> Result<Vec<StageOutcome>, StoreError> {
+        self.group.stage(Call { events, rejected: rejected.to_vec() }).await
     }
 
     async fn read(
@@ -271,6 +358,44 @@ pub async fn untaken(pool: &PgPool, account: Option<&AccountId>) -> Result<Vec<U
     .await?)
 }
 
+/// The channel staging notifies at commit with the shards that got new events.
+pub const STAGED_CHANNEL: &str = "orgtrail_staged";
+
+/// Longest notification payload sent (Postgres refuses 8,000 bytes and more).
+const MAX_PAYLOAD: usize = 7_900;
+
+/// Which shards a staging notification names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dirty {
+    Shards(Vec<ShardId>),
+    /// Too many to name: every shard may have new events.
+    All,
+}
+
+/// The payload naming `shards`: their ids, comma-separated, or `*` when that would be too long.
+pub fn dirty_payload(shards: &[ShardId]) -> String {
+    let mut payload = String::new();
+    for id in shards {
+        if !payload.is_empty() {
+            payload.push(',');
+        }
+        payload.push_str(&id.to_string());
+        if payload.len() > MAX_PAYLOAD {
+            return "*".to_owned();
+        }
+    }
+    payload
+}
+
+/// Reads a payload of [`dirty_payload`]; anything else counts as every shard.
+pub fn parse_dirty(payload: &str) -> Dirty {
+    let ids: Result<Vec<ShardId>, _> = payload.split(',').map(|id| id.parse().map(ShardId)).collect();
+    match ids {
+        Ok(ids) => Dirty::Shards(ids),
+        Err(_) => Dirty::All,
+    }
+}
+
 /// The dedupe key of an eventID: its SHA-256, truncated to 128 bits.
 fn event_key(event_id: &str) -> uuid::Uuid {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, event_id.as_bytes());
@@ -302,35 +427,6 @@ fn unpack(packed: &[u8]) -> Result<Vec<String>, StoreError> {
         rest = tail;
     }
     Ok(records)
-}
-
-async fn shard_id(
-    tx: &mut sqlx::PgConnection,
-    account: &str,
-    region: &str,
-    source: &str,
-) -> Result<i64, StoreError> {
-    let existing: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM shards WHERE account_id = $1 AND region = $2 AND source = $3")
-            .bind(account)
-            .bind(region)
-            .bind(source)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if let Some(id) = existing {
-        return Ok(id);
-    }
-    // Under the account's ingest lock nobody else creates this shard concurrently.
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO shards (account_id, region, source) VALUES ($1, $2, $3) RETURNING id",
-    )
-    .bind(account)
-    .bind(region)
-    .bind(source)
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query("INSERT INTO shard_leases (shard_id) VALUES ($1)").bind(id).execute(&mut *tx).await?;
-    Ok(id)
 }
 
 /// Monday of the week holding `day`: dedupe partitions are weekly.
@@ -418,6 +514,16 @@ pub async fn expire(pool: &PgPool, older_than: DateTime<Utc>) -> Result<u64, Sto
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dirty_shards_round_trip_and_too_many_mean_all() {
+        let ids = vec![ShardId(3), ShardId(17), ShardId(4)];
+        assert_eq!(parse_dirty(&dirty_payload(&ids)), Dirty::Shards(ids));
+        let many: Vec<ShardId> = (1_000_000..1_002_000).map(ShardId).collect();
+        assert_eq!(dirty_payload(&many), "*");
+        assert_eq!(parse_dirty("*"), Dirty::All);
+        assert_eq!(parse_dirty("12,x"), Dirty::All);
+    }
 
     #[test]
     fn packed_records_round_trip() {
