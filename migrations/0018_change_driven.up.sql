@@ -10,10 +10,17 @@ DROP INDEX shard_leases_by_expiry;
 ALTER TABLE shard_leases DROP COLUMN expires_at;
 CREATE INDEX shard_leases_unowned ON shard_leases (shard_id) WHERE owner IS NULL;
 
--- Workers reload trails and account statuses when they change, instead of on every pass.
+-- Workers reload trails and account statuses when they change, instead of on every pass: any
+-- statement that changes them moves the version on, in its own transaction (so a worker that reads
+-- the version at time T knows every change committed before T).
+CREATE TABLE config_version (
+    singleton  BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+    version    BIGINT NOT NULL
+);
+INSERT INTO config_version (singleton, version) VALUES (TRUE, 0);
 CREATE FUNCTION orgtrail_config_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('orgtrail_config', TG_TABLE_NAME);
+    UPDATE config_version SET version = version + 1;
     RETURN NULL;
 END
 $$;

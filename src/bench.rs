@@ -85,6 +85,65 @@ pub struct BenchArgs {
     /// Where the benchmark keeps its data (default: a fresh temporary directory under /var/tmp).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Many-shard mode: spread the events over this many member accounts (registered first),
+    /// each event's recipientAccountId and awsRegion rewritten, instead of the records' own.
+    #[arg(long)]
+    pub accounts: Option<usize>,
+    /// Regions per account in many-shard mode (1 to 17).
+    #[arg(long, default_value_t = 17)]
+    pub regions: usize,
+    /// Worker processes.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+}
+
+/// Regions of the many-shard mode, in order.
+const SPREAD_REGIONS: [&str; 17] = [
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "sa-east-1",
+];
+
+/// Where event `n` goes in many-shard mode: account-major, so consecutive calls touch many shards
+/// as an organization's traffic does.
+struct Spread {
+    accounts: Vec<String>,
+    regions: usize,
+}
+
+impl Spread {
+    fn new(accounts: usize, regions: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(accounts >= 1, "--accounts must be at least 1");
+        anyhow::ensure!(
+            (1..=SPREAD_REGIONS.len()).contains(&regions),
+            "--regions must be 1 to {}, got {regions}",
+            SPREAD_REGIONS.len()
+        );
+        Ok(Self {
+            accounts: (0..accounts).map(|i| format!("{}", 200_000_000_000u64 + i as u64)).collect(),
+            regions,
+        })
+    }
+
+    fn place(&self, n: usize) -> (&str, &str) {
+        let account = &self.accounts[n % self.accounts.len()];
+        let region = SPREAD_REGIONS[(n / self.accounts.len()) % self.regions];
+        (account, region)
+    }
 }
 
 fn clock_ticks() -> f64 {
@@ -198,11 +257,25 @@ fn load_records(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(records)
 }
 
-/// The record with a fresh eventID, otherwise byte for byte.
-fn with_event_id(record: &str, event_id: &str) -> anyhow::Result<String> {
+/// The record with a fresh eventID (and, in many-shard mode, its account and region), otherwise
+/// byte for byte.
+fn with_event_id(record: &str, event_id: &str, place: Option<(&str, &str)>) -> anyhow::Result<String> {
     let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(record)?;
     object.insert("eventID".into(), event_id.into());
+    if let Some((account, region)) = place {
+        object.insert("recipientAccountId".into(), account.into());
+        object.insert("awsRegion".into(), region.into());
+    }
     Ok(serde_json::to_string(&object)?)
+}
+
+/// Postgres' write-ahead position and the database's size on disk.
+async fn wal_and_size(pool: &sqlx::PgPool) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8, pg_database_size(current_database())",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -277,10 +350,13 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     let mut serve = Command::new(&exe);
     serve.arg("serve");
     env(&mut serve);
-    let mut worker = Command::new(&exe);
-    worker.arg("worker");
-    env(&mut worker);
-    let children = Children(vec![s3.spawn()?, serve.spawn()?, worker.spawn()?]);
+    let mut children = Children(vec![s3.spawn()?, serve.spawn()?]);
+    for _ in 0..args.workers.max(1) {
+        let mut worker = Command::new(&exe);
+        worker.arg("worker");
+        env(&mut worker);
+        children.0.push(worker.spawn()?);
+    }
     wait_port(s3_port, "s3-server")?;
     wait_port(grpc_port, "serve")?;
 
@@ -293,11 +369,15 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
             regions: vec![],
         })
         .await?;
-    let accounts: BTreeSet<String> = records
-        .iter()
-        .filter_map(|r| RecordView::parse(r).ok())
-        .map(|v| v.recipient_account_id.to_string())
-        .collect();
+    let spread = args.accounts.map(|n| Spread::new(n, args.regions)).transpose()?;
+    let accounts: BTreeSet<String> = match &spread {
+        Some(spread) => spread.accounts.iter().cloned().collect(),
+        None => records
+            .iter()
+            .filter_map(|r| RecordView::parse(r).ok())
+            .map(|v| v.recipient_account_id.to_string())
+            .collect(),
+    };
     for account_id in &accounts {
         if account_id == "123456789012" {
             continue;
@@ -328,7 +408,8 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     let mut payload_bytes = 0usize;
     let mut current = Vec::new();
     for n in 0..args.events {
-        let record = with_event_id(&records[n % records.len()], &format!("bench-{n}"))?;
+        let place = spread.as_ref().map(|s| s.place(n));
+        let record = with_event_id(&records[n % records.len()], &format!("bench-{n}"), place)?;
         payload_bytes += record.len();
         current.push(pb::AuditEvent {
             id: format!("e{}", current.len()),
@@ -344,12 +425,13 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     }
     let all_bytes: Vec<u8> = calls.iter().flat_map(|c| c.iter()).flat_map(|e| e.event_data.bytes()).collect();
 
-    let parts = [
+    let mut parts = vec![
         Part { name: "postgres", pid: postmaster_pid, tree: true },
         Part { name: "orgtrail serve", pid: children.0[1].id(), tree: false },
-        Part { name: "orgtrail worker", pid: children.0[2].id(), tree: false },
-        Part { name: "orgtrail s3-server", pid: children.0[0].id(), tree: false },
     ];
+    parts.extend(children.0[2..].iter().map(|w| Part { name: "orgtrail worker", pid: w.id(), tree: false }));
+    parts.push(Part { name: "orgtrail s3-server", pid: children.0[0].id(), tree: false });
+    let (wal_before, size_before) = wal_and_size(&pool).await?;
     let cpu_before: Vec<f64> = parts.iter().map(Part::cpu).collect();
     let started = Instant::now();
     let started_at = Utc::now();
@@ -396,6 +478,7 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     }
     let total_seconds = started.elapsed().as_secs_f64();
     let cpu_after: Vec<f64> = parts.iter().map(Part::cpu).collect();
+    let (wal_after, size_after) = wal_and_size(&pool).await?;
     let peaks: Vec<f64> = parts.iter().map(Part::peak_rss).collect();
 
     // Latency: the first event of every call, from its ack to the commit of the file holding it
@@ -434,8 +517,21 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
 
     let events = expected as f64;
     println!(
-        "orgtrail bench pipeline ({} events, {} calls in flight, interval {} s, gzip {})",
-        expected, args.concurrency, args.interval, args.gzip_level
+        "orgtrail bench pipeline ({} events, {} calls in flight, interval {} s, gzip {}, {} worker(s), {})",
+        expected,
+        args.concurrency,
+        args.interval,
+        args.gzip_level,
+        args.workers.max(1),
+        match &spread {
+            Some(spread) => format!(
+                "{} accounts x {} regions = {} shards",
+                spread.accounts.len(),
+                spread.regions,
+                spread.accounts.len() * spread.regions
+            ),
+            None => format!("the records' own {} accounts", accounts.len()),
+        }
     );
     println!("  started                {started_at}");
     println!("  ingest (all acked)     {:.2} s  ({:.0} events/s)", ingest_seconds, events / ingest_seconds);
@@ -475,6 +571,17 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
         "all server-side",
         total_cpu / events * 100_000.0,
         total_cpu / events * 1e6
+    );
+    println!(
+        "  postgres WAL           {:.0} bytes/event ({:.1} MB written)",
+        (wal_after - wal_before) as f64 / events,
+        (wal_after - wal_before) as f64 / 1e6
+    );
+    println!(
+        "  postgres on disk       {:+.0} bytes/event once delivered ({:.1} MB -> {:.1} MB; history, dedupe, sealed batches)",
+        (size_after - size_before) as f64 / events,
+        size_before as f64 / 1e6,
+        size_after as f64 / 1e6
     );
     println!(
         "  postgres settings      {}",

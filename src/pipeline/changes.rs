@@ -1,7 +1,8 @@
-//! Changes: what a worker hears from Postgres instead of rescanning — shards that got new staged
-//! events (staging notifies at commit) and trail, account or organization changes (a trigger
-//! notifies). A notification can be missed (the connection dropped, another staging backend);
-//! then, and every [`FULL_LOOK_EVERY`] anyway, everything counts as changed.
+//! Changes: what a worker hears from Postgres instead of rescanning every shard — the shards that
+//! got new staged events (staging notifies at commit). A notification can be missed (the
+//! connection dropped, another staging backend); then, and every [`FULL_LOOK_EVERY`] anyway,
+//! every shard counts as changed. (Configuration changes are read from a version number instead,
+//! see `route::config_clock`: a pass must know every change committed before it started.)
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -12,17 +13,12 @@ use sqlx::postgres::PgListener;
 use super::staging::postgres::{Dirty, STAGED_CHANNEL, parse_dirty};
 use crate::model::shard::ShardId;
 
-/// The channel the configuration trigger notifies (migration 0018).
-pub const CONFIG_CHANNEL: &str = "orgtrail_config";
-
 /// However quiet the channels, everything is looked at again this often.
 pub const FULL_LOOK_EVERY: Duration = Duration::from_secs(30);
 
 /// What changed since the last [`Changes::take`].
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Changed {
-    /// Trails, accounts or the organization: the routing snapshot is out of date.
-    pub config: bool,
     /// Every shard may have new events.
     pub all_shards: bool,
     pub shards: HashSet<ShardId>,
@@ -30,7 +26,7 @@ pub struct Changed {
 
 impl Changed {
     fn everything() -> Self {
-        Self { config: true, all_shards: true, shards: HashSet::new() }
+        Self { all_shards: true, shards: HashSet::new() }
     }
 
     /// Whether `shard` may have new events.
@@ -38,14 +34,10 @@ impl Changed {
         self.all_shards || self.shards.contains(&shard)
     }
 
-    fn hear(&mut self, channel: &str, payload: &str) {
-        if channel == CONFIG_CHANNEL {
-            self.config = true;
-        } else {
-            match parse_dirty(payload) {
-                Dirty::Shards(ids) => self.shards.extend(ids),
-                Dirty::All => self.all_shards = true,
-            }
+    fn hear(&mut self, payload: &str) {
+        match parse_dirty(payload) {
+            Dirty::Shards(ids) => self.shards.extend(ids),
+            Dirty::All => self.all_shards = true,
         }
     }
 }
@@ -77,7 +69,7 @@ impl Changes {
     async fn connect(&mut self) {
         let listener = async {
             let mut listener = PgListener::connect_with(&self.pool).await?;
-            listener.listen_all([STAGED_CHANNEL, CONFIG_CHANNEL]).await?;
+            listener.listen(STAGED_CHANNEL).await?;
             Ok::<_, sqlx::Error>(listener)
         };
         match listener.await {
@@ -98,7 +90,7 @@ impl Changes {
         let lost = match tokio::time::timeout(timeout, listener.try_recv()).await {
             Err(_) => false,
             Ok(Ok(Some(notification))) => {
-                self.pending.hear(notification.channel(), notification.payload());
+                self.pending.hear(notification.payload());
                 false
             }
             Ok(Ok(None)) => true,
@@ -116,13 +108,8 @@ impl Changes {
         }
         // Everything else already queued, without waiting.
         while let Some(notification) = listener.next_buffered() {
-            self.pending.hear(notification.channel(), notification.payload());
+            self.pending.hear(notification.payload());
         }
-    }
-
-    /// Keeps the configuration counted as changed (its reload failed).
-    pub fn retry_config(&mut self) {
-        self.pending.config = true;
     }
 
     /// What changed since the last call (everything, now and then).
@@ -142,13 +129,11 @@ mod tests {
     #[test]
     fn notifications_add_up_to_what_changed() {
         let mut changed = Changed::default();
-        changed.hear(STAGED_CHANNEL, "4,9");
-        changed.hear(STAGED_CHANNEL, "9,12");
-        assert!(!changed.config && !changed.all_shards);
+        changed.hear("4,9");
+        changed.hear("9,12");
+        assert!(!changed.all_shards);
         assert!(changed.shard(ShardId(4)) && changed.shard(ShardId(12)) && !changed.shard(ShardId(5)));
-        changed.hear(CONFIG_CHANNEL, "trails");
-        assert!(changed.config);
-        changed.hear(STAGED_CHANNEL, "*");
+        changed.hear("*");
         assert!(changed.shard(ShardId(5)));
     }
 }

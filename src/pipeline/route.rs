@@ -75,6 +75,14 @@ impl Snapshot {
     }
 }
 
+/// The configuration's version and the database's clock, read together: a snapshot loaded after
+/// this read, while the version is unchanged, is current as of that instant (migration 0018's
+/// trigger moves the version in the same transaction as any change of trails, accounts or the
+/// organization).
+pub async fn config_clock(pool: &PgPool) -> Result<(i64, DateTime<Utc>), StoreError> {
+    Ok(sqlx::query_as("SELECT version, now() FROM config_version").fetch_one(pool).await?)
+}
+
 /// Whether `trail` was logging when an event arrived at `received_at`.
 fn logging_at(trail: &Trail, received_at: DateTime<Utc>) -> bool {
     let Some(started) = trail.start_logging_time else { return false };

@@ -12,7 +12,7 @@ use super::buffer::MIN_PER_SHARD;
 use super::changes::{Changed, Changes};
 use super::checkpoint::CommitHook;
 use super::round::{Round, ShardState};
-use super::route::Snapshot;
+use super::route::{Snapshot, config_clock};
 use super::shards::{self, Claim};
 use super::sink::LogSink;
 use super::staging::Staging;
@@ -104,6 +104,7 @@ impl Worker {
         let mut last_claim = Instant::now() - CLAIM_EVERY;
         let mut changes = Changes::listen(&self.pool).await;
         let mut snapshot: Option<Snapshot> = None;
+        let mut config_version: Option<i64> = None;
         // The last sequence number staging handed out, per held shard, as last read.
         let mut heads: HashMap<ShardId, i64> = HashMap::new();
         loop {
@@ -120,17 +121,26 @@ impl Worker {
                 }
             }
             let mut changed = changes.take();
-            if changed.config || snapshot.is_none() {
-                match Snapshot::load(&self.pool).await {
-                    Ok(loaded) => snapshot = Some(loaded),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot load trails");
-                        // Tried again on the next pass.
-                        changes.retry_config();
+            match config_clock(&self.pool).await {
+                Ok((version, now)) if config_version != Some(version) => {
+                    match Snapshot::load(&self.pool).await {
+                        Ok(mut loaded) => {
+                            loaded.loaded_at = now;
+                            snapshot = Some(loaded);
+                            config_version = Some(version);
+                            // Routing changed: shards it now sends elsewhere are looked at again.
+                            changed.all_shards = true;
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot load trails"),
                     }
                 }
-                // Routing changed: shards it now sends elsewhere are looked at again.
-                changed.all_shards = true;
+                // Unchanged: the snapshot is current as of now, events received before it may go.
+                Ok((_, now)) => {
+                    if let Some(snapshot) = snapshot.as_mut() {
+                        snapshot.loaded_at = now;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot read the configuration version"),
             }
             if let Some(snapshot) = &snapshot {
                 self.pass(&mut shards, snapshot, &changed, &mut heads).await;
