@@ -583,6 +583,22 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
         size_before as f64 / 1e6,
         size_after as f64 / 1e6
     );
+    let tables: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT coalesce(p.relname, c.relname)::text, sum(pg_total_relation_size(c.oid))::int8
+         FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent
+         WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace
+         GROUP BY 1 ORDER BY 2 DESC LIMIT 5",
+    )
+    .fetch_all(&pool)
+    .await?;
+    println!(
+        "  largest tables         {}",
+        tables
+            .iter()
+            .map(|(name, bytes)| format!("{name} {:.0} B/event", *bytes as f64 / events))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "  postgres settings      {}",
         settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")

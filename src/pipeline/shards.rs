@@ -27,28 +27,31 @@ pub struct Claim {
     pub taken_over: bool,
 }
 
-/// Claims up to `limit` shards nobody holds: never taken, given up, or held by a worker whose
-/// heartbeat expired (a takeover). The claimer's own heartbeat must be alive ([`renew`]).
+/// Claims up to `limit` shards nobody holds: never taken or given up first, then those of
+/// workers whose heartbeat expired (a takeover). The claimer's own heartbeat must be alive
+/// ([`renew`]).
 pub async fn claim(pool: &PgPool, owner: &str, limit: i64) -> Result<Vec<Claim>, StoreError> {
+    let mut claims = claim_where(pool, owner, limit, "owner IS NULL").await?;
+    let room = limit - claims.len() as i64;
+    claims.extend(
+        claim_where(pool, owner, room, "owner IN (SELECT owner FROM workers WHERE expires_at < now())").await?,
+    );
+    Ok(claims)
+}
+
+/// Claims up to `limit` leases matching `filter`, through its index: locked ones are skipped (a
+/// concurrent claimer has them), and each is checked again once locked.
+async fn claim_where(pool: &PgPool, owner: &str, limit: i64, filter: &'static str) -> Result<Vec<Claim>, StoreError> {
     if limit <= 0 {
         return Ok(Vec::new());
     }
-    // Candidates through the two indexes (unowned; owned by the dead), then locked and checked
-    // again: nothing here reads every lease.
-    Ok(sqlx::query_as::<_, Claim>(
-        "WITH dead AS (SELECT owner FROM workers WHERE expires_at < now()),
-         candidates AS ((SELECT shard_id FROM shard_leases WHERE owner IS NULL ORDER BY shard_id LIMIT $2)
-                        UNION ALL
-                        (SELECT shard_id FROM shard_leases WHERE owner IN (SELECT owner FROM dead)
-                         ORDER BY shard_id LIMIT $2)),
-         picked AS (SELECT shard_id, owner FROM shard_leases
-                    WHERE shard_id IN (SELECT shard_id FROM candidates)
-                      AND (owner IS NULL OR owner IN (SELECT owner FROM dead))
-                    ORDER BY shard_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+    Ok(sqlx::query_as::<_, Claim>(&format!(
+        "WITH picked AS (SELECT shard_id, owner FROM shard_leases WHERE {filter}
+                         ORDER BY shard_id LIMIT $2 FOR UPDATE SKIP LOCKED)
          UPDATE shard_leases l SET owner = $1, generation = l.generation + 1
          FROM picked WHERE l.shard_id = picked.shard_id
-         RETURNING l.shard_id, l.generation, picked.owner IS NOT NULL AS taken_over",
-    )
+         RETURNING l.shard_id, l.generation, picked.owner IS NOT NULL AS taken_over"
+    ))
     .bind(owner)
     .bind(limit)
     .fetch_all(pool)
