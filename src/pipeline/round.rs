@@ -44,6 +44,9 @@ pub struct ShardState {
     /// A Postgres call failed without saying whether it took effect (a commit whose answer was
     /// lost, a connection that died): cursors and buffer are read again before anything else.
     stale: bool,
+    /// When the buffer only waits for trails' delivery intervals: no file is due before this, so
+    /// a shard without news needs no round (at organization scale most shards are waiting).
+    not_before: Option<DateTime<Utc>>,
 }
 
 impl ShardState {
@@ -60,6 +63,7 @@ impl ShardState {
             taps: TapProgress::default(),
             // Its progress is read on its first round.
             stale: true,
+            not_before: None,
         }
     }
 
@@ -67,7 +71,7 @@ impl ShardState {
     pub fn has_work(&self, head: Option<i64>, snapshot: &Snapshot) -> bool {
         self.stale
             || head.is_none_or(|head| head > self.buffer.loaded_through())
-            || !self.buffer.is_empty()
+            || (!self.buffer.is_empty() && self.not_before.is_none_or(|due| Utc::now() >= due))
             || self.taps.behind
             || snapshot.trails_covering(&self.info.account).any(|t| !self.checked_sealed.contains(&t.id))
     }
@@ -84,6 +88,24 @@ impl ShardState {
     fn in_backoff(&self, trail_id: i64) -> bool {
         self.retry.get(&trail_id).is_some_and(Backoff::waiting)
     }
+}
+
+/// The earliest moment a covering trail's next file can be due by its interval: its oldest
+/// buffered event after its cursor, plus the interval. None when some trail has nothing buffered
+/// to wait for (then nothing is assumed) or a trail is backing off.
+fn next_due(state: &ShardState, covering: &[&Trail]) -> Option<DateTime<Utc>> {
+    let mut due: Option<DateTime<Utc>> = None;
+    for trail in covering {
+        if state.in_backoff(trail.id) {
+            return None;
+        }
+        let cursor = state.cursor(trail.id);
+        let oldest = state.buffer.iter().find(|e| e.seq > cursor)?;
+        let interval = chrono::Duration::seconds(i64::from(trail.settings.delivery_interval_seconds.max(1)));
+        let at = oldest.received_at + interval;
+        due = Some(due.map_or(at, |d| d.min(at)));
+    }
+    due
 }
 
 /// What a round needs of the worker.
@@ -104,6 +126,7 @@ pub struct Round<'a> {
 impl Round<'_> {
     /// One round; true when the buffer was full and something moved (more is waiting).
     pub async fn run(&self, state: &mut ShardState) -> Result<bool, StoreError> {
+        state.not_before = None;
         let result = self.run_fresh(state).await;
         if matches!(&result, Err(error) if !matches!(error, StoreError::Fenced(_))) {
             state.stale = true;
@@ -202,6 +225,7 @@ impl Round<'_> {
             state.released_through = released;
         }
         let cursors_after: i64 = covering.iter().map(|t| state.cursor(t.id)).sum();
+        state.not_before = next_due(state, &covering);
         Ok(was_full && (cursors_after > cursors_before || taps_moved))
     }
 

@@ -34,14 +34,20 @@ pub async fn claim(pool: &PgPool, owner: &str, limit: i64) -> Result<Vec<Claim>,
     let mut claims = claim_where(pool, owner, limit, "owner IS NULL").await?;
     let room = limit - claims.len() as i64;
     claims.extend(
-        claim_where(pool, owner, room, "owner IN (SELECT owner FROM workers WHERE expires_at < now())").await?,
+        claim_where(pool, owner, room, "owner IN (SELECT owner FROM workers WHERE expires_at < now())")
+            .await?,
     );
     Ok(claims)
 }
 
 /// Claims up to `limit` leases matching `filter`, through its index: locked ones are skipped (a
 /// concurrent claimer has them), and each is checked again once locked.
-async fn claim_where(pool: &PgPool, owner: &str, limit: i64, filter: &'static str) -> Result<Vec<Claim>, StoreError> {
+async fn claim_where(
+    pool: &PgPool,
+    owner: &str,
+    limit: i64,
+    filter: &'static str,
+) -> Result<Vec<Claim>, StoreError> {
     if limit <= 0 {
         return Ok(Vec::new());
     }

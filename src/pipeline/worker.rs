@@ -13,7 +13,7 @@ use super::changes::{Changed, Changes};
 use super::checkpoint::CommitHook;
 use super::round::{Round, ShardState};
 use super::route::{Snapshot, config_clock};
-use super::shards::{self, Claim};
+use super::shards::{self, Claim, Lease};
 use super::sink::LogSink;
 use super::staging::Staging;
 use super::taps::Tap;
@@ -224,8 +224,15 @@ impl Worker {
                 }
             }
         }
-        for shard in lost {
-            shards.remove(&shard);
+        for shard in &lost {
+            shards.remove(shard);
+        }
+        // A lease found lost while its row still names this worker (its heartbeat lapsed, nobody
+        // took over): handed back, so that someone (this worker too) claims it again.
+        if !lost.is_empty()
+            && let Err(error) = shards::give_up(&self.pool, &self.id, &lost).await
+        {
+            tracing::warn!(%error, "could not hand lost leases back; they are claimed once this worker's heartbeat lapses");
         }
     }
 
@@ -241,6 +248,16 @@ impl Worker {
             tracing::warn!(worker = %self.id, "heartbeat had expired; keeping only the leases still held");
             let held: HashMap<ShardId, i64> = held.into_iter().map(|l| (l.shard_id, l.generation)).collect();
             shards.retain(|id, state| held.get(id) == Some(&state.lease.generation));
+            // Still ours but not in memory (dropped while the heartbeat had lapsed): taken back.
+            let adopted: Vec<Claim> = held
+                .iter()
+                .filter(|(id, _)| !shards.contains_key(id))
+                .map(|(id, generation)| Claim {
+                    lease: Lease { shard_id: *id, generation: *generation },
+                    taken_over: false,
+                })
+                .collect();
+            self.take(shards, adopted).await?;
         }
         let (live, total) = shards::fleet(&self.pool).await?;
         let delta = shards::rebalance(shards.len() as i64, live, total, self.settings.claim_limit);
@@ -261,6 +278,15 @@ impl Worker {
             return Ok(());
         }
         let claimed = shards::claim(&self.pool, &self.id, delta).await?;
+        self.take(shards, claimed).await
+    }
+
+    /// Starts holding the shards of `claimed`.
+    async fn take(
+        &self,
+        shards: &mut HashMap<ShardId, ShardState>,
+        claimed: Vec<Claim>,
+    ) -> Result<(), StoreError> {
         if claimed.is_empty() {
             return Ok(());
         }
