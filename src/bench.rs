@@ -3,6 +3,7 @@
 //! and memory. Every server-side part runs as its own process so its CPU can be read from /proc:
 //! Postgres (durable settings), `orgtrail serve`, `orgtrail worker`, `orgtrail s3-server`.
 
+mod fleet;
 pub mod leases;
 pub mod lookup;
 mod spread;
@@ -76,6 +77,10 @@ pub struct BenchArgs {
     /// Ingest calls in flight at once (100 events each).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Events per second offered (calls of 100 leave on a fixed schedule); 0: as fast as the
+    /// calls in flight allow. Organization-scale shard counts have low per-shard rates.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
     /// The trail's delivery interval in seconds.
     #[arg(long, default_value_t = 1)]
     pub interval: i32,
@@ -98,6 +103,10 @@ pub struct BenchArgs {
     /// Worker processes.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Stage into NATS JetStream instead of Postgres: the path of a `nats-server` binary (2.11 or
+    /// later), started with `sync_interval: always`; its CPU and disk are counted with the rest.
+    #[arg(long, value_name = "NATS_SERVER")]
+    pub jetstream: Option<PathBuf>,
 }
 
 fn clock_ticks() -> f64 {
@@ -240,6 +249,42 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// A NATS server with JetStream under `base/nats`, acking only what is on disk; and its port.
+fn start_nats(binary: &Path, base: &Path) -> anyhow::Result<(std::process::Child, u16)> {
+    let port = free_port()?;
+    let dir = base.join("nats");
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("nats.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+            dir.join("js")
+        ),
+    )?;
+    let child = Command::new(binary)
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    wait_port(port, "nats-server")?;
+    Ok((child, port))
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => dir_bytes(&entry.path()),
+            _ => entry.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
 pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     let base = match &args.dir {
         Some(dir) => dir.clone(),
@@ -278,7 +323,12 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     let (s3_port, grpc_port) = (free_port()?, free_port()?);
     let (s3_key, s3_secret) = ("benchkey", "benchsecret");
     std::fs::create_dir_all(base.join("s3/bench-bucket"))?;
+    let nats = args.jetstream.as_deref().map(|binary| start_nats(binary, &base)).transpose()?;
+    let nats_url = nats.as_ref().map(|(_, port)| format!("nats://127.0.0.1:{port}"));
     let env = |command: &mut Command| {
+        if let Some(url) = &nats_url {
+            command.env("ORGTRAIL_STAGING", "jetstream").env("ORGTRAIL_NATS_URL", url);
+        }
         command
             .env("DATABASE_URL", &database_url)
             .env("ORGTRAIL_S3_ENDPOINT", format!("http://127.0.0.1:{s3_port}"))
@@ -305,12 +355,16 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     serve.arg("serve");
     env(&mut serve);
     let mut children = Children(vec![s3.spawn()?, serve.spawn()?]);
+    let mut metrics_ports = Vec::new();
     for _ in 0..args.workers.max(1) {
+        let port = free_port()?;
+        metrics_ports.push(port);
         let mut worker = Command::new(&exe);
-        worker.arg("worker");
+        worker.arg("worker").env("ORGTRAIL_METRICS_LISTEN", format!("127.0.0.1:{port}"));
         env(&mut worker);
         children.0.push(worker.spawn()?);
     }
+    let nats_child = nats.map(|(child, _)| Children(vec![child]));
     wait_port(s3_port, "s3-server")?;
     wait_port(grpc_port, "serve")?;
 
@@ -385,15 +439,24 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     ];
     parts.extend(children.0[2..].iter().map(|w| Part { name: "orgtrail worker", pid: w.id(), tree: false }));
     parts.push(Part { name: "orgtrail s3-server", pid: children.0[0].id(), tree: false });
+    if let Some(nats) = &nats_child {
+        parts.push(Part { name: "nats-server", pid: nats.0[0].id(), tree: false });
+    }
     let (wal_before, size_before) = wal_and_size(&pool).await?;
     let cpu_before: Vec<f64> = parts.iter().map(Part::cpu).collect();
     let started = Instant::now();
     let started_at = Utc::now();
     let acks: Arc<std::sync::Mutex<HashMap<String, DateTime<Utc>>>> = Arc::default();
-    let mut stream = futures::stream::iter(calls.into_iter().map(|events| {
+    let pace = (args.rate > 0).then(|| Duration::from_secs_f64(100.0 / args.rate as f64));
+    let start_line = tokio::time::Instant::now();
+    let mut stream = futures::stream::iter(calls.into_iter().enumerate().map(|(i, events)| {
         let mut client = clients.ingest.clone();
         let acks = acks.clone();
         async move {
+            // Open loop at `--rate`: call i leaves at its own time, however the others fare.
+            if let Some(pace) = pace {
+                tokio::time::sleep_until(start_line + pace * i as u32).await;
+            }
             let response = client
                 .put_audit_events(pb::PutAuditEventsRequest {
                     audit_events: events,
@@ -443,6 +506,7 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
         crate::dev::s3_client(&format!("http://127.0.0.1:{s3_port}"), s3_key, s3_secret, "us-east-1").await;
     let acks = acks.lock().map(|a| a.clone()).unwrap_or_default();
     let mut latencies = Vec::new();
+    let mut copies: HashMap<String, u32> = HashMap::with_capacity(args.events);
     for (key, delivered_at) in &files {
         let object = s3.get_object().bucket("bench-bucket").key(key).send().await?;
         let body = object.body.collect().await?.into_bytes();
@@ -450,6 +514,9 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)?;
         let value: serde_json::Value = serde_json::from_str(&text)?;
         for record in value["Records"].as_array().into_iter().flatten() {
+            if let Some(id) = record["eventID"].as_str() {
+                *copies.entry(id.to_owned()).or_default() += 1;
+            }
             if let Some(acked) = record["eventID"].as_str().and_then(|id| acks.get(id)) {
                 latencies.push((*delivered_at - *acked).num_milliseconds() as f64 / 1000.0);
             }
@@ -471,9 +538,10 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
 
     let events = expected as f64;
     println!(
-        "orgtrail bench pipeline ({} events, {} calls in flight, interval {} s, gzip {}, {} worker(s), {})",
+        "orgtrail bench pipeline ({} events, {} calls in flight{}, interval {} s, gzip {}, {} worker(s), {})",
         expected,
         args.concurrency,
+        if args.rate > 0 { format!(" at {} events/s", args.rate) } else { String::new() },
         args.interval,
         args.gzip_level,
         args.workers.max(1),
@@ -507,6 +575,13 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
         latencies.last().copied().unwrap_or(f64::NAN),
         latencies.len()
     );
+    let delivered: u64 = copies.values().map(|&n| u64::from(n)).sum();
+    println!(
+        "  exactly once           {} distinct events in the files, {} extra copies, {} missing",
+        copies.len(),
+        delivered - copies.len() as u64,
+        (expected as u64).saturating_sub(copies.len() as u64)
+    );
     println!("  CPU seconds per 100k events, per process (client excluded):");
     let mut total_cpu = 0.0;
     for (i, part) in parts.iter().enumerate() {
@@ -537,6 +612,12 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
         size_before as f64 / 1e6,
         size_after as f64 / 1e6
     );
+    if nats_child.is_some() {
+        println!(
+            "  jetstream on disk      {:.0} bytes/event once delivered (released events purged)",
+            dir_bytes(&base.join("nats")) as f64 / events
+        );
+    }
     let tables: Vec<(String, i64)> = sqlx::query_as(
         "SELECT coalesce(p.relname, c.relname)::text, sum(pg_total_relation_size(c.oid))::int8
          FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent
@@ -565,7 +646,16 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
         compressed.uncompressed_len,
         compressed.body.len()
     );
+    if args.workers > 1 {
+        let workers = children.0[2..]
+            .iter_mut()
+            .zip(&metrics_ports)
+            .map(|(child, &metrics_port)| fleet::FleetWorker { child, metrics_port })
+            .collect();
+        fleet::report(&pool, workers, Duration::from_secs(10)).await?;
+    }
     drop(children);
+    drop(nats_child);
     pool.close().await;
     drop(pg);
     if args.dir.is_none() {

@@ -103,6 +103,7 @@ impl WorkerProcess {
         failpoint: Option<&str>,
         log: &Path,
         pause_ms: u64,
+        staging_env: &[(&'static str, String)],
     ) -> Self {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let mut command = Command::new(BIN);
@@ -119,6 +120,7 @@ impl WorkerProcess {
             .env("RUST_LOG", "info")
             .env("ORGTRAIL_MASTER_KEY", WORKER_MASTER_KEY)
             .env("ORGTRAIL_DIGEST_PERIOD_SECONDS", "60")
+            .envs(staging_env.iter().map(|(k, v)| (*k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         command.env("FAILPOINTS", failpoints(failpoint, pause_ms));
@@ -239,7 +241,16 @@ fn identities(objects: &[LogObject]) -> BTreeMap<Identity, usize> {
     counts
 }
 
+/// Where accepted events wait: every test runs on both staging backends.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Postgres,
+    JetStream,
+}
+
 struct Fixture {
+    /// The JetStream server of the `JetStream` backend (dropped last: workers use it).
+    nats: Option<NatsServer>,
     pool: PgPool,
     database_url: String,
     api: TestApi,
@@ -249,9 +260,13 @@ struct Fixture {
     dir: tempfile::TempDir,
 }
 
-async fn fixture() -> Fixture {
+async fn fixture(backend: Backend) -> Fixture {
     let (pool, database_url) = fresh_database().await;
-    let api = start(pool.clone()).await;
+    let nats = matches!(backend, Backend::JetStream).then(NatsServer::start);
+    let api = match &nats {
+        Some(nats) => start_with_staging(pool.clone(), nats.staging(pool.clone()).await).await,
+        None => start(pool.clone()).await,
+    };
     let mut admin = api.admin().await;
     org_with_members(&mut admin).await;
     let dir = tempfile::tempdir().unwrap();
@@ -263,7 +278,7 @@ async fn fixture() -> Fixture {
     }
     logging_trail(&mut admin, org_trail("org-trail")).await;
     logging_trail(&mut admin, account_trail("a-trail", MEMBER_A)).await;
-    Fixture { pool, database_url, api, admin, s3, s3_client, dir }
+    Fixture { nats, pool, database_url, api, admin, s3, s3_client, dir }
 }
 
 impl Fixture {
@@ -271,13 +286,39 @@ impl Fixture {
         self.dir.path().join("worker.log")
     }
 
+    /// The environment selecting the fixture's staging backend in `orgtrail` processes.
+    fn staging_env(&self) -> Vec<(&'static str, String)> {
+        match &self.nats {
+            Some(nats) => vec![
+                ("ORGTRAIL_STAGING", "jetstream".into()),
+                ("ORGTRAIL_NATS_URL", nats.url()),
+                ("ORGTRAIL_JETSTREAM_PARTITIONS", nats.settings().partitions.to_string()),
+            ],
+            None => Vec::new(),
+        }
+    }
+
     fn worker(&self, failpoint: Option<&str>) -> WorkerProcess {
-        WorkerProcess::start(&self.database_url, &self.s3.endpoint(), failpoint, &self.log(), 0)
+        WorkerProcess::start(
+            &self.database_url,
+            &self.s3.endpoint(),
+            failpoint,
+            &self.log(),
+            0,
+            &self.staging_env(),
+        )
     }
 
     /// A worker whose seal→PUT→commit steps each take 150 ms more, so random kills land inside.
     fn slow_worker(&self) -> WorkerProcess {
-        WorkerProcess::start(&self.database_url, &self.s3.endpoint(), None, &self.log(), 150)
+        WorkerProcess::start(
+            &self.database_url,
+            &self.s3.endpoint(),
+            None,
+            &self.log(),
+            150,
+            &self.staging_env(),
+        )
     }
 
     /// Expected identities per bucket for the events accepted so far.
@@ -316,9 +357,8 @@ async fn send(admin: &mut orgtrail::client::Clients, records: &[String], accepte
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_sigkills_while_events_flow_lose_and_duplicate_nothing() {
-    let mut f = fixture().await;
+async fn twenty_sigkills_while_events_flow_lose_and_duplicate_nothing(backend: Backend) {
+    let mut f = fixture(backend).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261124);
     let mut worker = Some(f.slow_worker());
     let mut accepted = BTreeSet::new();
@@ -341,9 +381,8 @@ async fn twenty_sigkills_while_events_flow_lose_and_duplicate_nothing() {
     f.s3.kill();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_between_seal_and_put_or_put_and_commit_repeats_the_same_object() {
-    let mut f = fixture().await;
+async fn a_crash_between_seal_and_put_or_put_and_commit_repeats_the_same_object(backend: Backend) {
+    let mut f = fixture(backend).await;
     let mut accepted = BTreeSet::new();
     for (round, failpoint) in ["after-seal", "after-put"].into_iter().enumerate() {
         send(&mut f.admin, &batch_of_events(round, 30), &mut accepted).await;
@@ -396,9 +435,8 @@ async fn a_crash_between_seal_and_put_or_put_and_commit_repeats_the_same_object(
     assert_exactly_once(&f.pool, &f.s3_client, "member-bucket", &member).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_worker_that_lost_its_lease_can_neither_commit_nor_overwrite() {
-    let mut f = fixture().await;
+async fn a_frozen_worker_that_lost_its_lease_can_neither_commit_nor_overwrite(backend: Backend) {
+    let mut f = fixture(backend).await;
     let mut accepted = BTreeSet::new();
     let first = f.worker(None);
     for round in 0..3 {
@@ -425,9 +463,8 @@ async fn a_frozen_worker_that_lost_its_lease_can_neither_commit_nor_overwrite() 
     drop((first, second));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_unreachable_for_a_while_loses_nothing_and_reports_the_error() {
-    let mut f = fixture().await;
+async fn s3_unreachable_for_a_while_loses_nothing_and_reports_the_error(backend: Backend) {
+    let mut f = fixture(backend).await;
     let mut accepted = BTreeSet::new();
     let _worker = f.worker(None);
     send(&mut f.admin, &batch_of_events(0, 30), &mut accepted).await;
@@ -466,9 +503,21 @@ async fn s3_unreachable_for_a_while_loses_nothing_and_reports_the_error() {
     assert!(status.latest_delivery_error.is_empty(), "recovery clears the error: {status:?}");
 }
 
+async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplicates(backend: Backend) {
+    ingest_killed_at(backend, "after-ingest-commit", true).await;
+}
+
+/// JetStream holds the events, Postgres has not recorded them (nor acked anyone): the retry is
+/// accepted, and JetStream's duplicate window keeps it from being staged twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplicates() {
-    let f = fixture().await;
+async fn jetstream_ingest_killed_between_log_write_and_postgres_commit_stages_the_retry_once() {
+    ingest_killed_at(Backend::JetStream, "after-log-append", false).await;
+}
+
+/// A `serve` process aborted at `failpoint` while ingesting; the retry to a healthy one finds
+/// duplicates (`retry_finds_duplicates`) or not, and every event is delivered exactly once.
+async fn ingest_killed_at(backend: Backend, failpoint: &str, retry_finds_duplicates: bool) {
+    let f = fixture(backend).await;
     let port = free_port();
     let serve = |failpoint: Option<&str>| {
         let mut command = Command::new(BIN);
@@ -476,6 +525,7 @@ async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplica
             .arg("serve")
             .env("DATABASE_URL", &f.database_url)
             .env("ORGTRAIL_GRPC_LISTEN", format!("127.0.0.1:{port}"))
+            .envs(f.staging_env())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(name) = failpoint {
@@ -495,7 +545,7 @@ async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplica
     let records = batch_of_events(0, 20);
     let request = audit_request(&records);
 
-    let mut crashing = serve(Some("after-ingest-commit"));
+    let mut crashing = serve(Some(failpoint));
     let mut clients = orgtrail::client::connect(&target).await.unwrap();
     let lost_ack = clients.ingest.put_audit_events(request.clone()).await;
     assert!(lost_ack.is_err(), "the server dies before acknowledging");
@@ -505,9 +555,10 @@ async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplica
     let mut clients = orgtrail::client::connect(&target).await.unwrap();
     let retried = clients.ingest.put_audit_events(request).await.unwrap().into_inner();
     assert!(retried.failed.is_empty());
+    assert_eq!(retried.successful.len(), records.len());
     assert!(
-        retried.successful.iter().all(|s| s.duplicate),
-        "the first attempt was durable: the retry finds duplicates"
+        retried.successful.iter().all(|s| s.duplicate == retry_finds_duplicates),
+        "after a crash at {failpoint} the retry finds duplicates: {retry_finds_duplicates}"
     );
 
     let _worker = f.worker(None);
@@ -525,9 +576,8 @@ async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplica
     let _ = healthy.wait();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_of_a_trail_deleted_mid_delivery_is_still_recorded() {
-    let mut f = fixture().await;
+async fn a_batch_of_a_trail_deleted_mid_delivery_is_still_recorded(backend: Backend) {
+    let mut f = fixture(backend).await;
     let mut accepted = BTreeSet::new();
     send(&mut f.admin, &batch_of_events(0, 30), &mut accepted).await;
     let status = f.worker(Some("after-put")).wait_exit(Duration::from_secs(30));
@@ -603,9 +653,8 @@ async fn pending_digests(pool: &PgPool) -> BTreeSet<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_after_sealing_or_writing_a_digest_repeats_the_same_digest() {
-    let mut f = fixture().await;
+async fn a_crash_after_sealing_or_writing_a_digest_repeats_the_same_digest(backend: Backend) {
+    let mut f = fixture(backend).await;
     f.admin
         .trails
         .update_trail(pb::UpdateTrailRequest {
@@ -694,3 +743,35 @@ async fn a_crash_after_sealing_or_writing_a_digest_repeats_the_same_digest() {
         assert!(first_keys.contains(&previous), "{key} follows {previous}, not a crashed digest");
     }
 }
+
+/// Each crash test, once per staging backend (`postgres::…` and `jetstream::…`).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+        mod jetstream {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::JetStream).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    twenty_sigkills_while_events_flow_lose_and_duplicate_nothing,
+    a_crash_between_seal_and_put_or_put_and_commit_repeats_the_same_object,
+    a_frozen_worker_that_lost_its_lease_can_neither_commit_nor_overwrite,
+    s3_unreachable_for_a_while_loses_nothing_and_reports_the_error,
+    ingest_killed_between_durable_commit_and_ack_is_retried_without_duplicates,
+    a_batch_of_a_trail_deleted_mid_delivery_is_still_recorded,
+    a_crash_after_sealing_or_writing_a_digest_repeats_the_same_digest,
+);

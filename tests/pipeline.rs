@@ -161,40 +161,37 @@ async fn two_trails_get_two_copies_and_a_failing_bucket_does_not_delay_the_other
     assert_eq!(ids(&delivered).len(), 10);
 
     // The broken trail reports its error and keeps the events.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let status = admin
-            .trails
-            .get_trail_status(pb::GetTrailStatusRequest { name: "broken".into() })
-            .await
-            .unwrap()
-            .into_inner();
-        if status.latest_delivery_error.contains("NoSuchBucket") {
-            assert!(status.latest_delivery_attempt_time.is_some());
-            assert!(status.latest_delivery_time.is_none());
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no delivery error reported: {status:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let status =
+        trail_status_when(&mut admin, "broken", |s| s.latest_delivery_error.contains("NoSuchBucket")).await;
+    assert!(status.latest_delivery_attempt_time.is_some());
+    assert!(status.latest_delivery_time.is_none());
     // Recovery: the bucket appears, the same events arrive, the error clears.
     stack.create_bucket("not-created-yet").await;
     let recovered = stack.wait_for_records("not-created-yet", 10).await;
     assert_eq!(ids(&recovered), ids(&delivered));
     // The object is listed once put; the status is written by the commit right after it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = trail_status_when(&mut admin, "broken", |s| s.latest_delivery_error.is_empty()).await;
+    assert!(status.latest_delivery_time.is_some(), "{status:?}");
+}
+
+/// The trail's status once `ready` holds (within 20 s).
+async fn trail_status_when(
+    admin: &mut orgtrail::client::Clients,
+    name: &str,
+    ready: impl Fn(&pb::TrailStatus) -> bool,
+) -> pb::TrailStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let status = admin
             .trails
-            .get_trail_status(pb::GetTrailStatusRequest { name: "broken".into() })
+            .get_trail_status(pb::GetTrailStatusRequest { name: name.into() })
             .await
             .unwrap()
             .into_inner();
-        if status.latest_delivery_error.is_empty() {
-            assert!(status.latest_delivery_time.is_some(), "{status:?}");
-            break;
+        if ready(&status) {
+            return status;
         }
-        assert!(std::time::Instant::now() < deadline, "delivery error not cleared: {status:?}");
+        assert!(std::time::Instant::now() < deadline, "trail {name}: status never got there: {status:?}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -34,7 +34,14 @@ impl Drop for Process {
     }
 }
 
-fn worker(dir: &std::path::Path, db: &str, s3: &str, metrics_port: u16, n: usize) -> Process {
+fn worker(
+    dir: &std::path::Path,
+    db: &str,
+    s3: &str,
+    metrics_port: u16,
+    n: usize,
+    staging_env: &[(&'static str, String)],
+) -> Process {
     let log = std::fs::File::create(dir.join(format!("worker-{n}.log"))).unwrap();
     Process(
         Command::new(BIN)
@@ -53,6 +60,7 @@ fn worker(dir: &std::path::Path, db: &str, s3: &str, metrics_port: u16, n: usize
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(staging_env.iter().map(|(k, v)| (*k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -75,6 +83,18 @@ async fn takeovers(ports: &[u16]) -> f64 {
 
 #[sqlx::test]
 async fn three_workers_survive_a_kill_without_loss_or_duplicates(pool: PgPool) {
+    three_workers_and_a_kill(pool, &[]).await;
+}
+
+#[sqlx::test]
+async fn three_workers_survive_a_kill_without_loss_or_duplicates_on_jetstream(pool: PgPool) {
+    let nats = NatsServer::start();
+    let env = [("ORGTRAIL_STAGING", "jetstream".to_owned()), ("ORGTRAIL_NATS_URL", nats.url())];
+    three_workers_and_a_kill(pool, &env).await;
+}
+
+/// `serve`, three workers and the S3 store as processes, staging selected by `staging_env`.
+async fn three_workers_and_a_kill(pool: PgPool, staging_env: &[(&'static str, String)]) {
     let accounts = env_number("ORGTRAIL_SCALEOUT_ACCOUNTS", 100);
     let per_shard = env_number("ORGTRAIL_SCALEOUT_EVENTS", 3);
     let temp = tempfile::tempdir().unwrap();
@@ -117,6 +137,7 @@ async fn three_workers_survive_a_kill_without_loss_or_duplicates(pool: PgPool) {
             .env("DATABASE_URL", &db)
             .env("ORGTRAIL_DATABASE_MAX_CONNECTIONS", "20")
             .env("ORGTRAIL_GRPC_LISTEN", format!("127.0.0.1:{grpc_port}"))
+            .envs(staging_env.iter().map(|(k, v)| (*k, v)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(temp.path().join("serve.log")).unwrap())
             .spawn()
@@ -167,7 +188,7 @@ async fn three_workers_survive_a_kill_without_loss_or_duplicates(pool: PgPool) {
     let mut workers: Vec<Option<Process>> = metrics_ports
         .iter()
         .enumerate()
-        .map(|(n, port)| Some(worker(temp.path(), &db, &s3_endpoint, *port, n)))
+        .map(|(n, port)| Some(worker(temp.path(), &db, &s3_endpoint, *port, n, staging_env)))
         .collect();
     for port in &metrics_ports {
         wait_for_port(*port);

@@ -1,10 +1,13 @@
-//! Postgres staging under concurrency: calls made durable together (group commit) still stage
-//! every event exactly once, each caller gets its own outcomes, sequence numbers stay gapless per
-//! shard, and workers hear at commit which shards got news.
+//! Staging under concurrency, on both backends: calls made durable together (group commit) still
+//! stage every event exactly once, each caller gets its own outcomes, sequence numbers stay gapless
+//! per shard (Postgres) or increasing (JetStream), and workers hear at commit which shards got news.
 
+mod common;
+
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use orgtrail::model::shard::Source;
+use orgtrail::model::shard::{ShardId, Source};
 use orgtrail::model::{AccountId, Region};
 use orgtrail::pipeline::staging::postgres::{Dirty, STAGED_CHANNEL, parse_dirty};
 use orgtrail::pipeline::staging::{Incoming, PgStaging, StageOutcome, Staging};
@@ -27,33 +30,8 @@ const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 async fn concurrent_calls_stage_each_event_once_with_gapless_sequences(pool: PgPool) {
     let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
     listener.listen(STAGED_CHANNEL).await.unwrap();
-    let staging = Arc::new(PgStaging::new(pool.clone()));
-    // 64 callers at once, 50 events each; every event is sent by two callers (a retry racing the
-    // original), so half of all outcomes must be duplicates, whichever caller wins.
-    let calls = 64usize;
-    let per_call = 50usize;
-    let tasks: Vec<_> = (0..calls)
-        .map(|c| {
-            let staging = staging.clone();
-            tokio::spawn(async move {
-                let events: Vec<Incoming> = (0..per_call)
-                    .map(|i| {
-                        let n = (c / 2) * per_call + i;
-                        incoming(ACCOUNTS[n % 3], REGIONS[n % 2], &format!("event-{n}"))
-                    })
-                    .collect();
-                staging.stage(events, &[]).await.unwrap()
-            })
-        })
-        .collect();
-    let mut accepted = 0;
-    for task in tasks {
-        let outcomes = task.await.unwrap();
-        assert_eq!(outcomes.len(), per_call, "each caller gets one outcome per event it sent");
-        accepted += outcomes.iter().filter(|o| **o == StageOutcome::Accepted).count();
-    }
-    let distinct = calls / 2 * per_call;
-    assert_eq!(accepted, distinct);
+    let staging: Arc<dyn Staging> = Arc::new(PgStaging::new(pool.clone()));
+    let (calls, per_call, distinct) = race(&staging).await;
 
     // Every shard's events are numbered 1..=n without gaps or overlaps.
     let chunks: Vec<(i64, i64, i64)> = sqlx::query_as(
@@ -85,26 +63,40 @@ async fn concurrent_calls_stage_each_event_once_with_gapless_sequences(pool: PgP
         read += events.len();
     }
     assert_eq!(read, distinct);
-    // Counters agree with the outcomes.
-    let (accepted_counted, duplicates_counted): (i64, i64) =
-        sqlx::query_as("SELECT sum(accepted)::int8, sum(duplicates)::int8 FROM ingest_counters")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(accepted_counted as usize, distinct);
-    assert_eq!(duplicates_counted as usize, calls * per_call - distinct);
+    counters_agree(&pool, calls * per_call, distinct).await;
+    let shards: HashSet<i64> = expected_next.keys().copied().collect();
+    heard_of(&mut listener, &shards).await;
+}
 
-    // Workers heard of every shard that got events.
-    let mut heard = std::collections::HashSet::new();
-    while heard.len() < 6 {
-        let notification =
-            tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv()).await.unwrap().unwrap();
-        match parse_dirty(notification.payload()) {
-            Dirty::Shards(ids) => heard.extend(ids.into_iter().map(|id| id.0)),
-            Dirty::All => panic!("a handful of shards is named, not summarised"),
-        }
+/// 64 callers at once, 50 events each; every event is sent by two callers (a retry racing the
+/// original), so half of all outcomes must be duplicates, whichever caller wins. Returns the
+/// calls, the events per call and the distinct events.
+async fn race(staging: &Arc<dyn Staging>) -> (usize, usize, usize) {
+    let calls = 64usize;
+    let per_call = 50usize;
+    let tasks: Vec<_> = (0..calls)
+        .map(|c| {
+            let staging = staging.clone();
+            tokio::spawn(async move {
+                let events: Vec<Incoming> = (0..per_call)
+                    .map(|i| {
+                        let n = (c / 2) * per_call + i;
+                        incoming(ACCOUNTS[n % 3], REGIONS[n % 2], &format!("event-{n}"))
+                    })
+                    .collect();
+                staging.stage(events, &[]).await.unwrap()
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        let outcomes = task.await.unwrap();
+        assert_eq!(outcomes.len(), per_call, "each caller gets one outcome per event it sent");
+        accepted += outcomes.iter().filter(|o| **o == StageOutcome::Accepted).count();
     }
-    assert!(heard.iter().all(|id| expected_next.contains_key(id)));
+    let distinct = calls / 2 * per_call;
+    assert_eq!(accepted, distinct);
+    (calls, per_call, distinct)
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -132,4 +124,103 @@ async fn a_call_repeating_an_event_keeps_the_first_copy(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(counted, 1);
+}
+
+/// The ingest counters agree with the outcomes of `sent` events of which `distinct` were new.
+async fn counters_agree(pool: &PgPool, sent: usize, distinct: usize) {
+    let (accepted_counted, duplicates_counted): (i64, i64) =
+        sqlx::query_as("SELECT sum(accepted)::int8, sum(duplicates)::int8 FROM ingest_counters")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(accepted_counted as usize, distinct);
+    assert_eq!(duplicates_counted as usize, sent - distinct);
+}
+
+/// Workers hear of every shard of `shards` (and of no other).
+async fn heard_of(listener: &mut sqlx::postgres::PgListener, shards: &HashSet<i64>) {
+    let mut heard = HashSet::new();
+    while heard.len() < shards.len() {
+        let notification =
+            tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv()).await.unwrap().unwrap();
+        match parse_dirty(notification.payload()) {
+            Dirty::Shards(ids) => heard.extend(ids.into_iter().map(|id| id.0)),
+            Dirty::All => panic!("a handful of shards is named, not summarised"),
+        }
+    }
+    assert!(heard.iter().all(|id| shards.contains(id)));
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn jetstream_stages_each_event_once_in_order_with_only_identities_in_postgres(pool: PgPool) {
+    let nats = common::NatsServer::start();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+    listener.listen(STAGED_CHANNEL).await.unwrap();
+    let staging = nats.staging(pool.clone()).await;
+    let (calls, per_call, distinct) = race(&staging).await;
+
+    let heads: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, next_seq FROM shards ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(heads.len(), 6, "3 accounts x 2 regions");
+    let mut read = 0;
+    for (shard, next_seq) in &heads {
+        let events = staging.read(ShardId(*shard), 0, 100_000).await.unwrap();
+        assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "shard {shard}: in order");
+        assert_eq!(
+            events.last().map(|e| e.seq + 1),
+            Some(*next_seq),
+            "shard {shard}: the head is its last event"
+        );
+        // Reading on from the middle gives the rest, small limits included.
+        let middle = events[events.len() / 2].seq;
+        let rest: Vec<i64> =
+            staging.read(ShardId(*shard), middle, 3).await.unwrap().iter().map(|e| e.seq).collect();
+        let expected: Vec<i64> = events.iter().map(|e| e.seq).filter(|s| *s > middle).take(3).collect();
+        assert_eq!(rest, expected);
+        read += events.len();
+    }
+    assert_eq!(read, distinct);
+    let chunks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM staged_chunks").fetch_one(&pool).await.unwrap();
+    assert_eq!(chunks, 0, "the events themselves are not in Postgres");
+    let identities: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM event_identities").fetch_one(&pool).await.unwrap();
+    assert_eq!(identities as usize, distinct);
+    counters_agree(&pool, calls * per_call, distinct).await;
+    let shards: HashSet<i64> = heads.iter().map(|(id, _)| *id).collect();
+    heard_of(&mut listener, &shards).await;
+
+    // A re-sent event is a duplicate however long ago it came (Postgres keeps the identities).
+    let again = staging.stage(vec![incoming(ACCOUNTS[0], REGIONS[0], "event-0")], &[]).await.unwrap();
+    assert_eq!(again, vec![StageOutcome::Duplicate]);
+    let backlog = staging.backlog(None, chrono::Utc::now() + chrono::Duration::hours(1)).await.unwrap();
+    assert_eq!(backlog.events as usize, distinct);
+    assert_eq!(backlog.overdue_events as usize, distinct);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn jetstream_release_forgets_only_what_was_received_before_the_snapshot(pool: PgPool) {
+    let nats = common::NatsServer::start();
+    let staging = nats.staging(pool.clone()).await;
+    let events: Vec<Incoming> =
+        (0..10).map(|i| incoming(ACCOUNTS[0], REGIONS[0], &format!("e{i}"))).collect();
+    staging.stage(events, &[]).await.unwrap();
+    let shard = ShardId(sqlx::query_scalar("SELECT id FROM shards").fetch_one(&pool).await.unwrap());
+    let staged = staging.read(shard, 0, 100).await.unwrap();
+    assert_eq!(staged.len(), 10);
+    let received = staged[0].received_at;
+    assert_eq!(staging.first_after(shard, 0).await.unwrap(), Some(received));
+    // Routing loaded before these events arrived knows nothing of them: nothing goes.
+    let too_early = received - chrono::Duration::seconds(1);
+    assert_eq!(staging.release(shard, staged[4].seq, too_early).await.unwrap(), 0);
+    assert_eq!(staging.read(shard, 0, 100).await.unwrap().len(), 10);
+    // Loaded after: the first five go, the rest stay, in order.
+    let later = received + chrono::Duration::seconds(1);
+    assert_eq!(staging.release(shard, staged[4].seq, later).await.unwrap(), 5);
+    let left: Vec<i64> = staging.read(shard, 0, 100).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(left, staged[5..].iter().map(|e| e.seq).collect::<Vec<_>>());
+    assert_eq!(staging.first_after(shard, staged[4].seq).await.unwrap(), Some(received));
+    assert_eq!(staging.first_after(shard, staged[9].seq).await.unwrap(), None);
+    assert_eq!(staging.release(shard, staged[9].seq, later).await.unwrap(), 5);
+    assert!(staging.read(shard, 0, 100).await.unwrap().is_empty());
 }

@@ -19,6 +19,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where accepted events wait for delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StagingBackend {
+    /// In the database (`staged_chunks`).
+    #[default]
+    Postgres,
+    /// In NATS JetStream streams (`nats_url`).
+    Jetstream,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -64,6 +75,27 @@ pub struct Config {
     pub event_history_retention_days: i64,
     /// Days an accepted event is kept while some trail has not delivered it (bucket missing, ...).
     pub staged_retention_days: u64,
+    /// Where accepted events wait until every trail has delivered them: `postgres` (default, the
+    /// database above) or `jetstream` (NATS JetStream at `nats_url`, for write rates one Postgres
+    /// cannot take: the events go to JetStream, Postgres keeps only each event's 16-byte dedupe
+    /// identity and per-shard state). Every `serve` and `worker` of a deployment must use the same.
+    pub staging: StagingBackend,
+    /// NATS URL of the `jetstream` staging backend, e.g. `nats://127.0.0.1:4222`. The server must be
+    /// 2.11 or later, with JetStream on and `sync_interval: always` (else an acknowledged event can
+    /// be lost with the server's machine).
+    pub nats_url: Option<String>,
+    /// Streams the `jetstream` backend spreads shards over (1 to 1024; shard id modulo this). Fixed
+    /// once events are staged: a changed count strands the events staged under the old one.
+    pub jetstream_partitions: u32,
+    /// Seconds JetStream remembers each staged event's identity (at least 10). A client that retries
+    /// a failed ingest call within this never stages an event twice, even when the failure came
+    /// between JetStream storing it and Postgres recording it; Postgres dedupes beyond, for
+    /// `dedupe_horizon_days`. Memory on the server: about 100 bytes per event in the window.
+    pub jetstream_duplicate_window_seconds: u64,
+    /// Replicas of each staging stream: 1 for one server, 3 for a cluster.
+    pub jetstream_replicas: usize,
+    /// Stream names of the `jetstream` backend are `<prefix>_<n>`, subjects `<prefix>.<n>.<shard>`.
+    pub jetstream_stream_prefix: String,
     /// A log file is cut at this many uncompressed bytes even before the trail's interval.
     pub max_batch_bytes: usize,
     /// gzip level of log files, 1 (fast) to 9 (small).
@@ -176,6 +208,12 @@ impl Default for Config {
             dedupe_horizon_days: 90,
             event_history_retention_days: 90,
             staged_retention_days: 30,
+            staging: StagingBackend::Postgres,
+            nats_url: None,
+            jetstream_partitions: 16,
+            jetstream_duplicate_window_seconds: 600,
+            jetstream_replicas: 1,
+            jetstream_stream_prefix: "ORGTRAIL_STAGING".to_owned(),
             max_batch_bytes: 10 * 1024 * 1024,
             gzip_level: 6,
             lease_ttl_seconds: 15,
@@ -235,6 +273,12 @@ const FIELDS: &[&str] = &[
     "dedupe_horizon_days",
     "event_history_retention_days",
     "staged_retention_days",
+    "staging",
+    "nats_url",
+    "jetstream_partitions",
+    "jetstream_duplicate_window_seconds",
+    "jetstream_replicas",
+    "jetstream_stream_prefix",
     "max_batch_bytes",
     "gzip_level",
     "lease_ttl_seconds",
@@ -291,6 +335,57 @@ impl Config {
     pub fn cloudtrail_api_settings(&self) -> anyhow::Result<crate::control::cloudtrail_api::Settings> {
         cloudtrail_list_page_size(self.cloudtrail_list_page_size)
             .map(|list_page_size| crate::control::cloudtrail_api::Settings { list_page_size })
+    }
+
+    /// The staging backend of `staging`, connected (its group committers run on the current runtime).
+    pub async fn staging(
+        &self,
+        pool: &sqlx::PgPool,
+    ) -> anyhow::Result<std::sync::Arc<dyn crate::pipeline::staging::Staging>> {
+        use crate::pipeline::staging::{PgStaging, jetstream};
+        Ok(match self.staging {
+            StagingBackend::Postgres => std::sync::Arc::new(PgStaging::new(pool.clone())),
+            StagingBackend::Jetstream => {
+                let settings = self.jetstream_settings()?;
+                let staging = jetstream::JetStreamStaging::connect(pool.clone(), &settings)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("staging = jetstream ({}): {e}", settings.url))?;
+                std::sync::Arc::new(staging)
+            }
+        })
+    }
+
+    /// The `jetstream` backend's settings, checked.
+    pub fn jetstream_settings(
+        &self,
+    ) -> anyhow::Result<crate::pipeline::staging::jetstream::JetStreamSettings> {
+        let Some(url) = self.nats_url.clone().filter(|u| !u.trim().is_empty()) else {
+            anyhow::bail!("nats_url must be set when staging = jetstream");
+        };
+        if !(1..=1024).contains(&self.jetstream_partitions) {
+            anyhow::bail!("jetstream_partitions must be 1 to 1024, got {}", self.jetstream_partitions);
+        }
+        if self.jetstream_duplicate_window_seconds < 10 {
+            anyhow::bail!(
+                "jetstream_duplicate_window_seconds must be at least 10, got {}",
+                self.jetstream_duplicate_window_seconds
+            );
+        }
+        if !(1..=5).contains(&self.jetstream_replicas) {
+            anyhow::bail!("jetstream_replicas must be 1 to 5, got {}", self.jetstream_replicas);
+        }
+        let prefix = &self.jetstream_stream_prefix;
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            anyhow::bail!("jetstream_stream_prefix must be letters, digits, '_' or '-', got {prefix:?}");
+        }
+        Ok(crate::pipeline::staging::jetstream::JetStreamSettings {
+            url,
+            partitions: self.jetstream_partitions,
+            prefix: prefix.clone(),
+            duplicate_window: std::time::Duration::from_secs(self.jetstream_duplicate_window_seconds),
+            max_age: std::time::Duration::from_secs(self.staged_retention_days.max(1) * 24 * 3600),
+            replicas: self.jetstream_replicas,
+        })
     }
 
     /// Worker settings, checked.

@@ -38,7 +38,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
     crate::store::migrate(&pool).await?;
-    let staging = Arc::new(crate::pipeline::staging::PgStaging::new(pool.clone()));
+    let staging = config.staging(&pool).await?;
     // Credentials resolve on first use, so a deployment that never syncs never needs any.
     let aws = Arc::new(config.aws_settings().await?);
     let ctx = Ctx {
@@ -87,7 +87,7 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
     settings.aws = Some(aws);
     let pool = crate::store::connect(config.database_url()?, config.database_max_connections).await?;
     crate::store::migrate(&pool).await?;
-    let staging = Arc::new(crate::pipeline::staging::PgStaging::new(pool.clone()));
+    let staging = config.staging(&pool).await?;
     let sink = crate::integrations::s3::S3Sink::new(config.s3_client().await);
     let metrics = match config.metrics_listen {
         Some(address) => Some(super::bind("metrics_listen", address).await?),

@@ -1,12 +1,13 @@
-//! `orgtrail_shard_lag_seconds` per held shard (now − its oldest staged event), and
-//! `orgtrail_shards_held`; the series of a shard go when the shard goes.
+//! `orgtrail_shard_lag_seconds` per held shard (now − its oldest buffered event, read from
+//! staging and not yet delivered everywhere), and `orgtrail_shards_held`; the series of a shard go
+//! when the shard goes. Taken from the worker's own buffers, so it costs no query however many
+//! shards a worker holds; events staged but not read yet count from the pass that reads them.
 
 use std::collections::HashMap;
 
-use sqlx::PgPool;
+use chrono::Utc;
 
 use super::round::ShardState;
-use super::shards;
 use crate::model::shard::ShardId;
 
 #[derive(Default)]
@@ -16,16 +17,9 @@ pub struct LagSeries {
 }
 
 impl LagSeries {
-    pub async fn refresh(&mut self, pool: &PgPool, held: &HashMap<ShardId, ShardState>) {
+    pub fn refresh(&mut self, held: &HashMap<ShardId, ShardState>) {
         let metrics = crate::metrics::pipeline();
-        let ids: Vec<ShardId> = held.keys().copied().collect();
-        let lag = match shards::staged_lag(pool, &ids).await {
-            Ok(lag) => lag,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read shard lag");
-                return;
-            }
-        };
+        let now = Utc::now();
         self.labels.retain(|id, labels| {
             let kept = held.contains_key(id);
             if !kept {
@@ -44,7 +38,10 @@ impl LagSeries {
                 ]
             });
             let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-            metrics.shard_lag.with_label_values(&labels).set(lag.get(id).copied().unwrap_or(0.0));
+            let lag = state
+                .oldest_buffered()
+                .map_or(0.0, |oldest| (now - oldest).num_milliseconds().max(0) as f64 / 1000.0);
+            metrics.shard_lag.with_label_values(&labels).set(lag);
         }
         metrics.shards_held.set(self.labels.len() as i64);
     }

@@ -76,6 +76,11 @@ impl ShardState {
             || snapshot.trails_covering(&self.info.account).any(|t| !self.checked_sealed.contains(&t.id))
     }
 
+    /// When the oldest event read and not yet delivered everywhere was staged.
+    pub fn oldest_buffered(&self) -> Option<DateTime<Utc>> {
+        self.buffer.iter().next().map(|e| e.received_at)
+    }
+
     /// Nothing buffered or behind: giving the shard up costs its next owner no more than a reload.
     pub fn is_idle(&self) -> bool {
         self.buffer.is_empty() && !self.taps.behind && !self.stale

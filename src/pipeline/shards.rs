@@ -209,18 +209,6 @@ pub async fn heads(pool: &PgPool, ids: &[ShardId]) -> Result<HashMap<ShardId, i6
     Ok(rows.into_iter().collect())
 }
 
-/// Per shard of `ids` holding staged events: seconds since the oldest of them arrived.
-pub async fn staged_lag(pool: &PgPool, ids: &[ShardId]) -> Result<HashMap<ShardId, f64>, StoreError> {
-    let rows: Vec<(ShardId, f64)> = sqlx::query_as(
-        "SELECT shard_id, EXTRACT(EPOCH FROM now() - min(received_at))::float8 FROM staged_chunks
-         WHERE shard_id = ANY($1) GROUP BY shard_id",
-    )
-    .bind(ids)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::rebalance;

@@ -107,40 +107,25 @@ impl Worker {
         let mut config_version: Option<i64> = None;
         // The last sequence number staging handed out, per held shard, as last read.
         let mut heads: HashMap<ShardId, i64> = HashMap::new();
+        // Live workers and all shards, counted on renewal rounds (a count reads every lease).
+        let mut fleet: Option<(i64, i64)> = None;
         loop {
             let pass_started = Instant::now();
             let renew = last_renewal.elapsed() >= self.settings.lease_ttl / 3;
             if renew || last_claim.elapsed() >= CLAIM_EVERY {
-                if let Err(error) = self.lease_round(&mut shards, renew).await {
+                if let Err(error) = self.lease_round(&mut shards, renew, &mut fleet).await {
                     tracing::warn!(%error, "lease round failed");
                 }
                 last_claim = Instant::now();
-                lag.refresh(&self.pool, &shards).await;
+                lag.refresh(&shards);
                 if renew {
                     last_renewal = Instant::now();
                 }
             }
             let mut changed = changes.take();
-            match config_clock(&self.pool).await {
-                Ok((version, now)) if config_version != Some(version) => {
-                    match Snapshot::load(&self.pool).await {
-                        Ok(mut loaded) => {
-                            loaded.loaded_at = now;
-                            snapshot = Some(loaded);
-                            config_version = Some(version);
-                            // Routing changed: shards it now sends elsewhere are looked at again.
-                            changed.all_shards = true;
-                        }
-                        Err(error) => tracing::warn!(%error, "cannot load trails"),
-                    }
-                }
-                // Unchanged: the snapshot is current as of now, events received before it may go.
-                Ok((_, now)) => {
-                    if let Some(snapshot) = snapshot.as_mut() {
-                        snapshot.loaded_at = now;
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "cannot read the configuration version"),
+            if self.refresh(&mut snapshot, &mut config_version).await {
+                // Routing changed: shards it now sends elsewhere are looked at again.
+                changed.all_shards = true;
             }
             if let Some(snapshot) = &snapshot {
                 self.pass(&mut shards, snapshot, &changed, &mut heads).await;
@@ -158,6 +143,36 @@ impl Worker {
         }
         tracing::info!(worker = %self.id, "worker stopped");
         Ok(())
+    }
+
+    /// Makes `snapshot` current as of now: loaded again when the configuration version moved,
+    /// else only its `loaded_at` moves on. True when it was loaded again.
+    async fn refresh(&self, snapshot: &mut Option<Snapshot>, version: &mut Option<i64>) -> bool {
+        let (current, now) = match config_clock(&self.pool).await {
+            Ok(clock) => clock,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the configuration version");
+                return false;
+            }
+        };
+        if *version == Some(current) {
+            if let Some(snapshot) = snapshot.as_mut() {
+                snapshot.loaded_at = now;
+            }
+            return false;
+        }
+        match Snapshot::load(&self.pool).await {
+            Ok(mut loaded) => {
+                loaded.loaded_at = now;
+                *snapshot = Some(loaded);
+                *version = Some(current);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot load trails");
+                false
+            }
+        }
     }
 
     /// One pass over the shards with work (new events, buffered events, leftovers to look for).
@@ -242,6 +257,7 @@ impl Worker {
         &self,
         shards: &mut HashMap<ShardId, ShardState>,
         renew: bool,
+        fleet: &mut Option<(i64, i64)>,
     ) -> Result<(), StoreError> {
         let ttl_ms = self.settings.lease_ttl.as_millis() as i64;
         if renew && let Some(held) = shards::renew(&self.pool, &self.id, ttl_ms).await? {
@@ -259,7 +275,10 @@ impl Worker {
                 .collect();
             self.take(shards, adopted).await?;
         }
-        let (live, total) = shards::fleet(&self.pool).await?;
+        let (live, total) = match *fleet {
+            Some(counted) if !renew => counted,
+            _ => *fleet.insert(shards::fleet(&self.pool).await?),
+        };
         let delta = shards::rebalance(shards.len() as i64, live, total, self.settings.claim_limit);
         if delta < 0 {
             let idle: Vec<ShardId> = shards

@@ -34,6 +34,9 @@ pub enum StoreError {
     Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The distributed log behind staging (NATS JetStream) failed or could not be reached.
+    #[error("staging log unavailable: {0}")]
+    Log(String),
 }
 
 impl From<sqlx::Error> for StoreError {

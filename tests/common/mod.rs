@@ -25,6 +25,8 @@ pub struct TestApi {
     pub master_key: Arc<MasterKey>,
     /// AWS for Organizations sync (a moto server's); None: SyncAccounts has no AWS.
     pub aws: Option<Arc<orgtrail::integrations::aws::sdk::AwsSettings>>,
+    /// The staging backend ingest uses; None: Postgres.
+    pub staging: Option<Arc<dyn orgtrail::pipeline::staging::Staging>>,
     stop: watch::Sender<bool>,
 }
 
@@ -36,6 +38,14 @@ impl Drop for TestApi {
 
 pub async fn start(pool: PgPool) -> TestApi {
     start_with_aws(pool, None).await
+}
+
+/// The control plane with ingest staging into `staging`.
+pub async fn start_with_staging(
+    pool: PgPool,
+    staging: Arc<dyn orgtrail::pipeline::staging::Staging>,
+) -> TestApi {
+    start_serving(pool, None, Some(staging)).await
 }
 
 /// `ORGTRAIL_TEST_LOG=<filter>` (e.g. `warn` or `orgtrail=debug`) prints the test's server and
@@ -57,12 +67,20 @@ pub async fn start_with_aws(
     pool: PgPool,
     aws: Option<orgtrail::integrations::aws::sdk::AwsSettings>,
 ) -> TestApi {
+    start_serving(pool, aws, None).await
+}
+
+async fn start_serving(
+    pool: PgPool,
+    aws: Option<orgtrail::integrations::aws::sdk::AwsSettings>,
+    staging: Option<Arc<dyn orgtrail::pipeline::staging::Staging>>,
+) -> TestApi {
     init_test_log();
     let master_key = Arc::new(MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap());
     let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, _) = watch::channel(false);
-    let test_api = TestApi { addr, pool, master_key, aws: aws.map(Arc::new), stop };
+    let test_api = TestApi { addr, pool, master_key, aws: aws.map(Arc::new), staging, stop };
     tokio::spawn(api::serve(test_api.ctx(), listener, None, test_api.stopped()));
     test_api
 }
@@ -73,7 +91,10 @@ impl TestApi {
             pool: self.pool.clone(),
             default_region: Region::parse("region", "us-east-1").unwrap(),
             master_key: Some(self.master_key.clone()),
-            staging: Arc::new(orgtrail::pipeline::staging::PgStaging::new(self.pool.clone())),
+            staging: self
+                .staging
+                .clone()
+                .unwrap_or_else(|| Arc::new(orgtrail::pipeline::staging::PgStaging::new(self.pool.clone()))),
             aws: self.aws.clone(),
             aggregator_principal_arn: None,
         }
@@ -759,4 +780,75 @@ pub fn orgtrail_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Outpu
         .env_remove("ORGTRAIL_TOKEN")
         .output()
         .expect("orgtrail runs")
+}
+
+/// A NATS server with JetStream (the distributed-log staging backend), on its own port and
+/// directory, writing every acknowledged message to disk before the ack (`sync_interval: always`).
+/// The binary comes from `ORGTRAIL_TEST_NATS` (scripts/test installs it).
+pub struct NatsServer {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        let binary = std::env::var("ORGTRAIL_TEST_NATS").expect("ORGTRAIL_TEST_NATS: run with scripts/test");
+        let dir = tempfile::tempdir().unwrap();
+        let port = orgtrail::dev::postgres::free_port().unwrap();
+        let config = dir.path().join("nats.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+                dir.path().join("js").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { child, port, _dir: dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The JetStream staging backend's settings for this server.
+    pub fn settings(&self) -> orgtrail::pipeline::staging::jetstream::JetStreamSettings {
+        orgtrail::pipeline::staging::jetstream::JetStreamSettings {
+            url: self.url(),
+            partitions: 4,
+            prefix: "ORGTRAIL_STAGING".into(),
+            duplicate_window: std::time::Duration::from_secs(600),
+            max_age: std::time::Duration::from_secs(86_400),
+            replicas: 1,
+        }
+    }
+
+    /// Staging into this server (identities and shards in `pool`).
+    pub async fn staging(&self, pool: PgPool) -> Arc<dyn orgtrail::pipeline::staging::Staging> {
+        Arc::new(
+            orgtrail::pipeline::staging::jetstream::JetStreamStaging::connect(pool, &self.settings())
+                .await
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -103,6 +103,10 @@ impl From<StoreError> for ApiError {
                 | sqlx::Error::Io(_)
                 | sqlx::Error::Tls(_),
             ) => Self::Unavailable("the database is unavailable; retry later".into()),
+            StoreError::Log(why) => {
+                tracing::warn!(%why, "staging log unavailable");
+                Self::Unavailable("the staging log is unavailable; retry later".into())
+            }
             other @ (StoreError::Corrupt(_)
             | StoreError::Database(_)
             | StoreError::Migrate(_)

@@ -204,7 +204,7 @@ impl Detector {
             let minute = through + TimeDelta::minutes(1);
             let deadline = minute + TimeDelta::minutes(1) + settle;
             if now < deadline + max_wait
-                && !store::counted_through(&mut tx, account, region, deadline).await?
+                && !store::counted_through(&mut tx, self.staging.as_ref(), account, region, deadline).await?
             {
                 break;
             }

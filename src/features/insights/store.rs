@@ -141,28 +141,32 @@ pub async fn set_evaluated_through(
     Ok(())
 }
 
-/// Whether every event of the pair staged before `before` was counted by the insights tap.
+/// Whether every event of the pair staged before `before` was counted by the insights tap: per
+/// shard of the pair, the first event after the tap's cursor came later (or there is none).
 pub async fn counted_through(
     conn: &mut sqlx::PgConnection,
+    staging: &dyn crate::pipeline::staging::Staging,
     account: &str,
     region: &str,
     before: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let pending: bool = sqlx::query_scalar(
-        "SELECT EXISTS (
-             SELECT 1 FROM staged_chunks c JOIN shards s ON s.id = c.shard_id
-             LEFT JOIN tap_cursors t ON t.shard_id = c.shard_id AND t.tap_key = $4
-             WHERE s.account_id = $1 AND s.region = $2 AND s.source <> $5 AND c.received_at < $3
-               AND c.last_seq > COALESCE(t.through_seq, 0))",
+    let cursors: Vec<(crate::model::shard::ShardId, i64)> = sqlx::query_as(
+        "SELECT s.id, COALESCE(t.through_seq, 0) FROM shards s
+         LEFT JOIN tap_cursors t ON t.shard_id = s.id AND t.tap_key = $3
+         WHERE s.account_id = $1 AND s.region = $2 AND s.source <> $4",
     )
     .bind(account)
     .bind(region)
-    .bind(before)
     .bind(crate::features::insights::count::TAP_NAME)
     .bind(crate::model::shard::Source::Insights.as_str())
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(!pending)
+    for (shard, through) in cursors {
+        if staging.first_after(shard, through).await?.is_some_and(|first| first < before) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// A series' count in the judged minute, with the sums of the baseline window before it.

@@ -97,6 +97,7 @@ fn gather(
     receiver: &mut mpsc::Receiver<(Call, Reply)>,
     max_events: usize,
 ) -> Vec<(Call, Reply)> {
+    // A call over the bound still goes whole, in a group of its own or as the last one.
     let mut events = first.0.events.len();
     let mut group = vec![first];
     while events < max_events {
@@ -107,7 +108,6 @@ fn gather(
             }
             Err(_) => break,
         }
-        // A call over the bound still goes whole, in a group of its own or as the last one.
     }
     group
 }

@@ -1,9 +1,10 @@
 //! Staging: events accepted and not yet released, per shard, with dedupe on (recipientAccountId,
 //! eventID). The narrow seam between ingest and delivery: Postgres by default ([`postgres`]); a
-//! distributed log when one database cannot take the write rate. [`admit`] is the one way in.
+//! distributed log when one database cannot take the write rate ([`jetstream`]). [`admit`] is the one way in.
 
 pub mod admit;
 pub mod group;
+pub mod jetstream;
 pub mod postgres;
 
 pub use postgres::PgStaging;
@@ -88,6 +89,12 @@ pub trait Staging: Send + Sync {
         through_seq: i64,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+    /// When the first staged event of a shard with `seq > after_seq` was received (None: none is).
+    async fn first_after(
+        &self,
+        shard_id: ShardId,
+        after_seq: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// What is staged, of one account or all; events received before `overdue_before` are overdue.
     async fn backlog(
         &self,

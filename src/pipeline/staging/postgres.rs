@@ -23,19 +23,51 @@ pub struct PgStaging {
 impl PgStaging {
     /// Staging in `pool`; its group committers run on the current runtime.
     pub fn new(pool: PgPool) -> Self {
-        let group = GroupCommit::start(Arc::new(PgCommit { pool: pool.clone() }), GroupLimits::default());
+        let group = start_group(pool.clone(), Chunks);
         Self { pool, group }
     }
 }
 
+/// The group committer of a staging whose fresh events go to `append`; dedupe identities and
+/// counters are Postgres's in every backend.
+pub fn start_group(pool: PgPool, append: impl Append) -> GroupCommit {
+    GroupCommit::start(Arc::new(PgCommit { pool, append }), GroupLimits::default())
+}
+
+/// A group's fresh events, per shard key (account, region, source), in order, with their dedupe keys.
+pub type ByShard<'a> = BTreeMap<(&'a str, &'a str, &'a str), Vec<(&'a Incoming, uuid::Uuid)>>;
+
+/// Where a group's fresh events are kept: called inside the group's transaction, under the
+/// accounts' ingest locks, before the identities are recorded. It must leave the events durable
+/// (or fail), move the shards' heads and tell the workers.
+#[async_trait::async_trait]
+pub trait Append: Send + Sync + 'static {
+    async fn append(&self, tx: &mut sqlx::PgConnection, by_shard: ByShard<'_>) -> Result<(), StoreError>;
+}
+
 /// Commits a group of stage calls in one transaction, with one statement per table however many
 /// calls, shards and accounts the group holds.
-struct PgCommit {
+struct PgCommit<A> {
     pool: PgPool,
+    append: A,
+}
+
+/// The Postgres backend's events: one chunk per shard and group in `staged_chunks`.
+struct Chunks;
+
+#[async_trait::async_trait]
+impl Append for Chunks {
+    async fn append(&self, tx: &mut sqlx::PgConnection, by_shard: ByShard<'_>) -> Result<(), StoreError> {
+        let by_shard = by_shard
+            .into_iter()
+            .map(|(key, events)| (key, events.into_iter().map(|(e, _)| e.record.as_str()).collect()))
+            .collect();
+        append_chunks(tx, by_shard).await
+    }
 }
 
 #[async_trait::async_trait]
-impl CommitCalls for PgCommit {
+impl<A: Append> CommitCalls for PgCommit<A> {
     async fn commit(&self, calls: &[Call]) -> Result<Vec<Vec<StageOutcome>>, StoreError> {
         let events: Vec<&Incoming> = calls.iter().flat_map(|c| &c.events).collect();
         let rejected: Vec<&AccountId> = calls.iter().flat_map(|c| &c.rejected).collect();
@@ -59,27 +91,40 @@ impl CommitCalls for PgCommit {
 
         let event_accounts: Vec<&str> = events.iter().map(|e| e.account_id.as_str()).collect();
         let event_keys: Vec<uuid::Uuid> = events.iter().map(|e| event_key(&e.event_id)).collect();
-        let seen: Vec<(String, uuid::Uuid)> = sqlx::query_as(
-            "SELECT DISTINCT i.account, i.event_key FROM unnest($1::text[], $2::uuid[]) AS i(account, event_key)
+        // Positions (1-based) of the events whose identity is already known.
+        let seen: HashSet<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT i.position FROM unnest($1::text[], $2::uuid[]) WITH ORDINALITY AS i(account, event_key, position)
              JOIN event_identities e ON e.recipient_account_id = i.account AND e.event_key = i.event_key",
         )
         .bind(&event_accounts)
         .bind(&event_keys)
         .fetch_all(&mut *tx)
-        .await?;
-        let mut known: HashSet<(&str, uuid::Uuid)> = HashSet::with_capacity(events.len() + seen.len());
-        let seen: HashSet<(String, uuid::Uuid)> = seen.into_iter().collect();
+        .await?
+        .into_iter()
+        .collect();
+        let mut known: HashSet<(&str, uuid::Uuid)> = HashSet::with_capacity(events.len());
         let mut outcomes = Vec::with_capacity(events.len());
         let mut fresh: Vec<(&Incoming, uuid::Uuid)> = Vec::new();
-        for (event, key) in events.iter().zip(&event_keys) {
-            let account = event.account_id.as_str();
-            let first = !seen.contains(&(account.to_owned(), *key)) && known.insert((account, *key));
+        for (position, (event, key)) in (1i64..).zip(events.iter().zip(&event_keys)) {
+            let first = !seen.contains(&position) && known.insert((event.account_id.as_str(), *key));
             if first {
                 outcomes.push(StageOutcome::Accepted);
                 fresh.push((event, *key));
             } else {
                 outcomes.push(StageOutcome::Duplicate);
             }
+        }
+
+        let mut by_shard: ByShard = BTreeMap::new();
+        for (event, key) in &fresh {
+            by_shard
+                .entry((event.account_id.as_str(), event.region.as_str(), event.source.as_str()))
+                .or_default()
+                .push((*event, *key));
+        }
+        if !by_shard.is_empty() {
+            // The events first: an identity is only ever recorded for a kept event.
+            self.append.append(&mut tx, by_shard).await?;
         }
 
         if !fresh.is_empty() {
@@ -94,17 +139,6 @@ impl CommitCalls for PgCommit {
             .bind(&keys)
             .execute(&mut *tx)
             .await?;
-        }
-
-        let mut by_shard: BTreeMap<(&str, &str, &str), Vec<&str>> = BTreeMap::new();
-        for (event, _) in &fresh {
-            by_shard
-                .entry((event.account_id.as_str(), event.region.as_str(), event.source.as_str()))
-                .or_default()
-                .push(event.record.as_str());
-        }
-        if !by_shard.is_empty() {
-            append_chunks(&mut tx, by_shard).await?;
         }
 
         let mut counters: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
@@ -146,28 +180,9 @@ async fn append_chunks(
     tx: &mut sqlx::PgConnection,
     by_shard: BTreeMap<(&str, &str, &str), Vec<&str>>,
 ) -> Result<(), StoreError> {
-    let accounts: Vec<&str> = by_shard.keys().map(|k| k.0).collect();
-    let regions: Vec<&str> = by_shard.keys().map(|k| k.1).collect();
-    let sources: Vec<&str> = by_shard.keys().map(|k| k.2).collect();
-    // Under the accounts' ingest locks nobody else creates these shards concurrently.
-    let created: Vec<i64> = sqlx::query_scalar(
-        "INSERT INTO shards (account_id, region, source)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS w(account_id, region, source)
-         WHERE NOT EXISTS (SELECT 1 FROM shards s WHERE s.account_id = w.account_id
-                           AND s.region = w.region AND s.source = w.source)
-         ON CONFLICT DO NOTHING RETURNING id",
-    )
-    .bind(&accounts)
-    .bind(&regions)
-    .bind(&sources)
-    .fetch_all(&mut *tx)
-    .await?;
-    if !created.is_empty() {
-        sqlx::query("INSERT INTO shard_leases (shard_id) SELECT * FROM unnest($1::int8[])")
-            .bind(&created)
-            .execute(&mut *tx)
-            .await?;
-    }
+    let keys: Vec<(&str, &str, &str)> = by_shard.keys().copied().collect();
+    create_shards(tx, &keys).await?;
+    let (accounts, regions, sources) = columns(&keys);
     let counts: Vec<i64> = by_shard.values().map(|records| records.len() as i64).collect();
     let numbered: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
         "UPDATE shards s SET next_seq = s.next_seq + w.n
@@ -209,10 +224,78 @@ async fn append_chunks(
     .bind(&bodies)
     .execute(&mut *tx)
     .await?;
-    // Workers waiting for new work hear of it at commit.
+    notify_staged(tx, &shard_ids.iter().map(|&id| ShardId(id)).collect::<Vec<_>>()).await
+}
+
+/// The account, region and source columns of shard keys.
+fn columns<'a>(keys: &[(&'a str, &'a str, &'a str)]) -> (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) {
+    (
+        keys.iter().map(|k| k.0).collect(),
+        keys.iter().map(|k| k.1).collect(),
+        keys.iter().map(|k| k.2).collect(),
+    )
+}
+
+/// Creates the shards of `keys` first seen (with their leases); must run under the accounts'
+/// ingest locks, so that nobody else creates them concurrently.
+pub async fn create_shards(
+    tx: &mut sqlx::PgConnection,
+    keys: &[(&str, &str, &str)],
+) -> Result<(), StoreError> {
+    let (accounts, regions, sources) = columns(keys);
+    let created: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO shards (account_id, region, source)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS w(account_id, region, source)
+         WHERE NOT EXISTS (SELECT 1 FROM shards s WHERE s.account_id = w.account_id
+                           AND s.region = w.region AND s.source = w.source)
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(&accounts)
+    .bind(&regions)
+    .bind(&sources)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !created.is_empty() {
+        sqlx::query("INSERT INTO shard_leases (shard_id) SELECT * FROM unnest($1::int8[])")
+            .bind(&created)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The ids of the shards of `keys` (all of which exist).
+pub async fn shard_ids(
+    tx: &mut sqlx::PgConnection,
+    keys: &[(&str, &str, &str)],
+) -> Result<Vec<ShardId>, StoreError> {
+    let (accounts, regions, sources) = columns(keys);
+    let found: Vec<(String, String, String, ShardId)> = sqlx::query_as(
+        "SELECT s.account_id, s.region, s.source, s.id FROM shards s
+         JOIN unnest($1::text[], $2::text[], $3::text[]) AS w(account_id, region, source)
+           ON s.account_id = w.account_id AND s.region = w.region AND s.source = w.source",
+    )
+    .bind(&accounts)
+    .bind(&regions)
+    .bind(&sources)
+    .fetch_all(&mut *tx)
+    .await?;
+    let ids: HashMap<(&str, &str, &str), ShardId> =
+        found.iter().map(|(a, r, s, id)| ((a.as_str(), r.as_str(), s.as_str()), *id)).collect();
+    keys.iter()
+        .map(|key| {
+            ids.get(key)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("shard {key:?} vanished while staging")))
+        })
+        .collect()
+}
+
+/// Tells waiting workers, at commit, that `shards` got new events.
+pub async fn notify_staged(tx: &mut sqlx::PgConnection, shards: &[ShardId]) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(STAGED_CHANNEL)
-        .bind(dirty_payload(&shard_ids.iter().map(|&id| ShardId(id)).collect::<Vec<_>>()))
+        .bind(dirty_payload(shards))
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -281,6 +364,20 @@ impl Staging for PgStaging {
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn first_after(
+        &self,
+        shard_id: ShardId,
+        after_seq: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT min(received_at) FROM staged_chunks WHERE shard_id = $1 AND last_seq > $2",
+        )
+        .bind(shard_id)
+        .bind(after_seq)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn backlog(
