@@ -103,6 +103,10 @@ pub struct BenchArgs {
     /// Worker processes.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Also print Postgres's own profile: the statements that took its time (pg_stat_statements),
+    /// per delivered event.
+    #[arg(long)]
+    pub profile_postgres: bool,
     /// Stage into NATS JetStream instead of Postgres: the path of a `nats-server` binary (2.11 or
     /// later), started with `sync_interval: always`; its CPU and disk are counted with the rest.
     #[arg(long, value_name = "NATS_SERVER")]
@@ -306,14 +310,29 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
     // Postgres with its durable defaults (fsync on, synchronous_commit on).
     let password = "bench";
     let pg_dir = base.join("postgres");
-    let pg = tokio::task::spawn_blocking(move || {
-        EmbeddedPostgres::start(&pg_dir, 0, password, Durability::Durable)
-    })
-    .await??;
+    let start_pg = move |pg_dir: PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            EmbeddedPostgres::start(&pg_dir, 0, password, Durability::Durable)
+        })
+    };
+    let mut pg = start_pg(pg_dir.clone()).await??;
+    if args.profile_postgres {
+        // Loaded at server start only: set, then start again.
+        let admin = crate::store::connect(&pg.url("postgres"), 1).await?;
+        sqlx::query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        drop(pg);
+        pg = start_pg(pg_dir).await??;
+    }
     crate::dev::postgres::ensure_database(&pg.url("postgres"), "orgtrail").await?;
     let database_url = pg.url("orgtrail");
     let pool = crate::store::connect(&database_url, 4).await?;
     crate::store::migrate(&pool).await?;
+    if args.profile_postgres {
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&pool).await?;
+    }
     let postmaster_pid: u32 = std::fs::read_to_string(base.join("postgres/postmaster.pid"))?
         .lines()
         .next()
@@ -443,6 +462,9 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
         parts.push(Part { name: "nats-server", pid: nats.0[0].id(), tree: false });
     }
     let (wal_before, size_before) = wal_and_size(&pool).await?;
+    if args.profile_postgres {
+        sqlx::query("SELECT pg_stat_statements_reset()").execute(&pool).await?;
+    }
     let cpu_before: Vec<f64> = parts.iter().map(Part::cpu).collect();
     let started = Instant::now();
     let started_at = Utc::now();
@@ -634,6 +656,24 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if args.profile_postgres {
+        let statements: Vec<(String, i64, i64, f64)> = sqlx::query_as(
+            "SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, rows, total_exec_time
+             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
+        )
+        .fetch_all(&pool)
+        .await?;
+        println!("  postgres time by statement (execution only; commits and WAL flushes not included):");
+        for (query, calls, rows, ms) in statements {
+            let query: String = query.chars().take(110).collect();
+            println!(
+                "    {:>6.1} µs/event  {:>8} calls {:>9} rows  {query}",
+                ms * 1000.0 / events,
+                calls,
+                rows
+            );
+        }
+    }
     println!(
         "  postgres settings      {}",
         settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")

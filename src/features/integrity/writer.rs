@@ -79,7 +79,14 @@ pub struct DigestWriter {
     not_before: HashMap<(ChainKey, DateTime<Utc>), DateTime<Utc>>,
     /// Per pending digest: no PUT attempt before this instant (backoff after failures).
     retry_at: HashMap<(String, String), (Instant, Duration)>,
+    /// What the last sealing pass saw (configuration version, newest shard) and the earliest
+    /// instant a digest of any chain is due: until one of them moves, there is nothing to seal,
+    /// and a pass reads no trail, account or chain (at organization scale, tens of thousands).
+    settled: Option<(Inputs, DateTime<Utc>)>,
 }
+
+/// What decides which chains exist: the configuration version and the newest shard.
+type Inputs = (i64, i64);
 
 impl DigestWriter {
     pub fn new(pool: PgPool, sink: S3Sink, keyring: Keyring, period: Duration) -> Self {
@@ -91,17 +98,15 @@ impl DigestWriter {
             last_pass: None,
             not_before: HashMap::new(),
             retry_at: HashMap::new(),
+            settled: None,
         }
     }
 
-    /// Passes until `shutdown` resolves, each with a fresh snapshot of the control plane.
+    /// Passes until `shutdown` resolves.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            match Snapshot::load(&self.pool).await {
-                Ok(snapshot) => self.pass(&snapshot).await,
-                Err(error) => tracing::warn!(%error, "digest writer cannot load trails"),
-            }
+            self.pass().await;
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(PASS_EVERY) => {}
@@ -109,18 +114,35 @@ impl DigestWriter {
         }
     }
 
-    /// Seals the digests that are due and writes sealed ones; cheap when nothing is due.
-    pub async fn pass(&mut self, snapshot: &Snapshot) {
+    /// Seals the digests that are due (with a fresh snapshot of the control plane, when anything
+    /// may be due) and writes sealed ones; cheap when nothing is due.
+    pub async fn pass(&mut self) {
         if self.last_pass.is_some_and(|at| at.elapsed() < PASS_EVERY) {
             return;
         }
         self.last_pass = Some(Instant::now());
-        if let Err(error) = self.seal_due(snapshot).await {
-            tracing::warn!(%error, "digest pass failed");
+        match self.inputs().await {
+            Ok(inputs) if self.settled.is_some_and(|(seen, due)| seen == inputs && Utc::now() < due) => {}
+            Ok(inputs) => match Snapshot::load(&self.pool).await {
+                Ok(snapshot) => match self.seal_due(&snapshot).await {
+                    Ok(due) => self.settled = Some((inputs, due)),
+                    Err(error) => tracing::warn!(%error, "digest pass failed"),
+                },
+                Err(error) => tracing::warn!(%error, "digest writer cannot load trails"),
+            },
+            Err(error) => tracing::warn!(%error, "digest writer cannot read the configuration version"),
         }
         if let Err(error) = self.write_pending().await {
             tracing::warn!(%error, "writing digests failed");
         }
+    }
+
+    async fn inputs(&self) -> Result<Inputs, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT version FROM config_version), (SELECT coalesce(max(id), 0) FROM shards)",
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// The chains that should be running now, as fresh chain heads.
@@ -183,8 +205,11 @@ impl DigestWriter {
         Ok(chains)
     }
 
-    async fn seal_due(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+    /// Seals every chain's due digests; returns when the next one is due (now: at once, when a
+    /// chain could not be finished).
+    async fn seal_due(&mut self, snapshot: &Snapshot) -> Result<DateTime<Utc>, StoreError> {
         let now = Utc::now();
+        let mut next_due = DateTime::<Utc>::MAX_UTC;
         let active = self.active_chains(snapshot).await?;
         let active_keys: HashSet<ChainKey> = active.iter().map(chain_key).collect();
         // Chains whose trail stopped validating or logging, or was deleted: one final digest.
@@ -196,14 +221,19 @@ impl DigestWriter {
         let work = active.into_iter().map(|h| (h, true)).chain(ending.into_iter().map(|h| (h, false)));
         for (head, is_active) in work {
             let memo = (chain_key(&head), head.chain_started_at);
-            if self.not_before.get(&memo).is_some_and(|at| now < *at) {
+            if let Some(at) = self.not_before.get(&memo).filter(|at| now < **at) {
+                next_due = next_due.min(*at);
                 continue;
             }
+            // Caught up only once the chain says when its next digest is due.
+            let mut settled = false;
             for _ in 0..CATCH_UP_PER_PASS {
                 match self.seal_next(&head, is_active, now).await {
                     Ok(Step::Sealed) => continue,
                     Ok(Step::NotDue(at)) => {
                         self.not_before.insert(memo.clone(), at);
+                        next_due = next_due.min(at);
+                        settled = true;
                         break;
                     }
                     Ok(Step::Busy) => break,
@@ -217,8 +247,11 @@ impl DigestWriter {
                     }
                 }
             }
+            if !settled {
+                next_due = now;
+            }
         }
-        Ok(())
+        Ok(next_due)
     }
 
     /// Seals the chain's next digest if its window has ended.
