@@ -70,9 +70,19 @@ pub async fn run(
     tokio::pin!(shutdown);
     let detector = Detector { pool, staging, settings };
     let mut last_expiry: Option<Instant> = None;
+    let mut settled: Option<Inputs> = None;
     loop {
-        if let Err(error) = detector.pass().await {
-            tracing::warn!(%error, "insights pass failed");
+        match detector.inputs().await {
+            // Nothing changed since every pair was judged through its last due minute.
+            Ok(inputs) if settled == Some(inputs) => {}
+            Ok(inputs) => match detector.pass().await {
+                Ok(all_settled) => settled = all_settled.then_some(inputs),
+                Err(error) => {
+                    settled = None;
+                    tracing::warn!(%error, "insights pass failed");
+                }
+            },
+            Err(error) => tracing::warn!(%error, "insights: cannot read the configuration version"),
         }
         if last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
             detector.expire().await;
@@ -84,6 +94,11 @@ pub async fn run(
         }
     }
 }
+
+/// What decides whether a pass can have work: the configuration version, the pairs counted so
+/// far, and the last minute due for judging. While they stay the same after a pass that left every
+/// pair judged through that minute, a pass would only read every pair to find nothing to do.
+type Inputs = (i64, i64, DateTime<Utc>);
 
 struct Detector {
     pool: PgPool,
@@ -138,20 +153,41 @@ impl Detector {
         })
     }
 
-    async fn pass(&self) -> Result<(), StoreError> {
+    async fn inputs(&self) -> Result<Inputs, StoreError> {
+        let (version, pairs): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT version FROM config_version), (SELECT count(*) FROM insight_scopes)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((version, pairs, self.last_due(Utc::now())))
+    }
+
+    /// The last minute that may be judged at `now`: minute t is due once t + 1 min + settle passed.
+    fn last_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let settle = TimeDelta::from_std(self.settings.settle).unwrap_or_default();
+        minute_of(now - settle) - TimeDelta::minutes(1)
+    }
+
+    /// Judges every pair; true when each is judged through its last due minute (or not judged).
+    async fn pass(&self) -> Result<bool, StoreError> {
         let scopes = store::scopes(&self.pool).await?;
         if scopes.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let snapshot = self.snapshot().await?;
+        let mut settled = true;
         for scope in scopes {
             let Ok(account) = AccountId::parse("account_id", &scope.account_id) else { continue };
             let enabled = enabled_types(&snapshot, &account, &scope.region);
-            if let Err(error) = self.judge_pair(&scope, &enabled).await {
-                tracing::warn!(account = %scope.account_id, region = %scope.region, %error, "insights: judging failed");
+            match self.judge_pair(&scope, &enabled).await {
+                Ok(done) => settled &= done,
+                Err(error) => {
+                    settled = false;
+                    tracing::warn!(account = %scope.account_id, region = %scope.region, %error, "insights: judging failed");
+                }
             }
         }
-        Ok(())
+        Ok(settled)
     }
 
     async fn expire(&self) {
@@ -168,36 +204,36 @@ impl Detector {
         &self,
         scope: &Scope,
         enabled: &BTreeSet<(String, String)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         if enabled.is_empty() && scope.evaluated_through.is_none() {
-            return Ok(());
+            return Ok(true);
         }
         let settle = TimeDelta::from_std(self.settings.settle).unwrap_or_default();
         let max_wait = TimeDelta::from_std(self.settings.max_wait).unwrap_or_default();
         let now = Utc::now();
-        // Minute t is due once t + 1 min + settle has passed.
-        let last_due = minute_of(now - settle) - TimeDelta::minutes(1);
+        let last_due = self.last_due(now);
         if scope.evaluated_through.is_some_and(|through| through >= last_due) && !enabled.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let (account, region) = (scope.account_id.as_str(), scope.region.as_str());
         let mut tx = self.pool.begin().await?;
         if !store::try_lock_scope(&mut tx, account, region).await? {
-            return Ok(());
+            // Another worker judges it: looked at again on the next pass.
+            return Ok(false);
         }
-        let Some(scope) = store::scope(&mut tx, account, region).await? else { return Ok(()) };
+        let Some(scope) = store::scope(&mut tx, account, region).await? else { return Ok(true) };
         if enabled.is_empty() {
             // Not covered any more: judging starts afresh when a trail covers the pair again.
             store::set_evaluated_through(&mut tx, account, region, None).await?;
             tx.commit().await?;
-            return Ok(());
+            return Ok(true);
         }
         let Some(mut through) = scope.evaluated_through else {
             // Newly covered: judging starts with the next minute.
             store::set_evaluated_through(&mut tx, account, region, Some(last_due)).await?;
             tx.commit().await?;
             tracing::info!(account, region, from = %(last_due + TimeDelta::minutes(1)), "insights: judging starts");
-            return Ok(());
+            return Ok(true);
         };
         let mut judged = 0;
         while through < last_due && judged < MINUTES_PER_PASS {
@@ -216,7 +252,7 @@ impl Detector {
             store::set_evaluated_through(&mut tx, account, region, Some(through)).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(through >= last_due)
     }
 
     /// Judges one minute of every series of the pair; stages the records, then records the changes.
