@@ -199,28 +199,58 @@ async fn jetstream_stages_each_event_once_in_order_with_only_identities_in_postg
 }
 
 #[sqlx::test(migrations = "./migrations")]
-async fn jetstream_release_forgets_only_what_was_received_before_the_snapshot(pool: PgPool) {
+async fn jetstream_release_forgets_whole_chunks_received_before_the_snapshot(pool: PgPool) {
     let nats = common::NatsServer::start();
     let staging = nats.staging(pool.clone()).await;
-    let events: Vec<Incoming> =
-        (0..10).map(|i| incoming(ACCOUNTS[0], REGIONS[0], &format!("e{i}"))).collect();
-    staging.stage(events, &[]).await.unwrap();
+    // Two calls one after the other: two chunks of ten.
+    for call in 0..2 {
+        let events: Vec<Incoming> =
+            (0..10).map(|i| incoming(ACCOUNTS[0], REGIONS[0], &format!("e{call}-{i}"))).collect();
+        staging.stage(events, &[]).await.unwrap();
+    }
     let shard = ShardId(sqlx::query_scalar("SELECT id FROM shards").fetch_one(&pool).await.unwrap());
     let staged = staging.read(shard, 0, 100).await.unwrap();
-    assert_eq!(staged.len(), 10);
+    assert_eq!(staged.len(), 20);
     let received = staged[0].received_at;
     assert_eq!(staging.first_after(shard, 0).await.unwrap(), Some(received));
+    let later = staged[19].received_at + chrono::Duration::seconds(1);
     // Routing loaded before these events arrived knows nothing of them: nothing goes.
     let too_early = received - chrono::Duration::seconds(1);
-    assert_eq!(staging.release(shard, staged[4].seq, too_early).await.unwrap(), 0);
-    assert_eq!(staging.read(shard, 0, 100).await.unwrap().len(), 10);
-    // Loaded after: the first five go, the rest stay, in order.
-    let later = received + chrono::Duration::seconds(1);
-    assert_eq!(staging.release(shard, staged[4].seq, later).await.unwrap(), 5);
+    assert_eq!(staging.release(shard, staged[9].seq, too_early).await.unwrap(), 0);
+    // Half a chunk released: the chunk stays.
+    assert_eq!(staging.release(shard, staged[4].seq, later).await.unwrap(), 0);
+    assert_eq!(staging.read(shard, staged[4].seq, 100).await.unwrap().len(), 15);
+    // The whole first chunk: it goes, the second stays, in order.
+    assert_eq!(staging.release(shard, staged[9].seq, later).await.unwrap(), 1);
     let left: Vec<i64> = staging.read(shard, 0, 100).await.unwrap().iter().map(|e| e.seq).collect();
-    assert_eq!(left, staged[5..].iter().map(|e| e.seq).collect::<Vec<_>>());
-    assert_eq!(staging.first_after(shard, staged[4].seq).await.unwrap(), Some(received));
-    assert_eq!(staging.first_after(shard, staged[9].seq).await.unwrap(), None);
-    assert_eq!(staging.release(shard, staged[9].seq, later).await.unwrap(), 5);
+    assert_eq!(left, staged[10..].iter().map(|e| e.seq).collect::<Vec<_>>());
+    assert_eq!(staging.first_after(shard, staged[9].seq).await.unwrap(), Some(staged[10].received_at));
+    assert_eq!(staging.first_after(shard, staged[19].seq).await.unwrap(), None);
+    assert_eq!(staging.release(shard, staged[19].seq, later).await.unwrap(), 1);
     assert!(staging.read(shard, 0, 100).await.unwrap().is_empty());
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn jetstream_chunks_whose_group_never_committed_are_skipped(pool: PgPool) {
+    let nats = common::NatsServer::start();
+    let staging = nats.staging(pool.clone()).await;
+    staging.stage(vec![incoming(ACCOUNTS[0], REGIONS[0], "first")], &[]).await.unwrap();
+    let shard = ShardId(sqlx::query_scalar("SELECT id FROM shards").fetch_one(&pool).await.unwrap());
+    // What a process that died between the log write and its Postgres commit leaves: a chunk in
+    // the shard's subject whose group is not recorded.
+    let settings = nats.settings();
+    let subject = format!("{}.{}.{}", settings.prefix, shard.0 % i64::from(settings.partitions), shard.0);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut orphan = async_nats::HeaderMap::new();
+    orphan.insert("Orgtrail-Group", uuid::Uuid::new_v4().to_string().as_str());
+    orphan.insert("Orgtrail-Received-At", chrono::Utc::now().to_rfc3339().as_str());
+    let packed = lz4_flex::compress_prepend_size(&[&7u32.to_le_bytes()[..], b"{\"x\":1}"].concat());
+    js.publish_with_headers(subject, orphan, packed.into()).await.unwrap().await.unwrap();
+    // Not read past the committed head, and skipped once a later group commits.
+    assert_eq!(staging.read(shard, 0, 100).await.unwrap().len(), 1);
+    staging.stage(vec![incoming(ACCOUNTS[0], REGIONS[0], "second")], &[]).await.unwrap();
+    let read: Vec<String> =
+        staging.read(shard, 0, 100).await.unwrap().into_iter().map(|e| e.record).collect();
+    assert_eq!(read, vec!["{\"eventID\":\"first\"}".to_owned(), "{\"eventID\":\"second\"}".to_owned()]);
 }

@@ -502,7 +502,7 @@ fn event_key(event_id: &str) -> uuid::Uuid {
 }
 
 /// Records as one value: each a little-endian u32 length and its bytes, then lz4.
-fn pack(records: &[&str]) -> Vec<u8> {
+pub(super) fn pack(records: &[&str]) -> Vec<u8> {
     let mut raw = Vec::with_capacity(records.iter().map(|r| r.len() + 4).sum());
     for record in records {
         raw.extend_from_slice(&(record.len() as u32).to_le_bytes());
@@ -511,7 +511,7 @@ fn pack(records: &[&str]) -> Vec<u8> {
     lz4_flex::compress_prepend_size(&raw)
 }
 
-fn unpack(packed: &[u8]) -> Result<Vec<String>, StoreError> {
+pub(super) fn unpack(packed: &[u8]) -> Result<Vec<String>, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("staged chunk: {what}"));
     let raw = lz4_flex::decompress_size_prepended(packed).map_err(|e| corrupt(&e.to_string()))?;
     let mut records = Vec::new();
@@ -599,12 +599,14 @@ pub async fn ingest_counters_for(
     Ok(rows.into_iter().map(|(a, x, y, z)| (a, (x, y, z))).collect())
 }
 
-/// Drops staged chunks received before `older_than`, delivered or not; how many.
+/// Drops staged chunks received before `older_than`, delivered or not; how many. (The JetStream
+/// backend's streams drop theirs by age; only its group records are forgotten here.)
 pub async fn expire(pool: &PgPool, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
     let done = sqlx::query("DELETE FROM staged_chunks WHERE received_at < $1")
         .bind(older_than)
         .execute(pool)
         .await?;
+    sqlx::query("DELETE FROM staged_groups WHERE committed_at < $1").bind(older_than).execute(pool).await?;
     Ok(done.rows_affected())
 }
 
