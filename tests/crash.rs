@@ -507,8 +507,9 @@ async fn ingest_killed_between_durable_commit_and_ack_is_retried_without_duplica
     ingest_killed_at(backend, "after-ingest-commit", true).await;
 }
 
-/// JetStream holds the events, Postgres has not recorded them (nor acked anyone): the retry is
-/// accepted, and JetStream's duplicate window keeps it from being staged twice.
+/// JetStream holds the events, Postgres has not recorded their group (nor acked anyone): the
+/// retry is accepted and staged again, and readers skip the chunks of the group that never
+/// committed, so every event is delivered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_ingest_killed_between_log_write_and_postgres_commit_stages_the_retry_once() {
     ingest_killed_at(Backend::JetStream, "after-log-append", false).await;

@@ -87,10 +87,8 @@ pub struct Config {
     /// Streams the `jetstream` backend spreads shards over (1 to 1024; shard id modulo this). Fixed
     /// once events are staged: a changed count strands the events staged under the old one.
     pub jetstream_partitions: u32,
-    /// Seconds JetStream remembers each staged event's identity (at least 10). A client that retries
-    /// a failed ingest call within this never stages an event twice, even when the failure came
-    /// between JetStream storing it and Postgres recording it; Postgres dedupes beyond, for
-    /// `dedupe_horizon_days`. Memory on the server: about 100 bytes per event in the window.
+    /// The staging streams' duplicate window in seconds (at least 10). Events are deduped by
+    /// Postgres (`dedupe_horizon_days`), whatever this is.
     pub jetstream_duplicate_window_seconds: u64,
     /// Replicas of each staging stream: 1 for one server, 3 for a cluster.
     pub jetstream_replicas: usize,

@@ -2,7 +2,7 @@
 //! taps, route, batch, seal → put → commit, release. It knows no feature: taps and commit hooks
 //! are handed to it by the process root.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,14 +109,11 @@ impl Worker {
         let mut heads: HashMap<ShardId, i64> = HashMap::new();
         // Live workers and all shards, counted on renewal rounds (a count reads every lease).
         let mut fleet: Option<(i64, i64)> = None;
-        // Held shards that may have work without news: buffered, unread progress, new. A pass
-        // looks at these and at the shards it heard of, not at every shard held.
-        let mut active: HashSet<ShardId> = HashSet::new();
         loop {
             let pass_started = Instant::now();
             let renew = last_renewal.elapsed() >= self.settings.lease_ttl / 3;
             if renew || last_claim.elapsed() >= CLAIM_EVERY {
-                if let Err(error) = self.lease_round(&mut shards, renew, &mut fleet, &mut active).await {
+                if let Err(error) = self.lease_round(&mut shards, renew, &mut fleet).await {
                     tracing::warn!(%error, "lease round failed");
                 }
                 last_claim = Instant::now();
@@ -131,7 +128,7 @@ impl Worker {
                 changed.all_shards = true;
             }
             if let Some(snapshot) = &snapshot {
-                self.pass(&mut shards, snapshot, &changed, &mut heads, &mut active).await;
+                self.pass(&mut shards, snapshot, &changed, &mut heads).await;
             }
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -179,25 +176,16 @@ impl Worker {
     }
 
     /// One pass over the shards with work (new events, buffered events, leftovers to look for).
-    /// Only shards `changed` names are asked for their head, and only those and the `active` ones
-    /// are looked at: a pass costs the shards with news, not every shard held.
+    /// Only shards `changed` names are asked for their head: a pass costs the shards with news.
     async fn pass(
         &self,
         shards: &mut HashMap<ShardId, ShardState>,
         snapshot: &Snapshot,
         changed: &Changed,
         heads: &mut HashMap<ShardId, i64>,
-        active: &mut HashSet<ShardId>,
     ) {
-        if heads.len() > shards.len() {
-            heads.retain(|id, _| shards.contains_key(id));
-        }
-        active.retain(|id| shards.contains_key(id));
-        let ids: Vec<ShardId> = if changed.all_shards {
-            shards.keys().copied().collect()
-        } else {
-            changed.shards.iter().copied().filter(|id| shards.contains_key(id)).collect()
-        };
+        heads.retain(|id, _| shards.contains_key(id));
+        let ids: Vec<ShardId> = shards.keys().copied().filter(|id| changed.shard(*id)).collect();
         if !ids.is_empty() {
             match shards::heads(&self.pool, &ids).await {
                 Ok(read) => heads.extend(read),
@@ -226,10 +214,8 @@ impl Worker {
             max_batch_bytes: self.settings.max_batch_bytes,
             gzip_level: self.settings.gzip_level,
         };
-        active.extend(ids.iter().copied());
         let mut busy: Vec<(&ShardId, &mut ShardState)> = shards
             .iter_mut()
-            .filter(|(id, _)| active.contains(*id))
             .filter(|(id, state)| state.has_work(heads.get(*id).copied(), snapshot))
             .collect();
         let mut lost = Vec::new();
@@ -256,13 +242,6 @@ impl Worker {
         for shard in &lost {
             shards.remove(shard);
         }
-        // What has nothing to do until it hears of news leaves the active set; buffered shards
-        // stay (their files fall due with time alone).
-        active.retain(|id| {
-            shards
-                .get(id)
-                .is_some_and(|state| !state.is_idle() || state.has_work(heads.get(id).copied(), snapshot))
-        });
         // A lease found lost while its row still names this worker (its heartbeat lapsed, nobody
         // took over): handed back, so that someone (this worker too) claims it again.
         if !lost.is_empty()
@@ -279,7 +258,6 @@ impl Worker {
         shards: &mut HashMap<ShardId, ShardState>,
         renew: bool,
         fleet: &mut Option<(i64, i64)>,
-        active: &mut HashSet<ShardId>,
     ) -> Result<(), StoreError> {
         let ttl_ms = self.settings.lease_ttl.as_millis() as i64;
         if renew && let Some(held) = shards::renew(&self.pool, &self.id, ttl_ms).await? {
@@ -295,17 +273,13 @@ impl Worker {
                     taken_over: false,
                 })
                 .collect();
-            active.extend(adopted.iter().map(|c| c.lease.shard_id));
             self.take(shards, adopted).await?;
         }
         let (live, total) = match *fleet {
             Some(counted) if !renew => counted,
             _ => *fleet.insert(shards::fleet(&self.pool).await?),
         };
-        // A round may take a tenth of a fair share: a dead worker's shards are owned again within
-        // about ten rounds however large the fleet (a claim costs one query for all it takes).
-        let step = self.settings.claim_limit.max(total / (10 * live.max(1)));
-        let delta = shards::rebalance(shards.len() as i64, live, total, step);
+        let delta = shards::rebalance(shards.len() as i64, live, total, self.settings.claim_limit);
         if delta < 0 {
             let idle: Vec<ShardId> = shards
                 .iter()
@@ -323,7 +297,6 @@ impl Worker {
             return Ok(());
         }
         let claimed = shards::claim(&self.pool, &self.id, delta).await?;
-        active.extend(claimed.iter().map(|c| c.lease.shard_id));
         self.take(shards, claimed).await
     }
 
