@@ -463,6 +463,24 @@ async fn a_frozen_worker_that_lost_its_lease_can_neither_commit_nor_overwrite(ba
     drop((first, second));
 }
 
+/// Each delivery step of this worker takes longer than its 2-second lease: the heartbeat, renewed
+/// beside the passes, keeps the leases all the same (renewed from the loop, it lapsed and every
+/// commit was fenced off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_steps_longer_than_the_lease_keep_the_lease() {
+    let mut f = fixture(Backend::Postgres).await;
+    let mut accepted = BTreeSet::new();
+    send(&mut f.admin, &batch_of_events(0, 30), &mut accepted).await;
+    let _worker =
+        WorkerProcess::start(&f.database_url, &f.s3.endpoint(), None, &f.log(), 3_000, &f.staging_env());
+    let (all, member) = Fixture::expected(&accepted);
+    assert_exactly_once(&f.pool, &f.s3_client, "central-bucket", &all).await;
+    assert_exactly_once(&f.pool, &f.s3_client, "member-bucket", &member).await;
+    let generation: i64 =
+        sqlx::query_scalar("SELECT max(generation) FROM shard_leases").fetch_one(&f.pool).await.unwrap();
+    assert_eq!(generation, 1, "every shard was claimed once and never lost");
+}
+
 async fn s3_unreachable_for_a_while_loses_nothing_and_reports_the_error(backend: Backend) {
     let mut f = fixture(backend).await;
     let mut accepted = BTreeSet::new();

@@ -169,7 +169,7 @@ async fn two_trails_get_two_copies_and_a_failing_bucket_does_not_delay_the_other
     stack.create_bucket("not-created-yet").await;
     let recovered = stack.wait_for_records("not-created-yet", 10).await;
     assert_eq!(ids(&recovered), ids(&delivered));
-    // The object is listed once put; the status is written by the commit right after it.
+    // The object is listed once put; the status is written after the commit (and its group).
     let status = trail_status_when(&mut admin, "broken", |s| s.latest_delivery_error.is_empty()).await;
     assert!(status.latest_delivery_time.is_some(), "{status:?}");
 }

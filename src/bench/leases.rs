@@ -103,7 +103,7 @@ async fn run(args: &LeaseBenchArgs, database_url: &str) -> anyhow::Result<()> {
         async move {
             let mut latencies = Vec::new();
             let mut held = 0;
-            shards::renew(&pool, owner, ttl_ms).await?;
+            shards::renew(&mut *pool.acquire().await?, owner, ttl_ms).await?;
             while held < share {
                 let at = Instant::now();
                 let claimed = shards::claim(&pool, owner, limit.min(share - held)).await?;
@@ -130,7 +130,7 @@ async fn run(args: &LeaseBenchArgs, database_url: &str) -> anyhow::Result<()> {
             let mut latencies = Vec::new();
             for _ in 0..rounds {
                 let at = Instant::now();
-                shards::renew(&pool, owner, ttl_ms).await?;
+                shards::renew(&mut *pool.acquire().await?, owner, ttl_ms).await?;
                 latencies.push(at.elapsed().as_secs_f64() * 1000.0);
             }
             Ok::<_, anyhow::Error>(latencies)
@@ -146,7 +146,7 @@ async fn run(args: &LeaseBenchArgs, database_url: &str) -> anyhow::Result<()> {
     let ttl = args.takeover_ttl_ms;
     // The one that dies renews last, so its last renewal is the instant measured from.
     for owner in owners.iter().rev() {
-        shards::renew(&pool, owner, ttl).await?;
+        shards::renew(&mut *pool.acquire().await?, owner, ttl).await?;
     }
     let dead = &owners[0];
     let dead_shards: i64 = sqlx::query_scalar("SELECT count(*) FROM shard_leases WHERE owner = $1")
@@ -206,7 +206,7 @@ async fn lease_loop(
     let mut last_claim = Instant::now() - CLAIM_EVERY;
     while !done.load(Ordering::Relaxed) {
         if last_renewal.elapsed() >= renew_every {
-            shards::renew(&pool, &owner, ttl_ms).await?;
+            shards::renew(&mut *pool.acquire().await?, &owner, ttl_ms).await?;
             last_renewal = Instant::now();
         }
         if last_claim.elapsed() >= CLAIM_EVERY {

@@ -122,6 +122,9 @@ impl ShardBuffer {
             return Ok(());
         }
         let read_from = self.loaded_through.max(floor.unwrap_or(self.loaded_through));
+        // Everything through `read_from` is read or passed by every consumer: a shard whose
+        // events were all delivered before it was claimed needs no read again until its head moves.
+        self.loaded_through = read_from;
         let floor = floor.unwrap_or(i64::MAX);
         for event in read(staging, shard, read_from, capacity).await? {
             self.loaded_through = self.loaded_through.max(event.seq);

@@ -4,6 +4,8 @@
 //! generation. A crash anywhere repeats the same key and bytes; a worker that lost its lease can
 //! neither commit nor overwrite. Features add their rows to the commit through [`CommitHook`].
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
@@ -101,10 +103,20 @@ pub trait CommitHook: Send + Sync {
     async fn file_recorded(&self, tx: &mut PgConnection, file: RecordedFile<'_>) -> Result<(), StoreError>;
 }
 
-/// Cursors of every trail over one shard: (trail id, delivered seq).
-pub async fn cursors(pool: &PgPool, shard_id: ShardId) -> Result<Vec<(i64, i64)>, StoreError> {
-    Ok(sqlx::query_as("SELECT trail_id, delivered_seq FROM trail_cursors WHERE shard_id = $1")
-        .bind(shard_id)
+/// Cursors of every trail over the shards of `ids`: (shard, trail id, delivered seq).
+pub async fn cursors(pool: &PgPool, ids: &[ShardId]) -> Result<Vec<(ShardId, i64, i64)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT shard_id, trail_id, delivered_seq FROM trail_cursors WHERE shard_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The shards of `ids` that have a sealed batch outstanding (of any trail, deleted ones too).
+pub async fn shards_with_sealed(pool: &PgPool, ids: &[ShardId]) -> Result<Vec<ShardId>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT DISTINCT shard_id FROM sealed_batches WHERE shard_id = ANY($1)")
+        .bind(ids)
         .fetch_all(pool)
         .await?)
 }
@@ -224,6 +236,7 @@ pub struct Checkpoint<'a> {
     pub hooks: &'a [std::sync::Arc<dyn CommitHook>],
     /// The worker, for the fencing checks.
     pub owner: &'a str,
+    pub times: &'a DeliveryTimes,
 }
 
 impl Checkpoint<'_> {
@@ -234,7 +247,7 @@ impl Checkpoint<'_> {
         shard: &ShardInfo,
         batch: &SealedBatch,
     ) -> Result<Delivered, StoreError> {
-        let Self { pool, sink, hooks, owner } = *self;
+        let Self { pool, sink, hooks, owner, times } = *self;
         let account = &shard.account;
         let region = shard.region.as_str();
         // Files sealed before per-category counts existed count as one category.
@@ -298,17 +311,67 @@ impl Checkpoint<'_> {
             .bind(batch.shard_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO trail_delivery_status (trail_id, latest_delivery_time, latest_delivery_attempt_time)
-             SELECT $1, now(), now() WHERE EXISTS (SELECT 1 FROM trails WHERE id = $1)
-             ON CONFLICT (trail_id) DO UPDATE SET latest_delivery_time = now(), latest_delivery_attempt_time = now(),
-                                                  latest_delivery_error = ''",
-        )
-        .bind(batch.trail_id)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
+        times.delivered(batch.trail_id, Utc::now());
         Ok(Delivered::Committed)
+    }
+}
+
+/// When each trail last had a file delivered, gathered by a worker and written to the trail's
+/// status after each group of rounds, in one statement. Written by each file's commit, the one
+/// status row of an organization trail was locked by every commit of the organization, each
+/// waiting for the one before it to be flushed to disk.
+#[derive(Debug, Default)]
+pub struct DeliveryTimes(std::sync::Mutex<HashMap<i64, DateTime<Utc>>>);
+
+impl DeliveryTimes {
+    fn delivered(&self, trail_id: i64, at: DateTime<Utc>) {
+        let mut times = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let latest = times.entry(trail_id).or_insert(at);
+        *latest = (*latest).max(at);
+    }
+
+    fn take(&self) -> HashMap<i64, DateTime<Utc>> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Writes what was gathered; kept for the next try when that fails. A status, not a record:
+    /// its commit does not wait for the disk, and a crash may forget the last second of it.
+    pub async fn flush(&self, pool: &PgPool) -> Result<(), StoreError> {
+        let times = self.take();
+        if times.is_empty() {
+            return Ok(());
+        }
+        let (trails, at): (Vec<i64>, Vec<DateTime<Utc>>) = times.iter().map(|(t, at)| (*t, *at)).unzip();
+        let written = async {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+            // A failure noted after the delivery stays shown; an earlier one is cleared.
+            sqlx::query(
+                "INSERT INTO trail_delivery_status (trail_id, latest_delivery_time, latest_delivery_attempt_time)
+                 SELECT u.trail_id, u.at, u.at FROM unnest($1::bigint[], $2::timestamptz[]) AS u(trail_id, at)
+                 WHERE EXISTS (SELECT 1 FROM trails WHERE id = u.trail_id)
+                 ON CONFLICT (trail_id) DO UPDATE SET
+                   latest_delivery_time = GREATEST(trail_delivery_status.latest_delivery_time, EXCLUDED.latest_delivery_time),
+                   latest_delivery_error = CASE
+                     WHEN trail_delivery_status.latest_delivery_attempt_time > EXCLUDED.latest_delivery_time
+                       THEN trail_delivery_status.latest_delivery_error ELSE '' END,
+                   latest_delivery_attempt_time =
+                     GREATEST(trail_delivery_status.latest_delivery_attempt_time, EXCLUDED.latest_delivery_attempt_time)",
+            )
+            .bind(&trails)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        };
+        if let Err(error) = written.await {
+            for (trail, at) in times {
+                self.delivered(trail, at);
+            }
+            return Err(error.into());
+        }
+        Ok(())
     }
 }
 

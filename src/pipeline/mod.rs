@@ -17,6 +17,7 @@ pub mod buffer;
 pub mod changes;
 pub mod checkpoint;
 pub mod failpoints;
+pub mod heartbeat;
 pub mod lag;
 pub mod round;
 pub mod route;

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use super::backoff::Backoff;
 use super::batch::{self, Candidate, Cut, Limits};
 use super::buffer::{Buffered, ShardBuffer};
-use super::checkpoint::{self, CommitHook, Delivered, SealedBatch};
+use super::checkpoint::{self, CommitHook, Delivered, DeliveryTimes, SealedBatch};
 use super::route::{Snapshot, routes};
 use super::shards::Lease;
 use super::sink::{LogSink, SinkError};
@@ -21,7 +21,7 @@ use super::tap_runner::{self, TapProgress, TapRound};
 use super::taps::Tap;
 use crate::model::layout::{Folder, Root, unique_part};
 use crate::model::record::Category;
-use crate::model::shard::ShardInfo;
+use crate::model::shard::{ShardId, ShardInfo};
 use crate::model::trail::Trail;
 use crate::store::StoreError;
 
@@ -38,6 +38,9 @@ pub struct ShardState {
     orphans_checked: bool,
     /// Trails whose outstanding sealed batch was looked for since the state was read.
     checked_sealed: HashSet<i64>,
+    /// No sealed batch was outstanding when the state was read: none to look for, for any trail
+    /// (only the shard's owner seals, so none appears unseen).
+    none_sealed: bool,
     /// Per trail: no attempt before the backoff ends.
     retry: HashMap<i64, Backoff>,
     taps: TapProgress,
@@ -59,6 +62,7 @@ impl ShardState {
             released_through: 0,
             orphans_checked: false,
             checked_sealed: HashSet::new(),
+            none_sealed: false,
             retry: HashMap::new(),
             taps: TapProgress::default(),
             // Its progress is read on its first round.
@@ -73,7 +77,25 @@ impl ShardState {
             || head.is_none_or(|head| head > self.buffer.loaded_through())
             || (!self.buffer.is_empty() && self.not_before.is_none_or(|due| Utc::now() >= due))
             || self.taps.behind
-            || snapshot.trails_covering(&self.info.account).any(|t| !self.checked_sealed.contains(&t.id))
+            || (!self.none_sealed
+                && snapshot.trails_covering(&self.info.account).any(|t| !self.checked_sealed.contains(&t.id)))
+    }
+
+    /// Takes `progress` (read from Postgres) as the shard's durable state.
+    pub fn load(&mut self, progress: Progress) {
+        self.cursors = progress.cursors;
+        self.taps.cursors = progress.tap_cursors;
+        self.buffer.clear();
+        self.released_through = 0;
+        self.none_sealed = !progress.sealed;
+        self.orphans_checked = !progress.sealed;
+        self.checked_sealed.clear();
+        self.stale = false;
+    }
+
+    /// Events read and not yet delivered everywhere (maybe waiting for an interval).
+    pub fn has_buffered(&self) -> bool {
+        !self.buffer.is_empty()
     }
 
     /// When the oldest event read and not yet delivered everywhere was staged.
@@ -92,6 +114,33 @@ impl ShardState {
 
     fn in_backoff(&self, trail_id: i64) -> bool {
         self.retry.get(&trail_id).is_some_and(Backoff::waiting)
+    }
+}
+
+/// A shard's durable progress, as a new owner (or a reload) reads it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Per trail: the last seq delivered (or skipped).
+    cursors: HashMap<i64, i64>,
+    tap_cursors: HashMap<String, i64>,
+    /// Some sealed batch is outstanding.
+    sealed: bool,
+}
+
+impl Progress {
+    /// The progress of every shard of `ids`, in three queries however many.
+    pub async fn read(pool: &PgPool, ids: &[ShardId]) -> Result<HashMap<ShardId, Progress>, StoreError> {
+        let mut read: HashMap<ShardId, Progress> = ids.iter().map(|id| (*id, Progress::default())).collect();
+        for (shard, trail, seq) in checkpoint::cursors(pool, ids).await? {
+            read.entry(shard).or_default().cursors.insert(trail, seq);
+        }
+        for (shard, key, seq) in tap_runner::cursors(pool, ids).await? {
+            read.entry(shard).or_default().tap_cursors.insert(key, seq);
+        }
+        for shard in checkpoint::shards_with_sealed(pool, ids).await? {
+            read.entry(shard).or_default().sealed = true;
+        }
+        Ok(read)
     }
 }
 
@@ -122,6 +171,7 @@ pub struct Round<'a> {
     pub hooks: &'a [Arc<dyn CommitHook>],
     pub owner: &'a str,
     pub snapshot: &'a Snapshot,
+    pub delivery_times: &'a DeliveryTimes,
     /// Events the shard may buffer this round.
     pub capacity: i64,
     pub max_batch_bytes: usize,
@@ -141,13 +191,8 @@ impl Round<'_> {
 
     /// Reads the shard's durable progress again and forgets everything derived from the old one.
     async fn reload(&self, state: &mut ShardState) -> Result<(), StoreError> {
-        state.cursors = checkpoint::cursors(self.pool, state.info.id).await?.into_iter().collect();
-        state.taps.cursors = tap_runner::cursors(self.pool, state.info.id).await?;
-        state.buffer.clear();
-        state.released_through = 0;
-        state.orphans_checked = false;
-        state.checked_sealed.clear();
-        state.stale = false;
+        let mut read = Progress::read(self.pool, &[state.info.id]).await?;
+        state.load(read.remove(&state.info.id).unwrap_or_default());
         Ok(())
     }
 
@@ -241,6 +286,9 @@ impl Round<'_> {
         if state.cursors.keys().any(|id| !snapshot.has_trail(*id)) {
             state.cursors.retain(|id, _| snapshot.has_trail(*id));
             state.orphans_checked = false;
+        }
+        if state.none_sealed {
+            return Ok(());
         }
         if !state.orphans_checked {
             state.orphans_checked = true;
@@ -373,7 +421,13 @@ impl Round<'_> {
     async fn deliver(&self, state: &mut ShardState, batch: SealedBatch) -> Result<(), StoreError> {
         let insights = state.info.source.is_insights();
         let checkpoint =
-            checkpoint::Checkpoint { pool: self.pool, sink: self.sink, hooks: self.hooks, owner: self.owner };
+            checkpoint::Checkpoint {
+            pool: self.pool,
+            sink: self.sink,
+            hooks: self.hooks,
+            owner: self.owner,
+            times: self.delivery_times,
+        };
         let delivered = checkpoint.deliver(state.lease, &state.info, &batch).await?;
         match delivered {
             Delivered::Committed => {
@@ -395,6 +449,7 @@ impl Round<'_> {
                 // The batch stays sealed: the retry re-sends the same key and bytes.
                 state.checked_sealed.remove(&batch.trail_id);
                 state.orphans_checked = false;
+                state.none_sealed = false;
                 tracing::warn!(trail = %batch.trail_arn, %error, retry_in = ?retry.last(), "delivery failed");
             }
         }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::model::shard::{ShardId, ShardInfo, Source};
 use crate::model::{AccountId, Region};
@@ -67,7 +67,11 @@ async fn claim_where(
 /// Renews `owner`'s heartbeat, which holds all its leases at once: one row however many shards.
 /// `None`: every lease it held is still its own. `Some`: the heartbeat had expired (a stall longer
 /// than the TTL), so others may have taken shards over; these are the leases it still holds.
-pub async fn renew(pool: &PgPool, owner: &str, ttl_ms: i64) -> Result<Option<Vec<Lease>>, StoreError> {
+pub async fn renew(
+    conn: &mut PgConnection,
+    owner: &str,
+    ttl_ms: i64,
+) -> Result<Option<Vec<Lease>>, StoreError> {
     let alive: bool = sqlx::query_scalar(
         "WITH prior AS (SELECT expires_at > now() AS alive FROM workers WHERE owner = $1)
          INSERT INTO workers (owner, expires_at)
@@ -77,19 +81,19 @@ pub async fn renew(pool: &PgPool, owner: &str, ttl_ms: i64) -> Result<Option<Vec
     )
     .bind(owner)
     .bind(ttl_ms)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     if alive {
         return Ok(None);
     }
-    Ok(Some(held(pool, owner).await?))
+    Ok(Some(held(conn, owner).await?))
 }
 
 /// The leases `owner` holds.
-pub async fn held(pool: &PgPool, owner: &str) -> Result<Vec<Lease>, StoreError> {
+pub async fn held(db: impl PgExecutor<'_>, owner: &str) -> Result<Vec<Lease>, StoreError> {
     Ok(sqlx::query_as::<_, Lease>("SELECT shard_id, generation FROM shard_leases WHERE owner = $1")
         .bind(owner)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?)
 }
 
@@ -116,11 +120,11 @@ pub async fn release_all(pool: &PgPool, owner: &str) -> Result<(), StoreError> {
 }
 
 /// Live workers and all shards: a worker's fair share is `shards / workers`, rounded up.
-pub async fn fleet(pool: &PgPool) -> Result<(i64, i64), StoreError> {
+pub async fn fleet(db: impl PgExecutor<'_>) -> Result<(i64, i64), StoreError> {
     Ok(sqlx::query_as(
         "SELECT (SELECT count(*) FROM workers WHERE expires_at > now()), (SELECT count(*) FROM shard_leases)",
     )
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?)
 }
 
@@ -136,14 +140,22 @@ pub async fn forget_dead_workers(pool: &PgPool) -> Result<(), StoreError> {
 }
 
 /// How many shards a worker holding `held` may claim (positive) or should give up (negative) to
-/// stay near its fair share, at most `step` either way. The share has a little slack above it:
-/// new shards find room at once, and shards do not bounce between workers on every round (one
-/// over the slack gives down to the share, so the others have room to take them).
+/// stay near its fair share. The share has a little slack above it: new shards find room at once,
+/// and shards do not bounce between workers on every round (one over the slack gives down to the
+/// share, so the others have room to take them). A round moves half the way at a time, at least
+/// `step`: a dead worker's shards are taken back in a few rounds, and workers starting together
+/// do not each grab the whole fleet first.
 pub fn rebalance(held: i64, live_workers: i64, shards: i64, step: i64) -> i64 {
     let live = live_workers.max(1);
     let share = (shards + live - 1) / live;
     let ceiling = share + (share / 20).max(1);
-    if held > ceiling { -(held - share).min(step) } else { (ceiling - held).min(step) }
+    if held > ceiling {
+        let excess = held - share;
+        -excess.min(step.max(excess / 2))
+    } else {
+        let room = ceiling - held;
+        room.min(step.max(room / 2))
+    }
 }
 
 /// Fails unless `lease` is still current; holds a share lock on the lease row until the
@@ -214,17 +226,20 @@ mod tests {
     use super::rebalance;
 
     #[test]
-    fn a_worker_moves_toward_its_fair_share_in_bounded_steps() {
-        // Alone: claims everything, a step at a time.
-        assert_eq!(rebalance(0, 1, 34_000, 500), 500);
-        // A second worker joined: the first gives its excess up, the newcomer claims.
-        assert_eq!(rebalance(34_000, 2, 34_000, 500), -500);
+    fn a_worker_moves_toward_its_fair_share_half_the_way_at_a_time() {
+        // Alone: claims half of everything, then half of the rest.
+        assert_eq!(rebalance(0, 1, 34_000, 500), 17_850);
+        assert_eq!(rebalance(17_850, 1, 34_000, 500), 8_925);
+        // A second worker joined: the first gives half its excess up, the newcomer claims.
+        assert_eq!(rebalance(34_000, 2, 34_000, 500), -8_500);
         assert_eq!(rebalance(17_900, 2, 34_000, 500), -500);
-        assert_eq!(rebalance(0, 2, 34_000, 500), 500);
+        assert_eq!(rebalance(0, 2, 34_000, 500), 8_925);
         // At its share: room up to the slack (850 here) for new shards, no more.
         assert_eq!(rebalance(17_000, 2, 34_000, 500), 500);
         assert_eq!(rebalance(17_800, 2, 34_000, 500), 50);
         assert_eq!(rebalance(17_850, 2, 34_000, 500), 0);
+        // A worker of three died: the two left move half the way to the new share each round.
+        assert_eq!(rebalance(11_334, 2, 34_000, 500), 3_258);
         // Rounding up: three workers over 10 shards hold 4, 3, 3 and nobody gives up.
         assert!(rebalance(4, 3, 10, 500) >= 0);
         // Its own heartbeat not counted yet: still claims.

@@ -20,14 +20,12 @@ use crate::store::StoreError;
 /// Events handed to one tap call at most (one transaction).
 pub const TAP_BATCH: usize = 5_000;
 
-/// The durable cursor of every tap key over one shard.
-pub async fn cursors(pool: &PgPool, shard_id: ShardId) -> Result<HashMap<String, i64>, StoreError> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT tap_key, through_seq FROM tap_cursors WHERE shard_id = $1")
-            .bind(shard_id)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().collect())
+/// The durable cursor of every tap key over the shards of `ids`: (shard, key, through seq).
+pub async fn cursors(pool: &PgPool, ids: &[ShardId]) -> Result<Vec<(ShardId, String, i64)>, StoreError> {
+    Ok(sqlx::query_as("SELECT shard_id, tap_key, through_seq FROM tap_cursors WHERE shard_id = ANY($1)")
+        .bind(ids)
+        .fetch_all(pool)
+        .await?)
 }
 
 async fn advance(

@@ -2,7 +2,7 @@
 //! taps, route, batch, seal → put → commit, release. It knows no feature: taps and commit hooks
 //! are handed to it by the process root.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,9 @@ use sqlx::PgPool;
 
 use super::buffer::MIN_PER_SHARD;
 use super::changes::{Changed, Changes};
-use super::checkpoint::CommitHook;
-use super::round::{Round, ShardState};
+use super::checkpoint::{CommitHook, DeliveryTimes};
+use super::heartbeat::{Fleet, Heartbeat, Pulse};
+use super::round::{Progress, Round, ShardState};
 use super::route::{Snapshot, config_clock};
 use super::shards::{self, Claim, Lease};
 use super::sink::LogSink;
@@ -29,7 +30,7 @@ pub struct PipelineSettings {
     /// Events buffered across all shards a worker holds.
     pub read_limit: i64,
     pub gzip_level: u32,
-    /// Shards claimed per claim round at most.
+    /// The smallest step of a claim round (rounds move half the way to the fair share).
     pub claim_limit: i64,
 }
 
@@ -41,10 +42,9 @@ impl Default for PipelineSettings {
             max_batch_bytes: 10 * 1024 * 1024,
             read_limit: 50_000,
             gzip_level: 6,
-            // Per claim round (one a second). Each claimed shard costs a few queries before the
-            // next renewal; with thousands at once a worker outlasted its TTL and leases bounced
-            // between workers (the scale-out test at 4,000 shards). Small rounds also spread new
-            // shards over the fleet.
+            // Per claim round (one a second), when half the way to the share is less. The heartbeat
+            // runs in its own task, so a pass busy with thousands of just-claimed shards no longer
+            // lets leases lapse (it did, when claims were capped at this and renewed in the loop).
             claim_limit: 500,
         }
     }
@@ -70,6 +70,7 @@ pub struct Worker {
     hooks: Vec<Arc<dyn CommitHook>>,
     id: String,
     settings: PipelineSettings,
+    delivery_times: DeliveryTimes,
 }
 
 impl Worker {
@@ -87,7 +88,7 @@ impl Worker {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        Self { pool, staging, sink, taps, hooks, id, settings }
+        Self { pool, staging, sink, taps, hooks, id, settings, delivery_times: DeliveryTimes::default() }
     }
 
     pub fn id(&self) -> &str {
@@ -98,29 +99,38 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         tracing::info!(worker = %self.id, "worker started");
         tokio::pin!(shutdown);
+        let mut heartbeat = loop {
+            match Heartbeat::start(&self.pool, &self.id, self.settings.lease_ttl).await {
+                Ok(heartbeat) => break heartbeat,
+                Err(error) => tracing::warn!(%error, "cannot start the heartbeat; trying again"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(CLAIM_EVERY) => {}
+            }
+        };
         let mut shards: HashMap<ShardId, ShardState> = HashMap::new();
         let mut lag = super::lag::LagSeries::default();
-        let mut last_renewal = Instant::now() - self.settings.lease_ttl;
         let mut last_claim = Instant::now() - CLAIM_EVERY;
         let mut changes = Changes::listen(&self.pool).await;
         let mut snapshot: Option<Snapshot> = None;
         let mut config_version: Option<i64> = None;
-        // The last sequence number staging handed out, per held shard, as last read.
-        let mut heads: HashMap<ShardId, i64> = HashMap::new();
-        // Live workers and all shards, counted on renewal rounds (a count reads every lease).
-        let mut fleet: Option<(i64, i64)> = None;
+        let mut look = Look::default();
         loop {
             let pass_started = Instant::now();
-            let renew = last_renewal.elapsed() >= self.settings.lease_ttl / 3;
-            if renew || last_claim.elapsed() >= CLAIM_EVERY {
-                if let Err(error) = self.lease_round(&mut shards, renew, &mut fleet).await {
+            heartbeat.pulse.beat();
+            while let Ok(held) = heartbeat.lapsed.try_recv() {
+                if let Err(error) = self.keep_held(&mut shards, &mut look, held).await {
+                    tracing::warn!(%error, "cannot take back the leases still held");
+                }
+            }
+            if last_claim.elapsed() >= CLAIM_EVERY {
+                let fleet = *heartbeat.fleet.borrow();
+                if let Err(error) = self.lease_round(&mut shards, &mut look, fleet).await {
                     tracing::warn!(%error, "lease round failed");
                 }
                 last_claim = Instant::now();
                 lag.refresh(&shards);
-                if renew {
-                    last_renewal = Instant::now();
-                }
             }
             let mut changed = changes.take();
             if self.refresh(&mut snapshot, &mut config_version).await {
@@ -128,7 +138,7 @@ impl Worker {
                 changed.all_shards = true;
             }
             if let Some(snapshot) = &snapshot {
-                self.pass(&mut shards, snapshot, &changed, &mut heads).await;
+                self.pass(&mut shards, snapshot, &changed, &mut look, &heartbeat.pulse).await;
             }
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -138,6 +148,7 @@ impl Worker {
                 } => {}
             }
         }
+        heartbeat.stop();
         if let Err(error) = shards::release_all(&self.pool, &self.id).await {
             tracing::warn!(%error, "could not give leases up; they expire on their own");
         }
@@ -175,29 +186,42 @@ impl Worker {
         }
     }
 
-    /// One pass over the shards with work (new events, buffered events, leftovers to look for).
-    /// Only shards `changed` names are asked for their head: a pass costs the shards with news.
+    /// One pass over the shards that may have work: those `changed` names, those whose last
+    /// round left something (`look.active`) and those just claimed. A pass costs the shards with
+    /// news or with events buffered, not every shard held.
     async fn pass(
         &self,
         shards: &mut HashMap<ShardId, ShardState>,
         snapshot: &Snapshot,
         changed: &Changed,
-        heads: &mut HashMap<ShardId, i64>,
+        look: &mut Look,
+        pulse: &Pulse,
     ) {
-        heads.retain(|id, _| shards.contains_key(id));
-        let ids: Vec<ShardId> = shards.keys().copied().filter(|id| changed.shard(*id)).collect();
-        if !ids.is_empty() {
-            match shards::heads(&self.pool, &ids).await {
-                Ok(read) => heads.extend(read),
+        look.heads.retain(|id, _| shards.contains_key(id));
+        look.active.retain(|id| shards.contains_key(id));
+        let asked: Vec<ShardId> = if changed.all_shards {
+            shards.keys().copied().collect()
+        } else {
+            let mut asked: HashSet<ShardId> =
+                changed.shards.iter().copied().filter(|id| shards.contains_key(id)).collect();
+            asked.extend(look.claimed.drain().filter(|id| shards.contains_key(id)));
+            asked.into_iter().collect()
+        };
+        look.claimed.clear();
+        if !asked.is_empty() {
+            match shards::heads(&self.pool, &asked).await {
+                Ok(read) => look.heads.extend(read),
                 Err(error) => {
                     tracing::warn!(%error, "cannot read shard heads");
                     // Unknown heads count as news.
-                    for id in &ids {
-                        heads.remove(id);
+                    for id in &asked {
+                        look.heads.remove(id);
                     }
                 }
             }
         }
+        let mut candidates: HashSet<ShardId> = std::mem::take(&mut look.active);
+        candidates.extend(asked);
         // Buffered events across all shards stay near `read_limit`: memory is bounded however
         // many shards a worker holds.
         let capacity = (self.settings.read_limit / (shards.len() as i64).max(1))
@@ -210,13 +234,15 @@ impl Worker {
             hooks: &self.hooks,
             owner: &self.id,
             snapshot,
+            delivery_times: &self.delivery_times,
             capacity,
             max_batch_bytes: self.settings.max_batch_bytes,
             gzip_level: self.settings.gzip_level,
         };
+        let heads = &look.heads;
         let mut busy: Vec<(&ShardId, &mut ShardState)> = shards
             .iter_mut()
-            .filter(|(id, state)| state.has_work(heads.get(*id).copied(), snapshot))
+            .filter(|(id, state)| candidates.contains(*id) && state.has_work(heads.get(*id).copied(), snapshot))
             .collect();
         let mut lost = Vec::new();
         // Shards are independent: several at once keep every core busy.
@@ -228,6 +254,10 @@ impl Worker {
                 async move { (*id, busy_rounds(round, state).await) }
             }))
             .await;
+            pulse.beat();
+            if let Err(error) = self.delivery_times.flush(&self.pool).await {
+                tracing::warn!(%error, "cannot write the trails' latest delivery times");
+            }
             for (shard, outcome) in outcomes {
                 match outcome {
                     Ok(()) => {}
@@ -242,6 +272,15 @@ impl Worker {
         for shard in &lost {
             shards.remove(shard);
         }
+        // What is left for later passes: shards with events buffered (waiting for an interval),
+        // news not read yet, or a round that failed.
+        for id in candidates {
+            if let Some(state) = shards.get(&id)
+                && (state.has_work(look.heads.get(&id).copied(), snapshot) || state.has_buffered())
+            {
+                look.active.insert(id);
+            }
+        }
         // A lease found lost while its row still names this worker (its heartbeat lapsed, nobody
         // took over): handed back, so that someone (this worker too) claims it again.
         if !lost.is_empty()
@@ -251,35 +290,36 @@ impl Worker {
         }
     }
 
-    /// Renews the worker's heartbeat (when `renew`), then claims shards nobody holds or gives
-    /// idle ones up, toward its fair share of the fleet.
+    /// After a lapse of the heartbeat (others may have taken shards over): keeps only the
+    /// leases still held, and takes back those still its own that it had dropped.
+    async fn keep_held(
+        &self,
+        shards: &mut HashMap<ShardId, ShardState>,
+        look: &mut Look,
+        held: Vec<Lease>,
+    ) -> Result<(), StoreError> {
+        let held: HashMap<ShardId, i64> = held.into_iter().map(|l| (l.shard_id, l.generation)).collect();
+        shards.retain(|id, state| held.get(id) == Some(&state.lease.generation));
+        let adopted: Vec<Claim> = held
+            .iter()
+            .filter(|(id, _)| !shards.contains_key(id))
+            .map(|(id, generation)| Claim {
+                lease: Lease { shard_id: *id, generation: *generation },
+                taken_over: false,
+            })
+            .collect();
+        self.take(shards, look, adopted).await
+    }
+
+    /// Claims shards nobody holds or gives idle ones up, toward its fair share of `fleet`.
     async fn lease_round(
         &self,
         shards: &mut HashMap<ShardId, ShardState>,
-        renew: bool,
-        fleet: &mut Option<(i64, i64)>,
+        look: &mut Look,
+        fleet: Fleet,
     ) -> Result<(), StoreError> {
-        let ttl_ms = self.settings.lease_ttl.as_millis() as i64;
-        if renew && let Some(held) = shards::renew(&self.pool, &self.id, ttl_ms).await? {
-            tracing::warn!(worker = %self.id, "heartbeat had expired; keeping only the leases still held");
-            let held: HashMap<ShardId, i64> = held.into_iter().map(|l| (l.shard_id, l.generation)).collect();
-            shards.retain(|id, state| held.get(id) == Some(&state.lease.generation));
-            // Still ours but not in memory (dropped while the heartbeat had lapsed): taken back.
-            let adopted: Vec<Claim> = held
-                .iter()
-                .filter(|(id, _)| !shards.contains_key(id))
-                .map(|(id, generation)| Claim {
-                    lease: Lease { shard_id: *id, generation: *generation },
-                    taken_over: false,
-                })
-                .collect();
-            self.take(shards, adopted).await?;
-        }
-        let (live, total) = match *fleet {
-            Some(counted) if !renew => counted,
-            _ => *fleet.insert(shards::fleet(&self.pool).await?),
-        };
-        let delta = shards::rebalance(shards.len() as i64, live, total, self.settings.claim_limit);
+        let delta =
+            shards::rebalance(shards.len() as i64, fleet.live_workers, fleet.shards, self.settings.claim_limit);
         if delta < 0 {
             let idle: Vec<ShardId> = shards
                 .iter()
@@ -297,13 +337,14 @@ impl Worker {
             return Ok(());
         }
         let claimed = shards::claim(&self.pool, &self.id, delta).await?;
-        self.take(shards, claimed).await
+        self.take(shards, look, claimed).await
     }
 
     /// Starts holding the shards of `claimed`.
     async fn take(
         &self,
         shards: &mut HashMap<ShardId, ShardState>,
+        look: &mut Look,
         claimed: Vec<Claim>,
     ) -> Result<(), StoreError> {
         if claimed.is_empty() {
@@ -312,16 +353,32 @@ impl Worker {
         let ids: Vec<ShardId> = claimed.iter().map(|c| c.lease.shard_id).collect();
         let infos: HashMap<ShardId, _> =
             shards::infos(&self.pool, &ids).await?.into_iter().map(|i| (i.id, i)).collect();
+        // Read for all at once: a claim of thousands costs a few queries, not a few per shard.
+        let mut progress = Progress::read(&self.pool, &ids).await?;
         let metrics = crate::metrics::pipeline();
         metrics.lease_takeovers.inc_by(claimed.iter().filter(|c| c.taken_over).count() as u64);
         for Claim { lease, taken_over } in claimed {
             let Some(info) = infos.get(&lease.shard_id).cloned() else { continue };
             tracing::info!(shard = %lease.shard_id, generation = lease.generation, account = %info.account,
                 region = %info.region, taken_over, "shard claimed");
-            shards.insert(lease.shard_id, ShardState::new(lease, info));
+            let mut state = ShardState::new(lease, info);
+            state.load(progress.remove(&lease.shard_id).unwrap_or_default());
+            shards.insert(lease.shard_id, state);
+            look.claimed.insert(lease.shard_id);
         }
         Ok(())
     }
+}
+
+/// What a worker knows between passes about which shards to look at.
+#[derive(Default)]
+struct Look {
+    /// The last sequence number staging handed out, per held shard, as last read.
+    heads: HashMap<ShardId, i64>,
+    /// Shards the next pass looks at whatever it hears: their last round left work.
+    active: HashSet<ShardId>,
+    /// Shards claimed since the last pass: their heads are read in the next one.
+    claimed: HashSet<ShardId>,
 }
 
 /// A busy shard goes round again while its buffer keeps filling up, instead of waiting for the

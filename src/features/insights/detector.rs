@@ -170,11 +170,9 @@ impl Detector {
 
     /// Judges every pair; true when each is judged through its last due minute (or not judged).
     async fn pass(&self) -> Result<bool, StoreError> {
-        let scopes = store::scopes(&self.pool).await?;
-        if scopes.is_empty() {
-            return Ok(true);
-        }
         let snapshot = self.snapshot().await?;
+        let selected = snapshot.trails.iter().any(|t| t.is_logging && !t.insight_selectors.is_empty());
+        let scopes = store::scopes(&self.pool, selected).await?;
         let mut settled = true;
         for scope in scopes {
             let Ok(account) = AccountId::parse("account_id", &scope.account_id) else { continue };

@@ -88,10 +88,14 @@ pub struct Scope {
     pub evaluated_through: Option<DateTime<Utc>>,
 }
 
-pub async fn scopes(pool: &PgPool) -> Result<Vec<Scope>, StoreError> {
+/// The pairs to judge. With `selected` false (no trail selects Insights) only those judged
+/// before, to be reset: an organization counts tens of thousands of pairs that nobody judges.
+pub async fn scopes(pool: &PgPool, selected: bool) -> Result<Vec<Scope>, StoreError> {
     Ok(sqlx::query_as::<_, Scope>(
-        "SELECT account_id, region, first_minute, evaluated_through FROM insight_scopes ORDER BY account_id, region",
+        "SELECT account_id, region, first_minute, evaluated_through FROM insight_scopes
+         WHERE $1 OR evaluated_through IS NOT NULL ORDER BY account_id, region",
     )
+    .bind(selected)
     .fetch_all(pool)
     .await?)
 }
