@@ -111,6 +111,10 @@ pub struct BenchArgs {
     /// later), started with `sync_interval: always`; its CPU and disk are counted with the rest.
     #[arg(long, value_name = "NATS_SERVER")]
     pub jetstream: Option<PathBuf>,
+    /// With several workers: how long each worker's CPU is measured once every event is delivered
+    /// and none arrives (long enough to attach `perf` to one).
+    #[arg(long, default_value_t = 10)]
+    pub idle_seconds: u64,
 }
 
 fn clock_ticks() -> f64 {
@@ -700,7 +704,7 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
             .zip(&metrics_ports)
             .map(|(child, &metrics_port)| fleet::FleetWorker { child, metrics_port })
             .collect();
-        fleet::report(&pool, workers, Duration::from_secs(10)).await?;
+        fleet::report(&pool, workers, Duration::from_secs(args.idle_seconds.max(1))).await?;
     }
     drop(children);
     drop(nats_child);

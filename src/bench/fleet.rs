@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
+/// How long after the last delivery the idle CPU starts being measured.
+const IDLE_SETTLE: Duration = Duration::from_secs(5);
+
 /// What one worker process is, for the fleet figures.
 pub(crate) struct FleetWorker<'a> {
     pub child: &'a mut Child,
@@ -38,6 +41,9 @@ pub(crate) async fn report(
     for worker in &workers {
         takeovers.push(scrape_counter(worker.metrics_port, "orgtrail_lease_takeovers_total")?);
     }
+    // The rounds that finish the last files (buffers emptied, staging released) are delivery,
+    // not idling: measured from a little after the last commit.
+    tokio::time::sleep(IDLE_SETTLE).await;
     let before: Vec<f64> = workers.iter().map(|w| super::cpu_seconds(w.child.id())).collect();
     tokio::time::sleep(idle).await;
     let idle_cpu: Vec<String> = workers
@@ -48,9 +54,10 @@ pub(crate) async fn report(
         })
         .collect();
     println!(
-        "  idle workers           {} of one core each, over {} s without events",
+        "  idle workers           {} of one core each, over {} s without events (from {} s after the last delivery)",
         idle_cpu.join(", "),
-        idle.as_secs()
+        idle.as_secs(),
+        IDLE_SETTLE.as_secs()
     );
     println!(
         "  lease takeovers        {} (per worker: {}), all workers alive",

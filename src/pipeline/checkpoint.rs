@@ -105,12 +105,10 @@ pub trait CommitHook: Send + Sync {
 
 /// Cursors of every trail over the shards of `ids`: (shard, trail id, delivered seq).
 pub async fn cursors(pool: &PgPool, ids: &[ShardId]) -> Result<Vec<(ShardId, i64, i64)>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT shard_id, trail_id, delivered_seq FROM trail_cursors WHERE shard_id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_as("SELECT shard_id, trail_id, delivered_seq FROM trail_cursors WHERE shard_id = ANY($1)")
+        .bind(ids)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// The shards of `ids` that have a sealed batch outstanding (of any trail, deleted ones too).

@@ -420,8 +420,7 @@ impl Round<'_> {
     /// Steps (b) and (c) for a sealed batch (its trail may have been deleted since).
     async fn deliver(&self, state: &mut ShardState, batch: SealedBatch) -> Result<(), StoreError> {
         let insights = state.info.source.is_insights();
-        let checkpoint =
-            checkpoint::Checkpoint {
+        let checkpoint = checkpoint::Checkpoint {
             pool: self.pool,
             sink: self.sink,
             hooks: self.hooks,

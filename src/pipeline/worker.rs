@@ -242,7 +242,9 @@ impl Worker {
         let heads = &look.heads;
         let mut busy: Vec<(&ShardId, &mut ShardState)> = shards
             .iter_mut()
-            .filter(|(id, state)| candidates.contains(*id) && state.has_work(heads.get(*id).copied(), snapshot))
+            .filter(|(id, state)| {
+                candidates.contains(*id) && state.has_work(heads.get(*id).copied(), snapshot)
+            })
             .collect();
         let mut lost = Vec::new();
         // Shards are independent: several at once keep every core busy.
@@ -318,8 +320,12 @@ impl Worker {
         look: &mut Look,
         fleet: Fleet,
     ) -> Result<(), StoreError> {
-        let delta =
-            shards::rebalance(shards.len() as i64, fleet.live_workers, fleet.shards, self.settings.claim_limit);
+        let delta = shards::rebalance(
+            shards.len() as i64,
+            fleet.live_workers,
+            fleet.shards,
+            self.settings.claim_limit,
+        );
         if delta < 0 {
             let idle: Vec<ShardId> = shards
                 .iter()
