@@ -478,7 +478,8 @@ async fn delivery_steps_longer_than_the_lease_keep_the_lease() {
     assert_exactly_once(&f.pool, &f.s3_client, "member-bucket", &member).await;
     let generation: i64 =
         sqlx::query_scalar("SELECT max(generation) FROM shard_leases").fetch_one(&f.pool).await.unwrap();
-    assert_eq!(generation, 1, "every shard was claimed once and never lost");
+    let log = std::fs::read_to_string(f.log()).unwrap_or_default();
+    assert_eq!(generation, 1, "every shard was claimed once and never lost; worker log:\n{log}");
 }
 
 async fn s3_unreachable_for_a_while_loses_nothing_and_reports_the_error(backend: Backend) {

@@ -2,8 +2,8 @@
 //! a worker's leases ([`shards::renew`]); renewed from the worker's loop, it lapsed whenever a pass
 //! outlasted the TTL (thousands of shards just claimed, a saturated Postgres) and live workers
 //! took each other's shards over. Here it is renewed every third of the TTL whatever the passes
-//! do, unless the loop stopped moving altogether: then it is left to lapse, so that a stuck worker
-//! does not hold its shards forever.
+//! do, unless the worker stopped moving altogether (no round finished for minutes): then it is
+//! left to lapse, so that a stuck worker does not hold its shards forever.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,8 +16,10 @@ use tokio::sync::{mpsc, watch};
 use super::shards::{self, Lease};
 use crate::store::StoreError;
 
-/// The worker counts as stuck when its pulse was quiet for this many TTLs.
+/// The worker counts as stuck when its pulse was quiet for this many TTLs, and at least
+/// [`STUCK_AFTER_AT_LEAST`]: a group of rounds waiting on a slow bucket is not stuck.
 const STUCK_AFTER_TTLS: u32 = 4;
+const STUCK_AFTER_AT_LEAST: Duration = Duration::from_secs(120);
 
 /// What the heartbeat tells the worker's loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,7 +96,7 @@ impl Beat {
         lapsed: mpsc::UnboundedSender<Vec<Lease>>,
     ) {
         let every = self.ttl / 3;
-        let stuck_after = self.ttl * STUCK_AFTER_TTLS;
+        let stuck_after = (self.ttl * STUCK_AFTER_TTLS).max(STUCK_AFTER_AT_LEAST);
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
