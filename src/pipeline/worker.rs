@@ -197,15 +197,16 @@ impl Worker {
         look: &mut Look,
         pulse: &Pulse,
     ) {
+        let claimed = std::mem::take(&mut look.claimed);
         let asked: Vec<ShardId> = if changed.all_shards {
             shards.keys().copied().collect()
         } else {
+            // Dropped shards are forgotten by `Look::forget`: everything named here is held.
             let mut asked: HashSet<ShardId> =
                 changed.shards.iter().copied().filter(|id| shards.contains_key(id)).collect();
-            asked.extend(look.claimed.drain().filter(|id| shards.contains_key(id)));
+            asked.extend(claimed);
             asked.into_iter().collect()
         };
-        look.claimed.clear();
         if !asked.is_empty() {
             match shards::heads(&self.pool, &asked).await {
                 Ok(read) => look.heads.extend(read),
@@ -300,9 +301,15 @@ impl Worker {
         held: Vec<Lease>,
     ) -> Result<(), StoreError> {
         let held: HashMap<ShardId, i64> = held.into_iter().map(|l| (l.shard_id, l.generation)).collect();
-        shards.retain(|id, state| held.get(id) == Some(&state.lease.generation));
-        look.heads.retain(|id, _| shards.contains_key(id));
-        look.active.retain(|id| shards.contains_key(id));
+        let dropped: Vec<ShardId> = shards
+            .iter()
+            .filter(|(id, state)| held.get(*id) != Some(&state.lease.generation))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dropped {
+            shards.remove(&id);
+            look.forget(id);
+        }
         let adopted: Vec<Claim> = held
             .iter()
             .filter(|(id, _)| !shards.contains_key(id))
