@@ -96,11 +96,16 @@ pub struct RecordedFile<'a> {
     pub tallies: &'a [CategoryTally],
 }
 
-/// What a feature adds to the transaction that records a delivered file, once per file: a
-/// retried delivery of a file already recorded does not call it again.
+/// What a feature adds to the transaction that records delivered files, once per file: a retried
+/// delivery of a file already recorded is not handed over again. One call gets every file the
+/// transaction records (a worker records the files of many shards together).
 #[async_trait::async_trait]
 pub trait CommitHook: Send + Sync {
-    async fn file_recorded(&self, tx: &mut PgConnection, file: RecordedFile<'_>) -> Result<(), StoreError>;
+    async fn files_recorded(
+        &self,
+        tx: &mut PgConnection,
+        files: &[RecordedFile<'_>],
+    ) -> Result<(), StoreError>;
 }
 
 /// Cursors of every trail over the shards of `ids`: (shard, trail id, delivered seq).
@@ -129,25 +134,33 @@ pub async fn skip(
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     check_fence(&mut tx, owner, lease).await?;
-    upsert_cursor(&mut tx, trail_id, lease.shard_id, through_seq).await?;
+    upsert_cursors(&mut tx, &[(trail_id, lease.shard_id, through_seq)]).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn upsert_cursor(
+/// Moves trail cursors forward (never back): (trail id, shard, seq), each pair at most once.
+/// Cursors of trails deleted meanwhile are not written.
+pub async fn upsert_cursors(
     conn: &mut PgConnection,
-    trail_id: i64,
-    shard_id: ShardId,
-    seq: i64,
+    moves: &[(i64, ShardId, i64)],
 ) -> Result<(), StoreError> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let trails: Vec<i64> = moves.iter().map(|m| m.0).collect();
+    let shards: Vec<i64> = moves.iter().map(|m| m.1.0).collect();
+    let seqs: Vec<i64> = moves.iter().map(|m| m.2).collect();
     sqlx::query(
         "INSERT INTO trail_cursors (trail_id, shard_id, delivered_seq)
-         SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM trails WHERE id = $1)
-         ON CONFLICT (trail_id, shard_id) DO UPDATE SET delivered_seq = GREATEST(trail_cursors.delivered_seq, $3)",
+         SELECT u.t, u.s, u.q FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(t, s, q)
+         WHERE EXISTS (SELECT 1 FROM trails WHERE id = u.t)
+         ON CONFLICT (trail_id, shard_id) DO UPDATE
+         SET delivered_seq = GREATEST(trail_cursors.delivered_seq, EXCLUDED.delivered_seq)",
     )
-    .bind(trail_id)
-    .bind(shard_id)
-    .bind(seq)
+    .bind(&trails)
+    .bind(&shards)
+    .bind(&seqs)
     .execute(conn)
     .await?;
     Ok(())
@@ -157,6 +170,14 @@ async fn upsert_cursor(
 pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     check_fence(&mut tx, owner, lease).await?;
+    insert_sealed(&mut tx, batch).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records a sealed batch in the caller's (fenced) transaction; fails if one of its trail and shard
+/// is outstanding.
+pub async fn insert_sealed(conn: &mut PgConnection, batch: &SealedBatch) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO sealed_batches (trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
                                      sha256, body, record_count, oldest_event_time, newest_event_time, content_sha256,
@@ -180,9 +201,8 @@ pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch)
     .bind(&batch.category_names)
     .bind(&batch.category_events)
     .bind(&batch.category_bytes)
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -246,73 +266,134 @@ impl Checkpoint<'_> {
         batch: &SealedBatch,
     ) -> Result<Delivered, StoreError> {
         let Self { pool, sink, hooks, owner, times } = *self;
-        let account = &shard.account;
-        let region = shard.region.as_str();
-        // Files sealed before per-category counts existed count as one category.
-        let fallback_category = if shard.source.is_insights() { "Insight" } else { "Management" };
-        match sink.put_log_file(batch.object()).await {
-            Ok(PutOutcome::Created) => {}
-            Ok(PutOutcome::AlreadyPresent) => {
-                tracing::info!(key = %batch.object_key, "object already present with the sealed bytes");
-            }
-            Err(error) => {
-                record_failure(pool, batch.trail_id, &error.to_string()).await?;
-                return Ok(Delivered::PutFailed(error));
-            }
+        if let Err(error) = put(pool, sink, batch).await? {
+            return Ok(Delivered::PutFailed(error));
         }
         super::failpoints::abort_at("after-put");
         super::failpoints::pause("delivery-pause").await;
-        let tallies = batch.tallies(fallback_category);
         let mut tx = pool.begin().await?;
         check_fence(&mut tx, owner, lease).await?;
-        let recorded = sqlx::query(
-            "INSERT INTO delivered_files (trail_id, trail_arn, shard_id, account_id, region, from_seq, to_seq, bucket,
-                                          object_key, sha256, size_bytes, record_count, oldest_event_time, newest_event_time,
-                                          content_sha256)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-             ON CONFLICT (bucket, object_key) DO NOTHING",
-        )
-        .bind(batch.trail_id)
-        .bind(&batch.trail_arn)
-        .bind(batch.shard_id)
-        .bind(account.as_str())
-        .bind(region)
-        .bind(batch.from_seq)
-        .bind(batch.to_seq)
-        .bind(&batch.bucket)
-        .bind(&batch.object_key)
-        .bind(&batch.sha256)
-        .bind(batch.body.len() as i64)
-        .bind(batch.record_count)
-        .bind(batch.oldest_event_time)
-        .bind(batch.newest_event_time)
-        .bind(&batch.content_sha256)
-        .execute(&mut *tx)
-        .await?;
-        // A file already recorded was already seen by the hooks.
-        if recorded.rows_affected() == 1 {
-            let file = RecordedFile {
-                trail_id: batch.trail_id,
-                trail_arn: &batch.trail_arn,
-                account,
-                bucket: &batch.bucket,
-                object_key: &batch.object_key,
-                tallies: &tallies,
-            };
-            for hook in hooks {
-                hook.file_recorded(&mut tx, file).await?;
-            }
-        }
-        upsert_cursor(&mut tx, batch.trail_id, batch.shard_id, batch.to_seq).await?;
-        sqlx::query("DELETE FROM sealed_batches WHERE trail_id = $1 AND shard_id = $2")
-            .bind(batch.trail_id)
-            .bind(batch.shard_id)
-            .execute(&mut *tx)
-            .await?;
+        record(&mut tx, hooks, &[(shard, batch)]).await?;
         tx.commit().await?;
         times.delivered(batch.trail_id, Utc::now());
         Ok(Delivered::Committed)
     }
+}
+
+/// Step (b): puts a sealed batch's object. A failure is recorded for the trail's status and handed
+/// back (the outer error is Postgres failing to record it).
+pub async fn put(
+    pool: &PgPool,
+    sink: &dyn LogSink,
+    batch: &SealedBatch,
+) -> Result<Result<(), SinkError>, StoreError> {
+    match sink.put_log_file(batch.object()).await {
+        Ok(PutOutcome::Created) => Ok(Ok(())),
+        Ok(PutOutcome::AlreadyPresent) => {
+            tracing::info!(key = %batch.object_key, "object already present with the sealed bytes");
+            Ok(Ok(()))
+        }
+        Err(error) => {
+            record_failure(pool, batch.trail_id, &error.to_string()).await?;
+            Ok(Err(error))
+        }
+    }
+}
+
+/// Step (c), in the caller's fenced transaction, for sealed batches whose objects are in place
+/// (each of another trail and shard): records the files, lets the hooks see those recorded for
+/// the first time, moves the trails' cursors to the batches' ends and forgets the batches.
+pub async fn record(
+    conn: &mut PgConnection,
+    hooks: &[std::sync::Arc<dyn CommitHook>],
+    files: &[(&ShardInfo, &SealedBatch)],
+) -> Result<(), StoreError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let column =
+        |f: fn(&ShardInfo, &SealedBatch) -> i64| files.iter().map(|(s, b)| f(s, b)).collect::<Vec<i64>>();
+    let trails = column(|_, b| b.trail_id);
+    let shards = column(|_, b| b.shard_id.0);
+    let froms = column(|_, b| b.from_seq);
+    let tos = column(|_, b| b.to_seq);
+    let sizes = column(|_, b| b.body.len() as i64);
+    let counts: Vec<i32> = files.iter().map(|(_, b)| b.record_count).collect();
+    let arns: Vec<&str> = files.iter().map(|(_, b)| b.trail_arn.as_str()).collect();
+    let accounts: Vec<&str> = files.iter().map(|(s, _)| s.account.as_str()).collect();
+    let regions: Vec<&str> = files.iter().map(|(s, _)| s.region.as_str()).collect();
+    let buckets: Vec<&str> = files.iter().map(|(_, b)| b.bucket.as_str()).collect();
+    let keys: Vec<&str> = files.iter().map(|(_, b)| b.object_key.as_str()).collect();
+    let digests: Vec<&[u8]> = files.iter().map(|(_, b)| b.sha256.as_slice()).collect();
+    let oldest: Vec<DateTime<Utc>> = files.iter().map(|(_, b)| b.oldest_event_time).collect();
+    let newest: Vec<DateTime<Utc>> = files.iter().map(|(_, b)| b.newest_event_time).collect();
+    let contents: Vec<Option<&[u8]>> = files.iter().map(|(_, b)| b.content_sha256.as_deref()).collect();
+    let recorded: Vec<(String, String)> = sqlx::query_as(
+        "INSERT INTO delivered_files (trail_id, trail_arn, shard_id, account_id, region, from_seq, to_seq, bucket,
+                                      object_key, sha256, size_bytes, record_count, oldest_event_time, newest_event_time,
+                                      content_sha256)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[],
+                              $7::bigint[], $8::text[], $9::text[], $10::bytea[], $11::bigint[], $12::int[],
+                              $13::timestamptz[], $14::timestamptz[], $15::bytea[])
+         ON CONFLICT (bucket, object_key) DO NOTHING
+         RETURNING bucket, object_key",
+    )
+    .bind(&trails)
+    .bind(&arns)
+    .bind(&shards)
+    .bind(&accounts)
+    .bind(&regions)
+    .bind(&froms)
+    .bind(&tos)
+    .bind(&buckets)
+    .bind(&keys)
+    .bind(&digests)
+    .bind(&sizes)
+    .bind(&counts)
+    .bind(&oldest)
+    .bind(&newest)
+    .bind(&contents)
+    .fetch_all(&mut *conn)
+    .await?;
+    // A file already recorded was already seen by the hooks.
+    let recorded: std::collections::HashSet<(String, String)> = recorded.into_iter().collect();
+    let tallies: Vec<(&ShardInfo, &SealedBatch, Vec<CategoryTally>)> = files
+        .iter()
+        .filter(|(_, b)| recorded.contains(&(b.bucket.clone(), b.object_key.clone())))
+        .map(|(shard, batch)| {
+            // Files sealed before per-category counts existed count as one category.
+            let fallback = if shard.source.is_insights() { "Insight" } else { "Management" };
+            (*shard, *batch, batch.tallies(fallback))
+        })
+        .collect();
+    let first_seen: Vec<RecordedFile<'_>> = tallies
+        .iter()
+        .map(|(shard, batch, tallies)| RecordedFile {
+            trail_id: batch.trail_id,
+            trail_arn: &batch.trail_arn,
+            account: &shard.account,
+            bucket: &batch.bucket,
+            object_key: &batch.object_key,
+            tallies,
+        })
+        .collect();
+    if !first_seen.is_empty() {
+        for hook in hooks {
+            hook.files_recorded(conn, &first_seen).await?;
+        }
+    }
+    let moves: Vec<(i64, ShardId, i64)> =
+        files.iter().map(|(_, b)| (b.trail_id, b.shard_id, b.to_seq)).collect();
+    upsert_cursors(conn, &moves).await?;
+    sqlx::query(
+        "DELETE FROM sealed_batches s USING unnest($1::bigint[], $2::bigint[]) AS u(t, sh)
+         WHERE s.trail_id = u.t AND s.shard_id = u.sh",
+    )
+    .bind(&trails)
+    .bind(&shards)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// When each trail last had a file delivered, gathered by a worker and written to the trail's
@@ -323,7 +404,7 @@ impl Checkpoint<'_> {
 pub struct DeliveryTimes(std::sync::Mutex<HashMap<i64, DateTime<Utc>>>);
 
 impl DeliveryTimes {
-    fn delivered(&self, trail_id: i64, at: DateTime<Utc>) {
+    pub fn delivered(&self, trail_id: i64, at: DateTime<Utc>) {
         let mut times = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let latest = times.entry(trail_id).or_insert(at);
         *latest = (*latest).max(at);

@@ -6,7 +6,9 @@
 //!            parse)     + selectors) a file)  the sink writes the object)
 //! ```
 //!
-//! A [`worker`] holds [`shards`] and runs a [`round`] over each with work. Features plug in from
+//! A [`worker`] holds [`shards`] and runs a [`round`] over each with work; the rounds of shards that
+//! need nothing unusual go together ([`group`]: one transaction seals, one commits, for the whole
+//! group). Features plug in from
 //! above: [`taps`] see every staged event of a shard (run by [`tap_runner`]), commit hooks add rows
 //! to the transaction that records a delivered file ([`checkpoint::CommitHook`]), and the
 //! [`sink`] is whatever object store the process root hands in.
@@ -17,6 +19,7 @@ pub mod buffer;
 pub mod changes;
 pub mod checkpoint;
 pub mod failpoints;
+pub mod group;
 pub mod heartbeat;
 pub mod lag;
 pub mod round;

@@ -30,26 +30,26 @@ pub struct ShardState {
     pub lease: Lease,
     pub info: ShardInfo,
     /// Per trail: the last seq delivered (or skipped).
-    cursors: HashMap<i64, i64>,
-    buffer: ShardBuffer,
+    pub(super) cursors: HashMap<i64, i64>,
+    pub(super) buffer: ShardBuffer,
     /// Released from staging up to here (no need to ask again).
-    released_through: i64,
+    pub(super) released_through: i64,
     /// Whether batches of deleted trails were looked for since the state was read.
-    orphans_checked: bool,
+    pub(super) orphans_checked: bool,
     /// Trails whose outstanding sealed batch was looked for since the state was read.
-    checked_sealed: HashSet<i64>,
+    pub(super) checked_sealed: HashSet<i64>,
     /// No sealed batch was outstanding when the state was read: none to look for, for any trail
     /// (only the shard's owner seals, so none appears unseen).
-    none_sealed: bool,
+    pub(super) none_sealed: bool,
     /// Per trail: no attempt before the backoff ends.
-    retry: HashMap<i64, Backoff>,
-    taps: TapProgress,
+    pub(super) retry: HashMap<i64, Backoff>,
+    pub(super) taps: TapProgress,
     /// A Postgres call failed without saying whether it took effect (a commit whose answer was
     /// lost, a connection that died): cursors and buffer are read again before anything else.
-    stale: bool,
+    pub(super) stale: bool,
     /// When the buffer only waits for trails' delivery intervals: no file is due before this, so
     /// a shard without news needs no round (at organization scale most shards are waiting).
-    not_before: Option<DateTime<Utc>>,
+    pub(super) not_before: Option<DateTime<Utc>>,
 }
 
 impl ShardState {
@@ -108,12 +108,59 @@ impl ShardState {
         self.buffer.is_empty() && !self.taps.behind && !self.stale
     }
 
-    fn cursor(&self, trail_id: i64) -> i64 {
+    pub(super) fn cursor(&self, trail_id: i64) -> i64 {
         self.cursors.get(&trail_id).copied().unwrap_or(0)
     }
 
     fn in_backoff(&self, trail_id: i64) -> bool {
         self.retry.get(&trail_id).is_some_and(Backoff::waiting)
+    }
+
+    /// Whether its next round needs nothing but reading, the taps, cutting files and delivering
+    /// them, so that it can go with other shards' rounds ([`super::group`]): its progress is
+    /// current, no batch may be left sealed, and no trail or tap key is backing off.
+    pub(super) fn groupable(&self, snapshot: &Snapshot) -> bool {
+        let covering: Vec<&Trail> = snapshot.trails_covering(&self.info.account).collect();
+        !self.stale
+            && !covering.is_empty()
+            && !self.cursors.keys().any(|id| !snapshot.has_trail(*id))
+            && (self.none_sealed
+                || (self.orphans_checked && covering.iter().all(|t| self.checked_sealed.contains(&t.id))))
+            && !covering.iter().any(|t| self.in_backoff(t.id))
+            && !self.taps.retry.values().any(Backoff::waiting)
+    }
+
+    /// A sealed batch's file is delivered and recorded: the trail's cursor moves to its end.
+    pub(super) fn committed(&mut self, batch: &SealedBatch) {
+        self.retry.remove(&batch.trail_id);
+        self.cursors.insert(batch.trail_id, batch.to_seq);
+        let kind = if self.info.source.is_insights() { "insight" } else { "log" };
+        let metrics = crate::metrics::pipeline();
+        metrics.delivered_files.with_label_values(&[kind]).inc();
+        metrics.delivered_bytes.with_label_values(&[kind]).inc_by(batch.body.len() as u64);
+        metrics.delivered_events.with_label_values(&[kind]).inc_by(batch.record_count.max(0) as u64);
+        tracing::debug!(trail = %batch.trail_arn, key = %batch.object_key, records = batch.record_count, "log file delivered");
+    }
+
+    /// A sealed batch's put failed: it stays sealed (a retry re-sends the same key and bytes)
+    /// and its trail backs off over this shard.
+    pub(super) fn put_failed(&mut self, batch: &SealedBatch, error: &SinkError) {
+        if matches!(error, SinkError::Conflict { .. }) {
+            tracing::error!(trail = %batch.trail_arn, %error, "delivery conflict");
+        }
+        let retry = self.retry.entry(batch.trail_id).or_default();
+        retry.failed(Instant::now());
+        self.checked_sealed.remove(&batch.trail_id);
+        self.orphans_checked = false;
+        self.none_sealed = false;
+        tracing::warn!(trail = %batch.trail_arn, %error, retry_in = ?retry.last(), "delivery failed");
+    }
+
+    /// The trails' and taps' floor, released from staging when it moved: what to release.
+    pub(super) fn releasable(&self, covering: &[&Trail], tap_keys: &[(usize, String)]) -> Option<i64> {
+        let released = covering.iter().map(|t| self.cursor(t.id)).min().unwrap_or(0);
+        let released = self.taps.floor(tap_keys).map_or(released, |taps| taps.min(released));
+        (released > self.released_through).then_some(released)
     }
 }
 
@@ -144,10 +191,29 @@ impl Progress {
     }
 }
 
+/// What a file's records are, as its sealed batch records them: (category, JSON length) and the
+/// event time of each record that parses.
+pub(super) struct FileContents {
+    pub categories: Vec<(Category, usize)>,
+    pub times: Vec<DateTime<Utc>>,
+}
+
+impl FileContents {
+    pub fn of<'e>(picked: impl Iterator<Item = &'e Buffered>) -> Self {
+        let mut contents = Self { categories: Vec::new(), times: Vec::new() };
+        for event in picked {
+            let view = event.view.as_ref();
+            contents.categories.push((view.map_or(Category::Management, |v| v.category), event.record.len()));
+            contents.times.extend(view.map(|v| v.event_time));
+        }
+        contents
+    }
+}
+
 /// The earliest moment a covering trail's next file can be due by its interval: its oldest
 /// buffered event after its cursor, plus the interval. None when some trail has nothing buffered
 /// to wait for (then nothing is assumed) or a trail is backing off.
-fn next_due(state: &ShardState, covering: &[&Trail]) -> Option<DateTime<Utc>> {
+pub(super) fn next_due(state: &ShardState, covering: &[&Trail]) -> Option<DateTime<Utc>> {
     let mut due: Option<DateTime<Utc>> = None;
     for trail in covering {
         if state.in_backoff(trail.id) {
@@ -204,21 +270,8 @@ impl Round<'_> {
         let account = state.info.account.clone();
         let covering: Vec<&Trail> = snapshot.trails_covering(&account).collect();
         self.finish_leftovers(state, &covering).await?;
-
+        self.refill(state).await?;
         let tap_keys = tap_runner::keys(self.taps, &state.info, snapshot);
-        let trail_floor = covering.iter().map(|t| state.cursor(t.id)).min();
-        // The trails and the taps that work hold the buffer; a failing tap does not (it reads
-        // staging itself when it recovers), so it never stalls delivery. Without trails, every tap
-        // holds it.
-        let floor = match (trail_floor, state.taps.healthy_floor(&tap_keys)) {
-            (Some(trails), Some(taps)) => Some(trails.min(taps)),
-            (Some(trails), None) => Some(trails),
-            (None, _) => state.taps.floor(&tap_keys),
-        };
-        // Every covering trail has judged what leaves the buffer: count what none of them took.
-        let popped = state.buffer.pop_through(floor.unwrap_or(i64::MAX));
-        self.count_untaken(state, &popped, &covering).await;
-        state.buffer.fill(self.staging, state.info.id, floor, self.capacity, covering.is_empty()).await?;
 
         let was_full = state.buffer.is_full();
         let tap_round = TapRound {
@@ -268,15 +321,33 @@ impl Round<'_> {
                 return Ok(false);
             }
         }
-        let released = covering.iter().map(|t| state.cursor(t.id)).min().unwrap_or(0);
-        let released = tap_floor.map_or(released, |taps| taps.min(released));
-        if released > state.released_through {
+        if let Some(released) = state.releasable(&covering, &tap_keys) {
             self.staging.release(state.info.id, released, snapshot.loaded_at).await?;
             state.released_through = released;
         }
         let cursors_after: i64 = covering.iter().map(|t| state.cursor(t.id)).sum();
         state.not_before = next_due(state, &covering);
         Ok(was_full && (cursors_after > cursors_before || taps_moved))
+    }
+
+    /// Takes out of the buffer what every covering trail and working tap has passed (counting what
+    /// no trail took), and reads more from staging when there is room.
+    pub(super) async fn refill(&self, state: &mut ShardState) -> Result<(), StoreError> {
+        let covering: Vec<&Trail> = self.snapshot.trails_covering(&state.info.account).collect();
+        let tap_keys = tap_runner::keys(self.taps, &state.info, self.snapshot);
+        let trail_floor = covering.iter().map(|t| state.cursor(t.id)).min();
+        // The trails and the taps that work hold the buffer; a failing tap does not (it reads
+        // staging itself when it recovers), so it never stalls delivery. Without trails, every tap
+        // holds it.
+        let floor = match (trail_floor, state.taps.healthy_floor(&tap_keys)) {
+            (Some(trails), Some(taps)) => Some(trails.min(taps)),
+            (Some(trails), None) => Some(trails),
+            (None, _) => state.taps.floor(&tap_keys),
+        };
+        // Every covering trail has judged what leaves the buffer: count what none of them took.
+        let popped = state.buffer.pop_through(floor.unwrap_or(i64::MAX));
+        self.count_untaken(state, &popped, &covering).await;
+        state.buffer.fill(self.staging, state.info.id, floor, self.capacity, covering.is_empty()).await
     }
 
     /// Finishes batches a previous owner (or a crash) left sealed, before anything else, including
@@ -310,8 +381,8 @@ impl Round<'_> {
         Ok(())
     }
 
-    /// Judges the buffered events after the trail's cursor and acts on the cut.
-    async fn advance_trail(&self, state: &mut ShardState, trail: &Trail) -> Result<(), StoreError> {
+    /// Judges the buffered events after the trail's cursor: what to do for the trail now.
+    pub(super) fn cut<'s>(&self, state: &'s ShardState, trail: &Trail) -> Cut<&'s Buffered> {
         let cursor = state.cursor(trail.id);
         let limits = Limits {
             max_bytes: self.max_batch_bytes,
@@ -324,15 +395,13 @@ impl Round<'_> {
             takes: event.view.as_ref().is_some_and(|view| routes(trail, view, event.received_at)),
             item: event,
         });
-        let cut = batch::cut(
-            candidates,
-            cursor,
-            limits,
-            self.snapshot.loaded_at,
-            Utc::now(),
-            state.buffer.is_full(),
-        );
-        match cut {
+        batch::cut(candidates, cursor, limits, self.snapshot.loaded_at, Utc::now(), state.buffer.is_full())
+    }
+
+    /// Acts on the trail's cut.
+    async fn advance_trail(&self, state: &mut ShardState, trail: &Trail) -> Result<(), StoreError> {
+        let cursor = state.cursor(trail.id);
+        match self.cut(state, trail) {
             Cut::Nothing | Cut::Wait => Ok(()),
             Cut::Skip { through } => {
                 checkpoint::skip(self.pool, self.owner, state.lease, trail.id, through).await?;
@@ -365,21 +434,32 @@ impl Round<'_> {
         through: i64,
         picked: Vec<Buffered>,
     ) -> Result<SealedBatch, StoreError> {
-        let categories: Vec<(Category, usize)> = picked
-            .iter()
-            .map(|e| (e.view.as_ref().map_or(Category::Management, |v| v.category), e.record.len()))
-            .collect();
-        let times: Vec<DateTime<Utc>> =
-            picked.iter().filter_map(|e| e.view.as_ref().map(|v| v.event_time)).collect();
-        let record_count = picked.len() as i32;
+        let contents = FileContents::of(picked.iter());
         let level = self.gzip_level;
         let file =
             tokio::task::spawn_blocking(move || batch::build(picked.iter().map(|e| &*e.record), level))
                 .await
                 .map_err(|e| StoreError::Corrupt(format!("batch builder panicked: {e}")))?;
+        let sealed = self.sealed_batch(&state.info, trail, from, through, file, &contents);
+        checkpoint::seal(self.pool, self.owner, state.lease, &sealed).await?;
+        super::failpoints::abort_at("after-seal");
+        super::failpoints::pause("delivery-pause").await;
+        Ok(sealed)
+    }
+
+    /// Names a built file of `trail` over the events `from..=through` of `shard`: the batch to seal.
+    pub(super) fn sealed_batch(
+        &self,
+        shard: &ShardInfo,
+        trail: &Trail,
+        from: i64,
+        through: i64,
+        file: batch::LogFile,
+        contents: &FileContents,
+    ) -> SealedBatch {
         let delivered_at = Utc::now();
         // The whole range names the file: a batch with other contents never gets this key.
-        let unique = unique_part(&format!("{}:{}:{from}-{through}", trail.id, state.info.id));
+        let unique = unique_part(&format!("{}:{}:{from}-{through}", trail.id, shard.id));
         let root = Root {
             prefix: &trail.settings.s3_key_prefix,
             organization: if trail.settings.is_organization_trail {
@@ -388,13 +468,13 @@ impl Round<'_> {
                 None
             },
         };
-        let folder = if state.info.source.is_insights() { Folder::Insights } else { Folder::Logs };
-        let key = root.file_key(&state.info.account, folder, &state.info.region, delivered_at, &unique);
-        let tallies = batch::tally(categories, file.body.len());
+        let folder = if shard.source.is_insights() { Folder::Insights } else { Folder::Logs };
+        let key = root.file_key(&shard.account, folder, &shard.region, delivered_at, &unique);
+        let tallies = batch::tally(contents.categories.iter().copied(), file.body.len());
         let mut sealed = SealedBatch {
             trail_id: trail.id,
             trail_arn: trail.arn.to_string(),
-            shard_id: state.info.id,
+            shard_id: shard.id,
             from_seq: from,
             to_seq: through,
             bucket: trail.settings.s3_bucket_name.to_string(),
@@ -403,23 +483,19 @@ impl Round<'_> {
             sha256: file.sha256,
             content_sha256: Some(file.content_sha256),
             body: file.body,
-            record_count,
-            oldest_event_time: times.iter().min().copied().unwrap_or(delivered_at),
-            newest_event_time: times.iter().max().copied().unwrap_or(delivered_at),
+            record_count: contents.categories.len() as i32,
+            oldest_event_time: contents.times.iter().min().copied().unwrap_or(delivered_at),
+            newest_event_time: contents.times.iter().max().copied().unwrap_or(delivered_at),
             category_names: None,
             category_events: None,
             category_bytes: None,
         };
         sealed.set_tallies(&tallies);
-        checkpoint::seal(self.pool, self.owner, state.lease, &sealed).await?;
-        super::failpoints::abort_at("after-seal");
-        super::failpoints::pause("delivery-pause").await;
-        Ok(sealed)
+        sealed
     }
 
     /// Steps (b) and (c) for a sealed batch (its trail may have been deleted since).
     async fn deliver(&self, state: &mut ShardState, batch: SealedBatch) -> Result<(), StoreError> {
-        let insights = state.info.source.is_insights();
         let checkpoint = checkpoint::Checkpoint {
             pool: self.pool,
             sink: self.sink,
@@ -427,37 +503,16 @@ impl Round<'_> {
             owner: self.owner,
             times: self.delivery_times,
         };
-        let delivered = checkpoint.deliver(state.lease, &state.info, &batch).await?;
-        match delivered {
-            Delivered::Committed => {
-                state.retry.remove(&batch.trail_id);
-                state.cursors.insert(batch.trail_id, batch.to_seq);
-                let kind = if insights { "insight" } else { "log" };
-                let metrics = crate::metrics::pipeline();
-                metrics.delivered_files.with_label_values(&[kind]).inc();
-                metrics.delivered_bytes.with_label_values(&[kind]).inc_by(batch.body.len() as u64);
-                metrics.delivered_events.with_label_values(&[kind]).inc_by(batch.record_count.max(0) as u64);
-                tracing::debug!(trail = %batch.trail_arn, key = %batch.object_key, records = batch.record_count, "log file delivered");
-            }
-            Delivered::PutFailed(error) => {
-                if matches!(error, SinkError::Conflict { .. }) {
-                    tracing::error!(trail = %batch.trail_arn, %error, "delivery conflict");
-                }
-                let retry = state.retry.entry(batch.trail_id).or_default();
-                retry.failed(Instant::now());
-                // The batch stays sealed: the retry re-sends the same key and bytes.
-                state.checked_sealed.remove(&batch.trail_id);
-                state.orphans_checked = false;
-                state.none_sealed = false;
-                tracing::warn!(trail = %batch.trail_arn, %error, retry_in = ?retry.last(), "delivery failed");
-            }
+        match checkpoint.deliver(state.lease, &state.info, &batch).await? {
+            Delivered::Committed => state.committed(&batch),
+            Delivered::PutFailed(error) => state.put_failed(&batch, &error),
         }
         Ok(())
     }
 
     /// Adds to the account's counts of acknowledged events no covering trail took (best effort: a
     /// count, not a record of which events).
-    async fn count_untaken(&self, state: &ShardState, events: &[Buffered], covering: &[&Trail]) {
+    pub(super) async fn count_untaken(&self, state: &ShardState, events: &[Buffered], covering: &[&Trail]) {
         let mut untaken: BTreeMap<&'static str, i64> = BTreeMap::new();
         for event in events {
             let Some(view) = &event.view else { continue };

@@ -62,7 +62,10 @@ impl Snapshot {
     }
 
     /// Trails whose account scope covers `account` (before regions and selectors).
-    pub fn trails_covering<'a>(&'a self, account: &'a AccountId) -> impl Iterator<Item = &'a Trail> + 'a {
+    pub fn trails_covering<'a, 'b>(
+        &'a self,
+        account: &'b AccountId,
+    ) -> impl Iterator<Item = &'a Trail> + use<'a, 'b> {
         let active = self.active(account);
         self.trails.iter().filter(move |t| {
             active && if t.settings.is_organization_trail { true } else { t.owner() == account }

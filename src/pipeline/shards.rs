@@ -180,6 +180,30 @@ pub async fn check_fence(conn: &mut sqlx::PgConnection, owner: &str, lease: Leas
     }
 }
 
+/// The shards of `leases` still held under these generations, share-locked like [`check_fence`]
+/// until the transaction ends: one statement for a whole group of shards.
+pub async fn check_fences(
+    conn: &mut sqlx::PgConnection,
+    owner: &str,
+    leases: &[Lease],
+) -> Result<std::collections::HashSet<ShardId>, StoreError> {
+    let shards: Vec<i64> = leases.iter().map(|l| l.shard_id.0).collect();
+    let generations: Vec<i64> = leases.iter().map(|l| l.generation).collect();
+    let held: Vec<ShardId> = sqlx::query_scalar(
+        "SELECT l.shard_id FROM shard_leases l JOIN workers w ON w.owner = l.owner
+         JOIN unnest($2::bigint[], $3::bigint[]) AS u(shard_id, generation)
+           ON u.shard_id = l.shard_id AND u.generation = l.generation
+         WHERE l.owner = $1 AND w.expires_at > now()
+         FOR SHARE OF l",
+    )
+    .bind(owner)
+    .bind(&shards)
+    .bind(&generations)
+    .fetch_all(conn)
+    .await?;
+    Ok(held.into_iter().collect())
+}
+
 /// A transaction that can commit nothing once the lease is lost: the lease row stays
 /// share-locked until it ends.
 pub async fn begin_fenced(

@@ -28,20 +28,26 @@ pub async fn cursors(pool: &PgPool, ids: &[ShardId]) -> Result<Vec<(ShardId, Str
         .await?)
 }
 
-async fn advance(
+/// Moves tap cursors forward (never back): (shard, key, through seq), each pair at most once.
+pub async fn advance(
     conn: &mut sqlx::PgConnection,
-    shard_id: ShardId,
-    key: &str,
-    through_seq: i64,
+    moves: &[(ShardId, &str, i64)],
 ) -> Result<(), StoreError> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let shards: Vec<i64> = moves.iter().map(|m| m.0.0).collect();
+    let keys: Vec<&str> = moves.iter().map(|m| m.1).collect();
+    let seqs: Vec<i64> = moves.iter().map(|m| m.2).collect();
     sqlx::query(
-        "INSERT INTO tap_cursors (shard_id, tap_key, through_seq) VALUES ($1, $2, $3)
+        "INSERT INTO tap_cursors (shard_id, tap_key, through_seq)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])
          ON CONFLICT (shard_id, tap_key) DO UPDATE
-         SET through_seq = GREATEST(tap_cursors.through_seq, $3), updated_at = now()",
+         SET through_seq = GREATEST(tap_cursors.through_seq, EXCLUDED.through_seq), updated_at = now()",
     )
-    .bind(shard_id)
-    .bind(key)
-    .bind(through_seq)
+    .bind(&shards)
+    .bind(&keys)
+    .bind(&seqs)
     .execute(conn)
     .await?;
     Ok(())
@@ -79,6 +85,44 @@ impl TapProgress {
     fn sum(&self, keys: &[(usize, String)]) -> i64 {
         keys.iter().map(|(_, key)| self.cursor(key)).sum()
     }
+}
+
+/// Whether a key at `cursor` fell behind the buffer (it failed while the trails went on): it must
+/// catch up from staging.
+pub fn fell_behind(buffer: &ShardBuffer, cursor: i64) -> bool {
+    match buffer.first_seq() {
+        Some(first) => first > cursor + 1,
+        None => cursor < buffer.loaded_through(),
+    }
+}
+
+/// The events a key at `cursor` takes next (at most [`TAP_BATCH`]): an event is judged only with
+/// control-plane state loaded after it arrived.
+pub fn pending<'b>(
+    events: impl Iterator<Item = &'b Buffered>,
+    cursor: i64,
+    snapshot: &Snapshot,
+) -> Vec<&'b Buffered> {
+    events
+        .filter(|e| e.seq > cursor)
+        .take_while(|e| e.received_at < snapshot.loaded_at)
+        .take(TAP_BATCH)
+        .collect()
+}
+
+/// The pending events as a tap sees them (records that no longer parse are left out).
+pub fn tap_events<'b>(pending: &[&'b Buffered]) -> Vec<TapEvent<'b>> {
+    pending
+        .iter()
+        .filter_map(|e| {
+            e.view.as_ref().map(|view| TapEvent {
+                seq: e.seq,
+                received_at: e.received_at,
+                record: &e.record,
+                view,
+            })
+        })
+        .collect()
 }
 
 /// Every (tap, key) that consumes `shard` now.
@@ -120,10 +164,7 @@ impl TapRound<'_> {
             let cursor = progress.cursor(key);
             // A key that fell behind the buffer (it failed while the trails went on) catches up
             // from staging.
-            let behind = match buffer.first_seq() {
-                Some(first) => first > cursor + 1,
-                None => cursor < buffer.loaded_through(),
-            };
+            let behind = fell_behind(buffer, cursor);
             let caught_up: Vec<Buffered> = if behind {
                 buffer::read(self.staging, self.shard.id, cursor, TAP_BATCH as i64).await?
             } else {
@@ -131,24 +172,9 @@ impl TapRound<'_> {
             };
             let source: Box<dyn Iterator<Item = &Buffered>> =
                 if behind { Box::new(caught_up.iter()) } else { Box::new(buffer.iter()) };
-            // Judge an event only with control-plane state loaded after it arrived.
-            let pending: Vec<&Buffered> = source
-                .filter(|e| e.seq > cursor)
-                .take_while(|e| e.received_at < self.snapshot.loaded_at)
-                .take(TAP_BATCH)
-                .collect();
+            let pending = pending(source, cursor, self.snapshot);
             let Some(through) = pending.last().map(|e| e.seq) else { continue };
-            let events: Vec<TapEvent<'_>> = pending
-                .iter()
-                .filter_map(|e| {
-                    e.view.as_ref().map(|view| TapEvent {
-                        seq: e.seq,
-                        received_at: e.received_at,
-                        record: &e.record,
-                        view,
-                    })
-                })
-                .collect();
+            let events = tap_events(&pending);
             let tap = &self.taps[*index];
             if !events.is_empty()
                 && let Err(error) = tap.refresh().await
@@ -198,7 +224,7 @@ impl TapRound<'_> {
         }
         match consumed {
             Ok(()) => {
-                advance(&mut tx, self.shard.id, key, through).await?;
+                advance(&mut tx, &[(self.shard.id, key, through)]).await?;
                 tx.commit().await?;
                 Ok(Ok(()))
             }

@@ -32,6 +32,13 @@ pub struct TapContext<'a> {
     pub snapshot: &'a Snapshot,
 }
 
+/// The events of one key over one shard, in a call that covers many shards.
+pub struct TapBatch<'a> {
+    pub key: &'a str,
+    pub context: TapContext<'a>,
+    pub events: &'a [TapEvent<'a>],
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
     /// Postgres failed: the transaction is rolled back and the events come again.
@@ -86,6 +93,21 @@ pub trait Tap: Send + Sync {
         events: &[TapEvent<'_>],
         tx: &mut sqlx::PgConnection,
     ) -> Result<(), TapError>;
+
+    /// Consumes the events of many shards (and keys) in one transaction: the worker's group rounds
+    /// hand a tap every shard of the group at once. All or nothing, like [`Tap::consume`]; batches
+    /// may be empty (only the cursor moves). The default calls [`Tap::consume`] per batch; a tap
+    /// that writes rows does better with one statement for all.
+    async fn consume_many(
+        &self,
+        batches: &[TapBatch<'_>],
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<(), TapError> {
+        for batch in batches.iter().filter(|b| !b.events.is_empty()) {
+            self.consume(batch.key, &batch.context, batch.events, tx).await?;
+        }
+        Ok(())
+    }
 
     /// Called after a failed [`Tap::consume`] once its transaction is rolled back (e.g. to record
     /// the failure where users see it).

@@ -50,11 +50,9 @@ impl Default for PipelineSettings {
     }
 }
 
-/// Rounds a busy shard may take within one pass.
-const BUSY_SHARD_ROUNDS: usize = 16;
-
-/// Shards one worker processes at once.
-const SHARDS_IN_PARALLEL: usize = 8;
+/// Shards whose rounds go together (see [`super::group`]); a group's outcome is taken (the heartbeat
+/// told the loop is alive, delivery times written) before the next one starts.
+const GROUP_SHARDS: usize = 512;
 
 /// How often a worker looks for shards nobody holds (new shards, dead workers' shards).
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
@@ -239,22 +237,17 @@ impl Worker {
             gzip_level: self.settings.gzip_level,
         };
         let heads = &look.heads;
-        let mut busy: Vec<(&ShardId, &mut ShardState)> = shards
+        let mut busy: Vec<&mut ShardState> = shards
             .iter_mut()
             .filter(|(id, state)| {
                 candidates.contains(*id) && state.has_work(heads.get(*id).copied(), snapshot)
             })
+            .map(|(_, state)| state)
             .collect();
         let mut lost = Vec::new();
-        // Shards are independent: several at once keep every core busy.
         while !busy.is_empty() {
-            let batch: Vec<(&ShardId, &mut ShardState)> =
-                busy.drain(..busy.len().min(SHARDS_IN_PARALLEL)).collect();
-            let outcomes = futures::future::join_all(batch.into_iter().map(|(id, state)| {
-                let round = &round;
-                async move { (*id, busy_rounds(round, state).await) }
-            }))
-            .await;
+            let group: Vec<&mut ShardState> = busy.drain(..busy.len().min(GROUP_SHARDS)).collect();
+            let outcomes = super::group::run(&round, group).await;
             pulse.beat();
             if let Err(error) = self.delivery_times.flush(&self.pool).await {
                 tracing::warn!(%error, "cannot write the trails' latest delivery times");
@@ -404,15 +397,4 @@ impl Look {
         self.active.remove(&shard);
         self.claimed.remove(&shard);
     }
-}
-
-/// A busy shard goes round again while its buffer keeps filling up, instead of waiting for the
-/// next pass over every shard.
-async fn busy_rounds(round: &Round<'_>, state: &mut ShardState) -> Result<(), StoreError> {
-    for _ in 0..BUSY_SHARD_ROUNDS {
-        if !round.run(state).await? {
-            break;
-        }
-    }
-    Ok(())
 }

@@ -8,7 +8,7 @@ use super::record::{ERROR_CODE, USER_AGENT, USER_IDENTITY_ARN};
 use crate::features::insights::store;
 pub use crate::model::insights::{CountKey, Tallies, Tally};
 use crate::model::record::{Category, RecordView};
-use crate::pipeline::taps::{Tap, TapContext, TapError, TapEvent};
+use crate::pipeline::taps::{Tap, TapBatch, TapContext, TapError, TapEvent};
 
 /// How an event counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +101,22 @@ impl Tap for InsightsTap {
         let mut tallies = Tallies::new();
         for event in events {
             add(&mut tallies, event.view, event.record);
+        }
+        store::add_tallies(tx, &tallies).await?;
+        Ok(())
+    }
+
+    /// The tallies of every shard of the group in one write (their keys name account and region).
+    async fn consume_many(
+        &self,
+        batches: &[TapBatch<'_>],
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<(), TapError> {
+        let mut tallies = Tallies::new();
+        for batch in batches.iter().filter(|b| !b.context.shard.source.is_insights()) {
+            for event in batch.events {
+                add(&mut tallies, event.view, event.record);
+            }
         }
         store::add_tallies(tx, &tallies).await?;
         Ok(())

@@ -12,11 +12,11 @@ pub struct NotificationHook;
 
 #[async_trait::async_trait]
 impl CommitHook for NotificationHook {
-    async fn file_recorded(
+    async fn files_recorded(
         &self,
         tx: &mut sqlx::PgConnection,
-        file: RecordedFile<'_>,
+        files: &[RecordedFile<'_>],
     ) -> Result<(), StoreError> {
-        store::enqueue(tx, file.trail_id, file.bucket, file.object_key).await
+        store::enqueue(tx, files).await
     }
 }

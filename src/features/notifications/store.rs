@@ -5,30 +5,31 @@
 use sqlx::PgConnection;
 
 use crate::features::outbox::{self, Kind, NewRow};
+use crate::pipeline::checkpoint::RecordedFile;
 use crate::store::StoreError;
 
-/// Queues the notification of a delivered file when its trail has a topic. Called in the
-/// transaction that records the file, only when the file's row is new: a retried delivery never
-/// queues a second one.
-pub async fn enqueue(
-    conn: &mut PgConnection,
-    trail_id: i64,
-    bucket: &str,
-    object_key: &str,
-) -> Result<(), StoreError> {
-    let has_topic: Option<bool> = sqlx::query_scalar("SELECT sns_topic_name <> '' FROM trails WHERE id = $1")
-        .bind(trail_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if has_topic != Some(true) {
-        return Ok(());
-    }
-    let row = NewRow {
-        dedupe_key: format!("{trail_id}:{bucket}:{object_key}"),
-        payload: serde_json::json!({"trail_id": trail_id, "bucket": bucket, "object_key": object_key}),
-        secret: None,
-    };
-    outbox::enqueue(conn, Kind::Notification, &[row]).await
+/// Queues the notification of each delivered file whose trail has a topic. Called in the
+/// transaction that records the files, only with files whose rows are new: a retried delivery
+/// never queues a second one.
+pub async fn enqueue(conn: &mut PgConnection, files: &[RecordedFile<'_>]) -> Result<(), StoreError> {
+    let mut trails: Vec<i64> = files.iter().map(|f| f.trail_id).collect();
+    trails.sort_unstable();
+    trails.dedup();
+    let with_topic: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM trails WHERE id = ANY($1) AND sns_topic_name <> ''")
+            .bind(&trails)
+            .fetch_all(&mut *conn)
+            .await?;
+    let rows: Vec<NewRow> = files
+        .iter()
+        .filter(|f| with_topic.contains(&f.trail_id))
+        .map(|f| NewRow {
+            dedupe_key: format!("{}:{}:{}", f.trail_id, f.bucket, f.object_key),
+            payload: serde_json::json!({"trail_id": f.trail_id, "bucket": f.bucket, "object_key": f.object_key}),
+            secret: None,
+        })
+        .collect();
+    outbox::enqueue(conn, Kind::Notification, &rows).await
 }
 
 /// A notification due, with its trail's topic setting as it is now (None: the trail is gone).

@@ -11,11 +11,11 @@ pub struct UsageHook;
 
 #[async_trait::async_trait]
 impl CommitHook for UsageHook {
-    async fn file_recorded(
+    async fn files_recorded(
         &self,
         tx: &mut sqlx::PgConnection,
-        file: RecordedFile<'_>,
+        files: &[RecordedFile<'_>],
     ) -> Result<(), StoreError> {
-        store::add(tx, file.trail_id, file.trail_arn, file.account.as_str(), file.tallies).await
+        store::add(tx, files).await
     }
 }

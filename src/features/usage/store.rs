@@ -1,35 +1,51 @@
 //! Usage per (trail, account, hour, category): added to when a log file's delivery is recorded,
 //! read back by GetTrailUsage in hourly or daily periods.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 pub use crate::pipeline::batch::CategoryTally;
+use crate::pipeline::checkpoint::RecordedFile;
 use crate::store::StoreError;
 
-/// Adds a delivered file's tallies to its trail's usage in the current hour. Runs inside the
-/// transaction that records the file, so each file is counted once.
-pub async fn add(
-    conn: &mut sqlx::PgConnection,
-    trail_id: i64,
-    trail_arn: &str,
-    account_id: &str,
-    tallies: &[CategoryTally],
-) -> Result<(), StoreError> {
-    let categories: Vec<&str> = tallies.iter().map(|t| t.category.as_str()).collect();
-    let events: Vec<i64> = tallies.iter().map(|t| t.events).collect();
-    let bytes: Vec<i64> = tallies.iter().map(|t| t.bytes).collect();
+/// Adds delivered files' tallies to their trails' usage in the current hour. Runs inside the
+/// transaction that records the files, so each file is counted once.
+pub async fn add(conn: &mut sqlx::PgConnection, files: &[RecordedFile<'_>]) -> Result<(), StoreError> {
+    // One row per (trail, account, category) in the statement: files of one trail and account from
+    // several regions are summed first (a row may not be updated twice by one statement).
+    let mut sums: BTreeMap<(i64, &str, &str), (&str, i64, i64)> = BTreeMap::new();
+    for file in files {
+        for tally in file.tallies {
+            let sum = sums
+                .entry((file.trail_id, file.account.as_str(), tally.category.as_str()))
+                .or_insert((file.trail_arn, 0, 0));
+            sum.1 += tally.events;
+            sum.2 += tally.bytes;
+        }
+    }
+    if sums.is_empty() {
+        return Ok(());
+    }
+    let trails: Vec<i64> = sums.keys().map(|k| k.0).collect();
+    let accounts: Vec<&str> = sums.keys().map(|k| k.1).collect();
+    let categories: Vec<&str> = sums.keys().map(|k| k.2).collect();
+    let arns: Vec<&str> = sums.values().map(|v| v.0).collect();
+    let events: Vec<i64> = sums.values().map(|v| v.1).collect();
+    let bytes: Vec<i64> = sums.values().map(|v| v.2).collect();
     sqlx::query(
         "INSERT INTO trail_usage (trail_id, trail_arn, account_id, hour, category, events, bytes)
-         SELECT $1, $2, $3, date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', c, e, b
-         FROM unnest($4::text[], $5::bigint[], $6::bigint[]) AS u(c, e, b)
+         SELECT t, a, acct, date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', c, e, b
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+              AS u(t, a, acct, c, e, b)
          ON CONFLICT (trail_id, account_id, hour, category) DO UPDATE
              SET events = trail_usage.events + EXCLUDED.events, bytes = trail_usage.bytes + EXCLUDED.bytes,
                  trail_arn = EXCLUDED.trail_arn",
     )
-    .bind(trail_id)
-    .bind(trail_arn)
-    .bind(account_id)
+    .bind(&trails)
+    .bind(&arns)
+    .bind(&accounts)
     .bind(&categories)
     .bind(&events)
     .bind(&bytes)

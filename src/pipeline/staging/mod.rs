@@ -89,6 +89,18 @@ pub trait Staging: Send + Sync {
         through_seq: i64,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+    /// [`Staging::release`] for many shards: (shard, through seq) each.
+    async fn release_many(
+        &self,
+        shards: &[(ShardId, i64)],
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut released = 0;
+        for (shard, through) in shards {
+            released += self.release(*shard, *through, before).await?;
+        }
+        Ok(released)
+    }
     /// When the first staged event of a shard with `seq > after_seq` was received (None: none is).
     async fn first_after(
         &self,

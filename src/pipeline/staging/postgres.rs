@@ -366,6 +366,28 @@ impl Staging for PgStaging {
         Ok(done.rows_affected())
     }
 
+    async fn release_many(
+        &self,
+        shards: &[(ShardId, i64)],
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if shards.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = shards.iter().map(|s| s.0.0).collect();
+        let through: Vec<i64> = shards.iter().map(|s| s.1).collect();
+        let done = sqlx::query(
+            "DELETE FROM staged_chunks c USING unnest($1::bigint[], $2::bigint[]) AS u(shard_id, through)
+             WHERE c.shard_id = u.shard_id AND c.last_seq <= u.through AND c.received_at < $3",
+        )
+        .bind(&ids)
+        .bind(&through)
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn first_after(
         &self,
         shard_id: ShardId,
