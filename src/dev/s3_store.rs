@@ -88,24 +88,32 @@ impl FsStore {
 
     async fn write_file_atomically(&self, dest: &Path, bytes: &[u8], exclusive: bool) -> S3Result<()> {
         let temp = self.temp_path();
-        tokio::fs::write(&temp, bytes).await.map_err(internal)?;
-        if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(internal)?;
-        }
-        let placed = if exclusive {
-            // A hard link fails if the name exists: creation is atomic with the check.
-            match tokio::fs::hard_link(&temp, dest).await {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    Err(s3_error!(PreconditionFailed, "the object already exists"))
-                }
-                Err(e) => Err(internal(e)),
+        let dest = dest.to_owned();
+        let bytes = bytes.to_vec();
+        // One blocking task for the whole write: a hop to the blocking pool per file operation
+        // was most of a put's cost.
+        tokio::task::spawn_blocking(move || {
+            std::fs::write(&temp, &bytes).map_err(internal)?;
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(internal)?;
             }
-        } else {
-            tokio::fs::rename(&temp, dest).await.map_err(internal)
-        };
-        let _ = tokio::fs::remove_file(&temp).await;
-        placed
+            let placed = if exclusive {
+                // A hard link fails if the name exists: creation is atomic with the check.
+                match std::fs::hard_link(&temp, &dest) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Err(s3_error!(PreconditionFailed, "the object already exists"))
+                    }
+                    Err(e) => Err(internal(e)),
+                }
+            } else {
+                std::fs::rename(&temp, &dest).map_err(internal)
+            };
+            let _ = std::fs::remove_file(&temp);
+            placed
+        })
+        .await
+        .map_err(internal)?
     }
 
     fn list_keys(&self, bucket_path: &Path, prefix: &str) -> S3Result<Vec<(String, std::fs::Metadata)>> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::staging::Staging;
+use super::staging::{StagedEvent, Staging};
 use crate::model::record::RecordView;
 use crate::model::shard::ShardId;
 use crate::store::StoreError;
@@ -34,15 +34,34 @@ pub async fn read(
     limit: i64,
 ) -> Result<Vec<Buffered>, StoreError> {
     let fresh = staging.read(shard, after_seq, limit).await?;
+    let mut parsed = parse(vec![(shard, fresh)]).await?;
+    Ok(parsed.pop().unwrap_or_default())
+}
+
+/// [`read`] for many shards: (shard, after seq, limit) each, in one call to staging.
+pub async fn read_many(
+    staging: &dyn Staging,
+    reads: &[(ShardId, i64, i64)],
+) -> Result<Vec<Vec<Buffered>>, StoreError> {
+    let fresh = staging.read_many(reads).await?;
+    parse(reads.iter().map(|r| r.0).zip(fresh).collect()).await
+}
+
+/// Parses staged events, off the async runtime.
+async fn parse(read: Vec<(ShardId, Vec<StagedEvent>)>) -> Result<Vec<Vec<Buffered>>, StoreError> {
     tokio::task::spawn_blocking(move || {
-        fresh
-            .into_iter()
-            .map(|e| {
-                let view = RecordView::parse(&e.record).ok();
-                if view.is_none() {
-                    tracing::error!(shard = %shard, seq = e.seq, "staged record does not parse; skipped");
-                }
-                Buffered { seq: e.seq, received_at: e.received_at, record: Arc::from(e.record), view }
+        read.into_iter()
+            .map(|(shard, events)| {
+                events
+                    .into_iter()
+                    .map(|e| {
+                        let view = RecordView::parse(&e.record).ok();
+                        if view.is_none() {
+                            tracing::error!(shard = %shard, seq = e.seq, "staged record does not parse; skipped");
+                        }
+                        Buffered { seq: e.seq, received_at: e.received_at, record: Arc::from(e.record), view }
+                    })
+                    .collect()
             })
             .collect()
     })
@@ -117,22 +136,36 @@ impl ShardBuffer {
         capacity: i64,
         keep_all: bool,
     ) -> Result<(), StoreError> {
+        if let Some((after, limit)) = self.wants(floor, capacity) {
+            let events = read(staging, shard, after, limit).await?;
+            self.take(events, floor, keep_all);
+        }
+        Ok(())
+    }
+
+    /// What [`ShardBuffer::fill`] reads: (after seq, limit), None when the buffer is full. The
+    /// caller reads it (maybe with other shards' reads) and hands the events to [`ShardBuffer::take`].
+    pub fn wants(&mut self, floor: Option<i64>, capacity: i64) -> Option<(i64, i64)> {
         self.capacity = capacity;
         if self.events.len() as i64 >= capacity {
-            return Ok(());
+            return None;
         }
         let read_from = self.loaded_through.max(floor.unwrap_or(self.loaded_through));
         // Everything through `read_from` is read or passed by every consumer: a shard whose
         // events were all delivered before it was claimed needs no read again until its head moves.
         self.loaded_through = read_from;
+        Some((read_from, capacity))
+    }
+
+    /// Takes in what was read for [`ShardBuffer::wants`].
+    pub fn take(&mut self, events: Vec<Buffered>, floor: Option<i64>, keep_all: bool) {
         let floor = floor.unwrap_or(i64::MAX);
-        for event in read(staging, shard, read_from, capacity).await? {
+        for event in events {
             self.loaded_through = self.loaded_through.max(event.seq);
             if event.seq > floor || keep_all {
                 self.events.push_back(event);
             }
         }
-        Ok(())
     }
 
     /// Forgets everything (the durable progress is read again).

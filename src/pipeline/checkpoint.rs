@@ -170,37 +170,53 @@ pub async fn upsert_cursors(
 pub async fn seal(pool: &PgPool, owner: &str, lease: Lease, batch: &SealedBatch) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     check_fence(&mut tx, owner, lease).await?;
-    insert_sealed(&mut tx, batch).await?;
+    insert_sealed(&mut tx, &[batch]).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Records a sealed batch in the caller's (fenced) transaction; fails if one of its trail and shard
-/// is outstanding.
-pub async fn insert_sealed(conn: &mut PgConnection, batch: &SealedBatch) -> Result<(), StoreError> {
+/// Records sealed batches in the caller's (fenced) transaction, in one statement; fails if a batch
+/// of one of their trails and shards is outstanding.
+pub async fn insert_sealed(conn: &mut PgConnection, batches: &[&SealedBatch]) -> Result<(), StoreError> {
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&SealedBatch) -> i64| batches.iter().map(|b| f(b)).collect::<Vec<i64>>();
+    let texts = |f: fn(&SealedBatch) -> &str| batches.iter().map(|b| f(b)).collect::<Vec<&str>>();
+    // Per-row arrays travel as comma-joined text (an array of arrays must be rectangular);
+    // category names hold no commas.
+    let joined = |f: fn(&SealedBatch) -> Option<String>| batches.iter().map(|b| f(b)).collect::<Vec<_>>();
+    let join_numbers = |values: &Option<Vec<i64>>| {
+        values.as_ref().map(|v| v.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+    };
     sqlx::query(
         "INSERT INTO sealed_batches (trail_id, trail_arn, shard_id, from_seq, to_seq, bucket, object_key, kms_key_id,
                                      sha256, body, record_count, oldest_event_time, newest_event_time, content_sha256,
                                      category_names, category_events, category_bytes)
-         VALUES ($1, $13, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $15, $16, $17)",
+         SELECT t, arn, sh, f, th, bu, k, kms, sha, body, n, o, nw, c,
+                string_to_array(cn, ','), string_to_array(ce, ',')::bigint[], string_to_array(cb, ',')::bigint[]
+         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
+                     $8::text[], $9::bytea[], $10::bytea[], $11::int[], $12::timestamptz[], $13::timestamptz[],
+                     $14::bytea[], $15::text[], $16::text[], $17::text[])
+              AS u(t, arn, sh, f, th, bu, k, kms, sha, body, n, o, nw, c, cn, ce, cb)",
     )
-    .bind(batch.trail_id)
-    .bind(batch.shard_id)
-    .bind(batch.from_seq)
-    .bind(batch.to_seq)
-    .bind(&batch.bucket)
-    .bind(&batch.object_key)
-    .bind(&batch.kms_key_id)
-    .bind(&batch.sha256)
-    .bind(&batch.body)
-    .bind(batch.record_count)
-    .bind(batch.oldest_event_time)
-    .bind(batch.newest_event_time)
-    .bind(&batch.trail_arn)
-    .bind(&batch.content_sha256)
-    .bind(&batch.category_names)
-    .bind(&batch.category_events)
-    .bind(&batch.category_bytes)
+    .bind(column(|b| b.trail_id))
+    .bind(texts(|b| &b.trail_arn))
+    .bind(column(|b| b.shard_id.0))
+    .bind(column(|b| b.from_seq))
+    .bind(column(|b| b.to_seq))
+    .bind(texts(|b| &b.bucket))
+    .bind(texts(|b| &b.object_key))
+    .bind(texts(|b| &b.kms_key_id))
+    .bind(batches.iter().map(|b| b.sha256.as_slice()).collect::<Vec<_>>())
+    .bind(batches.iter().map(|b| b.body.as_slice()).collect::<Vec<_>>())
+    .bind(batches.iter().map(|b| b.record_count).collect::<Vec<i32>>())
+    .bind(batches.iter().map(|b| b.oldest_event_time).collect::<Vec<_>>())
+    .bind(batches.iter().map(|b| b.newest_event_time).collect::<Vec<_>>())
+    .bind(batches.iter().map(|b| b.content_sha256.as_deref()).collect::<Vec<_>>())
+    .bind(joined(|b| b.category_names.as_ref().map(|n| n.join(","))))
+    .bind(batches.iter().map(|b| join_numbers(&b.category_events)).collect::<Vec<_>>())
+    .bind(batches.iter().map(|b| join_numbers(&b.category_bytes)).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::batch::{self, Cut};
+use super::buffer;
 use super::checkpoint::{self, SealedBatch};
 use super::round::{FileContents, Progress, Round, ShardState, next_due};
 use super::shards::{self, Lease};
@@ -158,20 +159,10 @@ async fn step<'s>(round: &Round<'_>, mut states: Vec<&'s mut ShardState>) -> Vec
     for state in &mut states {
         state.not_before = None;
     }
-    // Read what has room, several shards at once.
-    let mut filled: Vec<Result<(), StoreError>> = Vec::with_capacity(states.len());
-    for some in states.chunks_mut(SHARDS_IN_PARALLEL) {
-        filled.extend(futures::future::join_all(some.iter_mut().map(|state| round.refill(state))).await);
-    }
     let mut plans: Vec<Plan<'_>> = states.iter().map(|s| Plan::new(s.lease)).collect();
-    for ((state, plan), filled) in states.iter_mut().zip(&mut plans).zip(filled) {
-        match filled {
-            Ok(()) => plan_shard(round, state, plan),
-            Err(error) => {
-                state.stale = true;
-                plan.outcome = Some(Step::Failed(error));
-            }
-        }
+    refill(round, &mut states, &mut plans).await;
+    for (state, plan) in states.iter().zip(&mut plans).filter(|(_, p)| p.outcome.is_none()) {
+        plan_shard(round, state, plan);
     }
     // A tap that cannot refresh (its rules cannot be read) backs off in the shards' own rounds.
     let mut refreshed = true;
@@ -224,6 +215,42 @@ async fn step<'s>(round: &Round<'_>, mut states: Vec<&'s mut ShardState>) -> Vec
             (state, if plan.was_full && moved { Step::More } else { Step::Done })
         })
         .collect()
+}
+
+/// Takes out of each buffer what everyone passed and reads what has room, for all shards in one
+/// call to staging.
+async fn refill(round: &Round<'_>, states: &mut [&mut ShardState], plans: &mut [Plan<'_>]) {
+    let mut floors = Vec::with_capacity(states.len());
+    for state in states.iter_mut() {
+        floors.push(round.pop_passed(state).await);
+    }
+    let wanted: Vec<(usize, (ShardId, i64, i64))> = states
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, state)| {
+            let (after, limit) = state.buffer.wants(floors[i], round.capacity)?;
+            Some((i, (state.info.id, after, limit)))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let reads: Vec<(ShardId, i64, i64)> = wanted.iter().map(|w| w.1).collect();
+    match buffer::read_many(round.staging, &reads).await {
+        // Groupable shards have covering trails: what is at or below the floor is not kept.
+        Ok(read) => {
+            for ((i, _), events) in wanted.into_iter().zip(read) {
+                states[i].buffer.take(events, floors[i], false);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, shards = reads.len(), "cannot read a group's staged events");
+            for (i, _) in wanted {
+                states[i].stale = true;
+                plans[i].outcome = Some(Step::Done);
+            }
+        }
+    }
 }
 
 /// What the shard's round is to do: the tap keys' next events, each trail's cut.
@@ -364,9 +391,8 @@ async fn seal(round: &Round<'_>, states: &mut [&mut ShardState], plans: &mut [Pl
             .flat_map(|p| p.skips.iter().map(|(trail, through)| (*trail, p.lease.shard_id, *through)))
             .collect();
         checkpoint::upsert_cursors(&mut tx, &skips).await?;
-        for batch in taken.iter().flat_map(|p| &p.sealed) {
-            checkpoint::insert_sealed(&mut tx, batch).await?;
-        }
+        let sealed: Vec<&SealedBatch> = taken.iter().flat_map(|p| &p.sealed).collect();
+        checkpoint::insert_sealed(&mut tx, &sealed).await?;
         tx.commit().await?;
         Ok(held)
     }

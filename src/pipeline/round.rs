@@ -333,6 +333,14 @@ impl Round<'_> {
     /// Takes out of the buffer what every covering trail and working tap has passed (counting what
     /// no trail took), and reads more from staging when there is room.
     pub(super) async fn refill(&self, state: &mut ShardState) -> Result<(), StoreError> {
+        let floor = self.pop_passed(state).await;
+        let keep_all = self.snapshot.trails_covering(&state.info.account).next().is_none();
+        state.buffer.fill(self.staging, state.info.id, floor, self.capacity, keep_all).await
+    }
+
+    /// Takes out of the buffer what every covering trail and working tap has passed (counting what
+    /// no trail took); the floor the buffer is read from.
+    pub(super) async fn pop_passed(&self, state: &mut ShardState) -> Option<i64> {
         let covering: Vec<&Trail> = self.snapshot.trails_covering(&state.info.account).collect();
         let tap_keys = tap_runner::keys(self.taps, &state.info, self.snapshot);
         let trail_floor = covering.iter().map(|t| state.cursor(t.id)).min();
@@ -347,7 +355,7 @@ impl Round<'_> {
         // Every covering trail has judged what leaves the buffer: count what none of them took.
         let popped = state.buffer.pop_through(floor.unwrap_or(i64::MAX));
         self.count_untaken(state, &popped, &covering).await;
-        state.buffer.fill(self.staging, state.info.id, floor, self.capacity, covering.is_empty()).await
+        floor
     }
 
     /// Finishes batches a previous owner (or a crash) left sealed, before anything else, including

@@ -54,6 +54,12 @@ impl Default for PipelineSettings {
 /// told the loop is alive, delivery times written) before the next one starts.
 const GROUP_SHARDS: usize = 512;
 
+/// Groups whose rounds run at once.
+const GROUPS_IN_PARALLEL: usize = 2;
+
+/// Busy shards are split in two groups from twice this many.
+const MIN_GROUP_SHARDS: usize = 32;
+
 /// How often a worker looks for shards nobody holds (new shards, dead workers' shards).
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 
@@ -245,9 +251,24 @@ impl Worker {
             .map(|(_, state)| state)
             .collect();
         let mut lost = Vec::new();
+        // Two groups at a time: while one waits for Postgres or S3, the other has work for a core.
+        let groups =
+            busy.len().div_ceil(GROUP_SHARDS).max(if busy.len() >= 2 * MIN_GROUP_SHARDS { 2 } else { 1 });
+        let group_size = busy.len().div_ceil(groups).max(1);
         while !busy.is_empty() {
-            let group: Vec<&mut ShardState> = busy.drain(..busy.len().min(GROUP_SHARDS)).collect();
-            let outcomes = super::group::run(&round, group).await;
+            let mut some = Vec::with_capacity(GROUPS_IN_PARALLEL);
+            for _ in 0..GROUPS_IN_PARALLEL {
+                if !busy.is_empty() {
+                    some.push(busy.drain(..busy.len().min(group_size)).collect::<Vec<&mut ShardState>>());
+                }
+            }
+            let round = &round;
+            let outcomes: Vec<_> =
+                futures::future::join_all(some.into_iter().map(|group| super::group::run(round, group)))
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
             pulse.beat();
             if let Err(error) = self.delivery_times.flush(&self.pool).await {
                 tracing::warn!(%error, "cannot write the trails' latest delivery times");

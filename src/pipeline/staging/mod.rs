@@ -82,6 +82,15 @@ pub trait Staging: Send + Sync {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<StagedEvent>, StoreError>;
+    /// [`Staging::read`] for many shards at once: (shard, after seq, limit) each; the events of
+    /// each, in the same order.
+    async fn read_many(&self, reads: &[(ShardId, i64, i64)]) -> Result<Vec<Vec<StagedEvent>>, StoreError> {
+        let mut read = Vec::with_capacity(reads.len());
+        for (shard, after, limit) in reads {
+            read.push(self.read(*shard, *after, *limit).await?);
+        }
+        Ok(read)
+    }
     /// Forgets events with `seq <= through_seq` received before `before`.
     async fn release(
         &self,

@@ -327,23 +327,44 @@ impl Staging for PgStaging {
         .fetch_all(&self.pool)
         .await?;
         // Decompression is CPU work: off the async runtime.
+        tokio::task::spawn_blocking(move || unpack_chunks(shard_id, after_seq, chunks))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("unpacking panicked: {e}")))?
+    }
+
+    async fn read_many(&self, reads: &[(ShardId, i64, i64)]) -> Result<Vec<Vec<StagedEvent>>, StoreError> {
+        if reads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shards: Vec<i64> = reads.iter().map(|r| r.0.0).collect();
+        let after: Vec<i64> = reads.iter().map(|r| r.1).collect();
+        let chunks: Vec<i64> = reads.iter().map(|r| r.2 / 100 + 1).collect();
+        let rows: Vec<(i64, i64, i64, DateTime<Utc>, Vec<u8>)> = sqlx::query_as(
+            "SELECT u.i, c.first_seq, c.last_seq, c.received_at, c.records
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(shard_id, after, n, i)
+             CROSS JOIN LATERAL (SELECT first_seq, last_seq, received_at, records FROM staged_chunks
+                                 WHERE shard_id = u.shard_id AND last_seq > u.after
+                                 ORDER BY last_seq LIMIT u.n) c
+             ORDER BY u.i, c.last_seq",
+        )
+        .bind(&shards)
+        .bind(&after)
+        .bind(&chunks)
+        .fetch_all(&self.pool)
+        .await?;
+        let reads = reads.to_vec();
         tokio::task::spawn_blocking(move || {
-            let mut events = Vec::new();
-            for (first_seq, last_seq, received_at, packed) in chunks {
-                let records = unpack(&packed)?;
-                if records.len() as i64 != last_seq - first_seq + 1 {
-                    return Err(StoreError::Corrupt(format!(
-                        "chunk {first_seq}..={last_seq} of shard {shard_id} holds {} records",
-                        records.len()
-                    )));
-                }
-                for (seq, record) in (first_seq..=last_seq).zip(records) {
-                    if seq > after_seq {
-                        events.push(StagedEvent { seq, received_at, record });
-                    }
+            let mut per_read: Vec<Vec<(i64, i64, DateTime<Utc>, Vec<u8>)>> = vec![Vec::new(); reads.len()];
+            for (ordinal, first, last, received_at, packed) in rows {
+                if let Some(read) = usize::try_from(ordinal - 1).ok().and_then(|i| per_read.get_mut(i)) {
+                    read.push((first, last, received_at, packed));
                 }
             }
-            Ok(events)
+            reads
+                .iter()
+                .zip(per_read)
+                .map(|((shard, after, _), chunks)| unpack_chunks(*shard, *after, chunks))
+                .collect()
         })
         .await
         .map_err(|e| StoreError::Corrupt(format!("unpacking panicked: {e}")))?
@@ -531,6 +552,30 @@ pub(super) fn pack(records: &[&str]) -> Vec<u8> {
         raw.extend_from_slice(record.as_bytes());
     }
     lz4_flex::compress_prepend_size(&raw)
+}
+
+/// The events of a shard's chunks (in order) with `seq > after_seq`.
+fn unpack_chunks(
+    shard_id: ShardId,
+    after_seq: i64,
+    chunks: Vec<(i64, i64, DateTime<Utc>, Vec<u8>)>,
+) -> Result<Vec<StagedEvent>, StoreError> {
+    let mut events = Vec::new();
+    for (first_seq, last_seq, received_at, packed) in chunks {
+        let records = unpack(&packed)?;
+        if records.len() as i64 != last_seq - first_seq + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "chunk {first_seq}..={last_seq} of shard {shard_id} holds {} records",
+                records.len()
+            )));
+        }
+        for (seq, record) in (first_seq..=last_seq).zip(records) {
+            if seq > after_seq {
+                events.push(StagedEvent { seq, received_at, record });
+            }
+        }
+    }
+    Ok(events)
 }
 
 pub(super) fn unpack(packed: &[u8]) -> Result<Vec<String>, StoreError> {
