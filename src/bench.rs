@@ -360,7 +360,8 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
             .env("ORGTRAIL_S3_FORCE_PATH_STYLE", "true")
             .env("ORGTRAIL_GRPC_LISTEN", format!("127.0.0.1:{grpc_port}"))
             .env("ORGTRAIL_GZIP_LEVEL", args.gzip_level.to_string())
-            .env("RUST_LOG", "warn")
+            // ORGTRAIL_BENCH_LOG: the servers' log filter (e.g. to time the workers' steps).
+            .env("RUST_LOG", std::env::var("ORGTRAIL_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
     };

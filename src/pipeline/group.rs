@@ -156,11 +156,13 @@ async fn step<'s>(round: &Round<'_>, mut states: Vec<&'s mut ShardState>) -> Vec
         return Vec::new();
     }
     let snapshot = round.snapshot;
+    let started = std::time::Instant::now();
     for state in &mut states {
         state.not_before = None;
     }
     let mut plans: Vec<Plan<'_>> = states.iter().map(|s| Plan::new(s.lease)).collect();
     refill(round, &mut states, &mut plans).await;
+    let read = started.elapsed();
     for (state, plan) in states.iter().zip(&mut plans).filter(|(_, p)| p.outcome.is_none()) {
         plan_shard(round, state, plan);
     }
@@ -186,18 +188,25 @@ async fn step<'s>(round: &Round<'_>, mut states: Vec<&'s mut ShardState>) -> Vec
         }
     }
 
+    let built = started.elapsed();
     let sealed_any = seal(round, &mut states, &mut plans).await;
+    let sealed = started.elapsed();
     if sealed_any {
         super::failpoints::abort_at("after-seal");
         super::failpoints::pause("delivery-pause").await;
     }
     let put = put(round, &mut states, &mut plans).await;
+    let in_place = started.elapsed();
     if put {
         super::failpoints::abort_at("after-put");
         super::failpoints::pause("delivery-pause").await;
     }
     commit(round, &mut states, &mut plans).await;
+    let committed = started.elapsed();
     release(round, &mut states, &mut plans).await;
+    tracing::debug!(shards = states.len(), files = plans.iter().map(|p| p.sealed.len()).sum::<usize>(),
+        read = ?read, built = ?built, sealed = ?sealed, put = ?in_place, committed = ?committed,
+        released = ?started.elapsed(), "group step");
 
     states
         .into_iter()

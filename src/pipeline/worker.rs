@@ -251,6 +251,8 @@ impl Worker {
             .map(|(_, state)| state)
             .collect();
         let mut lost = Vec::new();
+        let started = Instant::now();
+        let busy_shards = busy.len();
         // Two groups at a time: while one waits for Postgres or S3, the other has work for a core.
         let groups =
             busy.len().div_ceil(GROUP_SHARDS).max(if busy.len() >= 2 * MIN_GROUP_SHARDS { 2 } else { 1 });
@@ -283,6 +285,9 @@ impl Worker {
                     Err(error) => tracing::warn!(%shard, %error, "shard processing failed"),
                 }
             }
+        }
+        if busy_shards > 0 {
+            tracing::debug!(busy = busy_shards, candidates = candidates.len(), took = ?started.elapsed(), "pass");
         }
         for shard in &lost {
             shards.remove(shard);
