@@ -212,6 +212,7 @@ async fn step<'s>(round: &Round<'_>, mut states: Vec<&'s mut ShardState>) -> Vec
         .into_iter()
         .zip(plans)
         .map(|(state, plan)| {
+            state.cut_at = None;
             if let Some(outcome) = plan.outcome {
                 return (state, outcome);
             }

@@ -50,6 +50,9 @@ pub struct ShardState {
     /// When the buffer only waits for trails' delivery intervals: no file is due before this, so
     /// a shard without news needs no round (at organization scale most shards are waiting).
     pub(super) not_before: Option<DateTime<Utc>>,
+    /// Its next round cuts files as of this time instead of now: a worker with room works ahead
+    /// (files due by then are cut early). Cleared by the round.
+    pub(super) cut_at: Option<DateTime<Utc>>,
 }
 
 impl ShardState {
@@ -68,6 +71,7 @@ impl ShardState {
             // Its progress is read on its first round.
             stale: true,
             not_before: None,
+            cut_at: None,
         }
     }
 
@@ -91,6 +95,11 @@ impl ShardState {
         self.orphans_checked = !progress.sealed;
         self.checked_sealed.clear();
         self.stale = false;
+    }
+
+    /// When its next file falls due by the trails' intervals, if it only waits for that.
+    pub fn due(&self) -> Option<DateTime<Utc>> {
+        self.not_before.filter(|_| !self.buffer.is_empty() && !self.stale)
     }
 
     /// Events read and not yet delivered everywhere (maybe waiting for an interval).
@@ -249,6 +258,7 @@ impl Round<'_> {
     pub async fn run(&self, state: &mut ShardState) -> Result<bool, StoreError> {
         state.not_before = None;
         let result = self.run_fresh(state).await;
+        state.cut_at = None;
         if matches!(&result, Err(error) if !matches!(error, StoreError::Fenced(_))) {
             state.stale = true;
         }
@@ -403,7 +413,8 @@ impl Round<'_> {
             takes: event.view.as_ref().is_some_and(|view| routes(trail, view, event.received_at)),
             item: event,
         });
-        batch::cut(candidates, cursor, limits, self.snapshot.loaded_at, Utc::now(), state.buffer.is_full())
+        let now = state.cut_at.map_or_else(Utc::now, |at| at.max(Utc::now()));
+        batch::cut(candidates, cursor, limits, self.snapshot.loaded_at, now, state.buffer.is_full())
     }
 
     /// Acts on the trail's cut.

@@ -243,13 +243,16 @@ impl Worker {
             gzip_level: self.settings.gzip_level,
         };
         let heads = &look.heads;
-        let mut busy: Vec<&mut ShardState> = shards
-            .iter_mut()
-            .filter(|(id, state)| {
-                candidates.contains(*id) && state.has_work(heads.get(*id).copied(), snapshot)
-            })
-            .map(|(_, state)| state)
-            .collect();
+        let mut busy: Vec<&mut ShardState> = Vec::new();
+        let mut waiting: Vec<&mut ShardState> = Vec::new();
+        for (id, state) in shards.iter_mut().filter(|(id, _)| candidates.contains(*id)) {
+            if state.has_work(heads.get(id).copied(), snapshot) {
+                busy.push(state);
+            } else if state.due().is_some() {
+                waiting.push(state);
+            }
+        }
+        work_ahead(&mut busy, waiting, snapshot);
         let mut lost = Vec::new();
         let started = Instant::now();
         let busy_shards = busy.len();
@@ -401,6 +404,34 @@ impl Worker {
             look.claimed.insert(lease.shard_id);
         }
         Ok(())
+    }
+}
+
+/// A pass with fewer shards due than this takes shards due soon, earliest first, up to it.
+const WORK_AHEAD_ROOM: usize = 256;
+
+/// When a pass has room (fewer than [`WORK_AHEAD_ROOM`] shards due), it fills it with the shards
+/// whose files are due soonest, at most half the shortest delivery interval ahead, and cuts their
+/// files early. Files fall due in waves (every shard that got events in the same seconds is due
+/// an interval later: after a start, a backlog, a takeover); a worker that waited for each file's
+/// due time met a wave with all of it at once and delivered its tail late.
+fn work_ahead<'s>(
+    busy: &mut Vec<&'s mut ShardState>,
+    mut waiting: Vec<&'s mut ShardState>,
+    snapshot: &Snapshot,
+) {
+    let room = WORK_AHEAD_ROOM.saturating_sub(busy.len());
+    let shortest = snapshot.trails.iter().map(|t| t.settings.delivery_interval_seconds.max(1)).min();
+    let (Some(shortest), true) = (shortest, room > 0 && !waiting.is_empty()) else { return };
+    let horizon = chrono::Utc::now() + chrono::Duration::milliseconds(i64::from(shortest) * 500);
+    waiting.retain(|state| state.due().is_some_and(|due| due <= horizon));
+    if waiting.len() > room {
+        waiting.select_nth_unstable_by_key(room, |state| state.due());
+        waiting.truncate(room);
+    }
+    for state in waiting {
+        state.cut_at = state.due();
+        busy.push(state);
     }
 }
 
