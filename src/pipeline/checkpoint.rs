@@ -344,7 +344,7 @@ pub async fn record(
     let oldest: Vec<DateTime<Utc>> = files.iter().map(|(_, b)| b.oldest_event_time).collect();
     let newest: Vec<DateTime<Utc>> = files.iter().map(|(_, b)| b.newest_event_time).collect();
     let contents: Vec<Option<&[u8]>> = files.iter().map(|(_, b)| b.content_sha256.as_deref()).collect();
-    let recorded: Vec<(String, String)> = sqlx::query_as(
+    let recorded: Vec<(i64, ShardId)> = sqlx::query_as(
         "INSERT INTO delivered_files (trail_id, trail_arn, shard_id, account_id, region, from_seq, to_seq, bucket,
                                       object_key, sha256, size_bytes, record_count, oldest_event_time, newest_event_time,
                                       content_sha256)
@@ -352,7 +352,7 @@ pub async fn record(
                               $7::bigint[], $8::text[], $9::text[], $10::bytea[], $11::bigint[], $12::int[],
                               $13::timestamptz[], $14::timestamptz[], $15::bytea[])
          ON CONFLICT (bucket, object_key) DO NOTHING
-         RETURNING bucket, object_key",
+         RETURNING trail_id, shard_id",
     )
     .bind(&trails)
     .bind(&arns)
@@ -371,11 +371,11 @@ pub async fn record(
     .bind(&contents)
     .fetch_all(&mut *conn)
     .await?;
-    // A file already recorded was already seen by the hooks.
-    let recorded: std::collections::HashSet<(String, String)> = recorded.into_iter().collect();
+    // A file already recorded was already seen by the hooks. (One file per trail and shard here.)
+    let recorded: std::collections::HashSet<(i64, ShardId)> = recorded.into_iter().collect();
     let tallies: Vec<(&ShardInfo, &SealedBatch, Vec<CategoryTally>)> = files
         .iter()
-        .filter(|(_, b)| recorded.contains(&(b.bucket.clone(), b.object_key.clone())))
+        .filter(|(_, b)| recorded.contains(&(b.trail_id, b.shard_id)))
         .map(|(shard, batch)| {
             // Files sealed before per-category counts existed count as one category.
             let fallback = if shard.source.is_insights() { "Insight" } else { "Management" };

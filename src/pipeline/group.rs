@@ -350,10 +350,7 @@ impl From<sqlx::Error> for GroupError {
 
 /// A lease found lost by the group's fence check: the shard is dropped.
 fn fenced(lease: Lease) -> Step {
-    Step::Failed(StoreError::Fenced(format!(
-        "lease on shard {} (generation {}) is lost",
-        lease.shard_id, lease.generation
-    )))
+    Step::Failed(shards::lost(lease))
 }
 
 /// Step (a) for the group, with the taps: one fenced transaction takes every tap key's events,

@@ -173,11 +173,13 @@ pub async fn check_fence(conn: &mut sqlx::PgConnection, owner: &str, lease: Leas
     .await?;
     match current {
         Some(_) => Ok(()),
-        None => Err(StoreError::Fenced(format!(
-            "lease on shard {} (generation {}) is lost",
-            lease.shard_id, lease.generation
-        ))),
+        None => Err(lost(lease)),
     }
+}
+
+/// The error of a write whose lease is no longer held.
+pub fn lost(lease: Lease) -> StoreError {
+    StoreError::Fenced(format!("lease on shard {} (generation {}) is lost", lease.shard_id, lease.generation))
 }
 
 /// The shards of `leases` still held under these generations, share-locked like [`check_fence`]
