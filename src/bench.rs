@@ -669,6 +669,32 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let history: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT coalesce(pi.relname, ci.relname)::text, sum(pg_relation_size(ci.oid))::int8
+         FROM pg_index x JOIN pg_class ci ON ci.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+         LEFT JOIN pg_inherits i ON i.inhrelid = ci.oid LEFT JOIN pg_class pi ON pi.oid = i.inhparent
+         WHERE t.relname LIKE 'event\\_history%' AND t.relkind = 'r'
+         GROUP BY 1
+         UNION ALL
+         SELECT coalesce(p.relname, c.relname)::text || ' rows', sum(pg_table_size(c.oid))::int8
+         FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent
+         WHERE c.relname LIKE 'event\\_history%' AND c.relkind = 'r'
+         GROUP BY 1 ORDER BY 2 DESC",
+    )
+    .fetch_all(&pool)
+    .await?;
+    println!(
+        "  event history B/event {}",
+        history
+            .iter()
+            .map(|(name, bytes)| format!(
+                "{} {:.0}",
+                name.trim_start_matches("event_history_"),
+                *bytes as f64 / events
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     if args.profile_postgres {
         let statements: Vec<(String, i64, i64, f64)> = sqlx::query_as(
             "SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, rows, total_exec_time
@@ -686,6 +712,24 @@ pub async fn pipeline(args: BenchArgs) -> anyhow::Result<()> {
                 rows
             );
         }
+        // An update that is not HOT writes a new entry into every index of the table.
+        let updated: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT relname::text, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+             WHERE n_tup_upd > 0 ORDER BY n_tup_upd DESC LIMIT 8",
+        )
+        .fetch_all(&pool)
+        .await?;
+        println!(
+            "  row updates (HOT)      {}",
+            updated
+                .iter()
+                .map(|(name, all, hot)| format!(
+                    "{name} {all} ({:.0}%)",
+                    *hot as f64 * 100.0 / (*all).max(1) as f64
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     println!(
         "  postgres settings      {}",

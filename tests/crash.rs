@@ -229,6 +229,34 @@ async fn assert_exactly_once(
     assert!(missing.is_empty(), "{bucket}: recorded but absent: {missing:?}");
 }
 
+/// The event history holds each of `expected` exactly once (nothing checks uniqueness on insert:
+/// the history tap's cursor, moved in the transaction that indexes, is what keeps it so).
+async fn assert_indexed_once(pool: &PgPool, expected: &BTreeSet<Identity>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT account_id, event_id, count(*) FROM event_history GROUP BY account_id, event_id",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let twice: Vec<_> = rows.iter().filter(|(_, _, n)| *n > 1).collect();
+        assert!(twice.is_empty(), "indexed more than once: {:?}", &twice[..twice.len().min(5)]);
+        let have: BTreeSet<Identity> = rows.into_iter().map(|(a, e, _)| (a, e)).collect();
+        if &have == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline && have.is_subset(expected),
+            "{} of {} events indexed, {} never accepted",
+            have.intersection(expected).count(),
+            expected.len(),
+            have.difference(expected).count()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn identities(objects: &[LogObject]) -> BTreeMap<Identity, usize> {
     let mut counts = BTreeMap::new();
     for record in objects.iter().flat_map(|o| o.records.iter()) {
@@ -377,6 +405,7 @@ async fn twenty_sigkills_while_events_flow_lose_and_duplicate_nothing(backend: B
     let (all, member) = Fixture::expected(&accepted);
     assert_exactly_once(&f.pool, &f.s3_client, "central-bucket", &all).await;
     assert_exactly_once(&f.pool, &f.s3_client, "member-bucket", &member).await;
+    assert_indexed_once(&f.pool, &accepted).await;
     drop(worker);
     f.s3.kill();
 }

@@ -690,7 +690,7 @@ fn entry<'a>(
 }
 
 #[sqlx::test(migrations = "./migrations")]
-async fn an_event_indexed_twice_is_one_row_with_its_resources_once(pool: PgPool) {
+async fn an_event_twice_in_one_batch_is_one_row_with_its_resources_once(pool: PgPool) {
     orgtrail::node::maintenance::prepare(&pool, Default::default()).await.unwrap();
     let mut json: Value =
         serde_json::from_str(&event(MEMBER_A, "us-east-1", "s3.amazonaws.com", "CreateBucket", "e-1"))
@@ -700,22 +700,30 @@ async fn an_event_indexed_twice_is_one_row_with_its_resources_once(pool: PgPool)
     json["resources"] = serde_json::json!([{"type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::b"}]);
     let record = json.to_string();
     let time = DateTime::parse_from_rfc3339(json["eventTime"].as_str().unwrap()).unwrap().with_timezone(&Utc);
-    for _ in 0..2 {
-        let mut conn = pool.acquire().await.unwrap();
-        let one = entry(MEMBER_A, "e-1", time, &record);
-        orgtrail::features::history::index::index(&mut conn, &[one.clone(), one]).await.unwrap();
-    }
-    assert_eq!(orgtrail::features::history::index::count(&pool).await.unwrap(), 1);
+    // Across batches the history tap's cursor keeps an event from coming twice (the crash tests
+    // check it under kill -9); within one batch the index itself leaves the copy out.
+    let mut conn = pool.acquire().await.unwrap();
+    let one = entry(MEMBER_A, "e-1", time, &record);
+    let other_time = entry(MEMBER_A, "e-1", time - chrono::Duration::seconds(1), &record);
+    let indexed =
+        orgtrail::features::history::index::index(&mut conn, &[one.clone(), one, other_time]).await.unwrap();
+    assert_eq!(indexed, 2, "the copy is left out; the same eventID at another time is another event");
+    drop(conn);
+    assert_eq!(orgtrail::features::history::index::count(&pool).await.unwrap(), 2);
     let postings: i64 =
         sqlx::query_scalar("SELECT count(*) FROM event_history_resources").fetch_one(&pool).await.unwrap();
-    assert_eq!(postings, 2, "one type and one name posting");
+    assert_eq!(postings, 4, "one type and one name posting for each of the two events");
     let week = orgtrail::features::history::index::week_start(now.date_naive());
     let in_today: i64 =
         sqlx::query_scalar(&format!("SELECT count(*) FROM event_history_w{}", week.format("%Y%m%d")))
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(in_today, 1, "this week's partition exists ahead and takes it");
+    let this_week = [time, time - chrono::Duration::seconds(1)]
+        .iter()
+        .filter(|t| orgtrail::features::history::index::week_start(t.date_naive()) == week)
+        .count() as i64;
+    assert_eq!(in_today, this_week, "this week's partition exists ahead and takes it");
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -754,6 +762,25 @@ async fn expiry_drops_weekly_partitions_and_backfills_get_their_own(pool: PgPool
     orgtrail::features::history::index::maintain_partitions(&pool, day("2026-06-10"), 90).await.unwrap();
     assert_eq!(where_is("backfill").await.as_deref(), Some("event_history_w20260427"));
     assert_eq!(where_is("ancient").await, None, "older than the retention");
+    // Each row's record block moved with it: same week, and none left behind for a dropped row.
+    let placed: Vec<(String, String)> = sqlx::query_as(
+        "SELECT h.tableoid::regclass::text, b.tableoid::regclass::text FROM event_history h
+         JOIN event_history_blocks b ON b.id = h.block_id ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(placed.len(), 2, "{placed:?}");
+    for (row, block) in &placed {
+        assert_eq!(
+            row.replace("event_history_", ""),
+            block.replace("event_history_blocks_", ""),
+            "{placed:?}"
+        );
+    }
+    let blocks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM event_history_blocks").fetch_one(&pool).await.unwrap();
+    assert_eq!(blocks, 2, "the ancient event's block went with it");
     // 50 days later the backfilled week is past a 60-day retention: its partition goes whole.
     orgtrail::features::history::index::maintain_partitions(&pool, day("2026-07-30"), 60).await.unwrap();
     assert_eq!(where_is("backfill").await, None);

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
+use super::blocks;
 use crate::model::history::{AttributeKey, HistoryFields, LookupAttribute, index_key, is_digest_key};
 use crate::model::{AccountId, Region};
 use crate::store::StoreError;
@@ -20,15 +21,81 @@ pub struct NewEntry<'a> {
     pub record: &'a str,
 }
 
-/// Indexes `entries` in one statement; an event already indexed (same eventID, account and time)
-/// is left as it is, and so is a second copy within `entries`. Returns how many were new.
+/// How a batch of entries is written: which are kept (a second copy within the batch, same
+/// eventID, account and time, is left out), the record blocks, and each kept entry's place in
+/// them. CPU work (deflating): callers on the async runtime build it off it.
+#[derive(Debug, Default)]
+pub struct Layout {
+    /// Indexes into the entries, first copies only, in the order they are written.
+    kept: Vec<usize>,
+    /// Per kept entry: its block (an index into `blocks`) and slot.
+    places: Vec<(i32, i16)>,
+    blocks: Vec<PackedBlock>,
+}
+
+#[derive(Debug)]
+struct PackedBlock {
+    /// The newest event time of its records.
+    event_time: DateTime<Utc>,
+    bytes: Vec<u8>,
+}
+
+impl Layout {
+    /// Blocks of one account and week each (a block is expired with its week's partition), newest
+    /// first, at most [`blocks::BLOCK_RECORDS`] records.
+    pub fn of(entries: &[NewEntry<'_>]) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let kept: Vec<usize> = (0..entries.len())
+            .filter(|&i| seen.insert((entries[i].account_id, entries[i].event_id, entries[i].event_time)))
+            .collect();
+        let mut groups: std::collections::BTreeMap<(&str, NaiveDate), Vec<usize>> = Default::default();
+        for (position, &i) in kept.iter().enumerate() {
+            let entry = &entries[i];
+            groups
+                .entry((entry.account_id, week_start(entry.event_time.date_naive())))
+                .or_default()
+                .push(position);
+        }
+        let mut places = vec![(0, 0); kept.len()];
+        let mut packed = Vec::new();
+        for mut members in groups.into_values() {
+            members.sort_by_key(|&position| std::cmp::Reverse(entries[kept[position]].event_time));
+            for chunk in members.chunks(blocks::BLOCK_RECORDS) {
+                let block = packed.len() as i32;
+                for (slot, &position) in chunk.iter().enumerate() {
+                    places[position] = (block, slot as i16);
+                }
+                packed.push(PackedBlock {
+                    event_time: entries[kept[chunk[0]]].event_time,
+                    bytes: blocks::pack(chunk.iter().map(|&position| entries[kept[position]].record)),
+                });
+            }
+        }
+        Self { kept, places, blocks: packed }
+    }
+}
+
+/// Indexes `entries` in one statement (see [`Layout`]). Returns how many were indexed.
+///
+/// Nothing checks `entries` against what is indexed already (migration 0020 dropped that unique
+/// index): the history tap hands each staged event over once, in the transaction that moves its
+/// cursor past it under the shard's lease, and ingest admits an event identity once per dedupe
+/// horizon. An event staged again after the horizon is delivered again, and listed again.
 pub async fn index(conn: &mut sqlx::PgConnection, entries: &[NewEntry<'_>]) -> Result<u64, StoreError> {
-    let mut seen = std::collections::HashSet::new();
-    let entries: Vec<&NewEntry<'_>> =
-        entries.iter().filter(|e| seen.insert((e.account_id, e.event_id, e.event_time))).collect();
-    if entries.is_empty() {
+    let layout = Layout::of(entries);
+    index_laid_out(conn, entries, &layout).await
+}
+
+/// [`index`] with the layout built already.
+pub async fn index_laid_out(
+    conn: &mut sqlx::PgConnection,
+    entries: &[NewEntry<'_>],
+    layout: &Layout,
+) -> Result<u64, StoreError> {
+    if layout.kept.is_empty() {
         return Ok(0);
     }
+    let entries: Vec<&NewEntry<'_>> = layout.kept.iter().map(|&i| &entries[i]).collect();
     let mut times = Vec::with_capacity(entries.len());
     let mut accounts = Vec::with_capacity(entries.len());
     let mut regions = Vec::with_capacity(entries.len());
@@ -39,10 +106,9 @@ pub async fn index(conn: &mut sqlx::PgConnection, entries: &[NewEntry<'_>]) -> R
     let mut read_only = Vec::with_capacity(entries.len());
     let mut usernames = Vec::with_capacity(entries.len());
     let mut access_keys = Vec::with_capacity(entries.len());
-    let mut records = Vec::with_capacity(entries.len());
     // Resource postings, keyed by the event they belong to.
-    let (mut posting_accounts, mut posting_ids, mut kinds, mut values) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut posting_accounts, mut posting_ids, mut posting_times, mut kinds, mut values) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for entry in &entries {
         times.push(entry.event_time);
         accounts.push(entry.account_id);
@@ -54,7 +120,6 @@ pub async fn index(conn: &mut sqlx::PgConnection, entries: &[NewEntry<'_>]) -> R
         read_only.push(entry.fields.read_only);
         usernames.push(entry.fields.username.as_deref().map(index_key));
         access_keys.push(entry.fields.access_key_id.as_deref().map(index_key));
-        records.push(entry.record);
         let postings = entry
             .fields
             .resource_types
@@ -64,25 +129,44 @@ pub async fn index(conn: &mut sqlx::PgConnection, entries: &[NewEntry<'_>]) -> R
         for (kind, value) in postings {
             posting_accounts.push(entry.account_id);
             posting_ids.push(entry.event_id);
+            posting_times.push(entry.event_time);
             kinds.push(kind);
             values.push(index_key(value));
         }
     }
-    // Postings are written only for rows this statement inserted, so a re-delivered event adds none.
+    let block_numbers: Vec<i32> = layout.places.iter().map(|p| p.0).collect();
+    let slots: Vec<i16> = layout.places.iter().map(|p| p.1).collect();
+    let block_times: Vec<DateTime<Utc>> = layout.blocks.iter().map(|b| b.event_time).collect();
+    let block_bytes: Vec<&[u8]> = layout.blocks.iter().map(|b| b.bytes.as_slice()).collect();
+    // Block ids are drawn first so that rows can name theirs; the postings find their event's new
+    // id through the event's identity.
     let done = sqlx::query(
-        "WITH inserted AS (
+        "WITH ids AS MATERIALIZED (
+             SELECT n - 1 AS n, nextval('event_history_blocks_id_seq') AS id
+             FROM generate_series(1, cardinality($16::timestamptz[])) AS n
+         ), blocks AS (
+             INSERT INTO event_history_blocks (id, event_time, records)
+             SELECT ids.id, b.event_time, b.records
+             FROM unnest($16::timestamptz[], $17::bytea[]) WITH ORDINALITY AS b(event_time, records, n)
+             JOIN ids ON ids.n = b.n - 1
+         ), inserted AS (
              INSERT INTO event_history (event_time, account_id, region, insight, event_id, event_name,
-                                        event_source, read_only, username, access_key_id, record)
-             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::bool[], $5::text[],
-                                  $6::text[], $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[])
-             ON CONFLICT (event_id, account_id, event_time) DO NOTHING
+                                        event_source, read_only, username, access_key_id, block_id, block_slot)
+             SELECT e.event_time, e.account_id, e.region, e.insight, e.event_id, e.event_name, e.event_source,
+                    e.read_only, e.username, e.access_key_id, ids.id, e.slot
+             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[],
+                         $7::text[], $8::bool[], $9::text[], $10::text[], $18::int4[], $19::int2[])
+                  AS e(event_time, account_id, region, insight, event_id, event_name, event_source,
+                       read_only, username, access_key_id, block, slot)
+             JOIN ids ON ids.n = e.block
              RETURNING id, event_time, account_id, region, event_id
          ), postings AS (
              INSERT INTO event_history_resources (event_time, id, account_id, region, kind, value)
              SELECT i.event_time, i.id, i.account_id, i.region, p.kind::\"char\", p.value
              FROM inserted i
-             JOIN unnest($12::text[], $13::text[], $14::text[], $15::text[]) AS p(account_id, event_id, kind, value)
-               ON p.account_id = i.account_id AND p.event_id = i.event_id
+             JOIN unnest($11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::text[])
+                  AS p(account_id, event_id, event_time, kind, value)
+               ON p.account_id = i.account_id AND p.event_id = i.event_id AND p.event_time = i.event_time
          )
          SELECT count(*) FROM inserted",
     )
@@ -96,11 +180,15 @@ pub async fn index(conn: &mut sqlx::PgConnection, entries: &[NewEntry<'_>]) -> R
     .bind(&read_only)
     .bind(&usernames)
     .bind(&access_keys)
-    .bind(&records)
     .bind(&posting_accounts)
     .bind(&posting_ids)
+    .bind(&posting_times)
     .bind(&kinds)
     .bind(&values)
+    .bind(&block_times)
+    .bind(&block_bytes)
+    .bind(&block_numbers)
+    .bind(&slots)
     .fetch_one(&mut *conn)
     .await?;
     let inserted: i64 = sqlx::Row::try_get(&done, 0)?;
@@ -130,7 +218,7 @@ pub struct Lookup {
 }
 
 /// An indexed event as a lookup returns it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     pub id: i64,
     pub event_time: DateTime<Utc>,
@@ -151,7 +239,95 @@ impl Entry {
     }
 }
 
-const COLUMNS: &str = "id, event_time, account_id, region, event_id, event_name, event_source, read_only, username, access_key_id, record";
+/// A row as read: the record in line (rows written before migration 0021) or in a block.
+#[derive(Debug, sqlx::FromRow)]
+struct Found {
+    id: i64,
+    event_time: DateTime<Utc>,
+    account_id: String,
+    region: String,
+    event_id: String,
+    event_name: String,
+    event_source: String,
+    read_only: Option<bool>,
+    username: Option<String>,
+    access_key_id: Option<String>,
+    record: Option<String>,
+    block_id: Option<i64>,
+    block_slot: Option<i16>,
+}
+
+const COLUMNS: &str = "id, event_time, account_id, region, event_id, event_name, event_source, read_only, username, access_key_id, record, block_id, block_slot";
+
+/// The entries of `rows` with their records, reading each block they name once, and of it only
+/// the slots up to the last one wanted.
+async fn with_records(pool: &PgPool, rows: Vec<Found>) -> Result<Vec<Entry>, StoreError> {
+    let mut wanted: std::collections::HashMap<i64, (DateTime<Utc>, usize)> = Default::default();
+    for row in &rows {
+        if let (None, Some(block), Some(slot)) = (&row.record, row.block_id, row.block_slot) {
+            let want = wanted.entry(block).or_insert((row.event_time, 0));
+            // The block's time is the newest of its records: at least each row's.
+            want.0 = want.0.max(row.event_time);
+            want.1 = want.1.max(usize::try_from(slot).unwrap_or(0));
+        }
+    }
+    let mut records: std::collections::HashMap<i64, Vec<String>> = Default::default();
+    if !wanted.is_empty() {
+        let ids: Vec<i64> = wanted.keys().copied().collect();
+        // Each block is in the partition of its week, at or after its rows' times (the lower
+        // bound lets the planner skip older partitions).
+        let oldest = wanted.values().map(|w| w.0).min().unwrap_or_default();
+        let blocks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, records FROM event_history_blocks WHERE id = ANY($1) AND event_time >= $2",
+        )
+        .bind(&ids)
+        .bind(oldest)
+        .fetch_all(pool)
+        .await?;
+        for (id, bytes) in blocks {
+            let through = wanted.get(&id).map_or(0, |w| w.1);
+            let unpacked = blocks::unpack(&bytes, through)
+                .map_err(|e| StoreError::Corrupt(format!("block {id}: {e}")))?;
+            records.insert(id, unpacked);
+        }
+    }
+    rows.into_iter()
+        .map(|row| {
+            let record = match (row.record, row.block_id, row.block_slot) {
+                (Some(record), _, _) => record,
+                (None, Some(block), Some(slot)) => {
+                    records.get(&block).and_then(|r| r.get(usize::try_from(slot).ok()?)).cloned().ok_or_else(
+                        || {
+                            StoreError::Corrupt(format!(
+                                "event {}: slot {slot} of block {block} is missing",
+                                row.event_id
+                            ))
+                        },
+                    )?
+                }
+                (None, _, _) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "event {} has neither record nor block",
+                        row.event_id
+                    )));
+                }
+            };
+            Ok(Entry {
+                id: row.id,
+                event_time: row.event_time,
+                account_id: row.account_id,
+                region: row.region,
+                event_id: row.event_id,
+                event_name: row.event_name,
+                event_source: row.event_source,
+                read_only: row.read_only,
+                username: row.username,
+                access_key_id: row.access_key_id,
+                record,
+            })
+        })
+        .collect()
+}
 
 /// The conditions every lookup shares (scope, time bounds, page start), on a table whose
 /// columns are named as in event_history.
@@ -230,7 +406,8 @@ pub async fn lookup(pool: &PgPool, lookup: &Lookup) -> Result<Vec<Entry>, StoreE
     }
     // Unnamed statements are planned with the actual values: the best index for a lookup
     // depends on them (a rare user name or a common event name, one account or all).
-    let mut entries = query.build_query_as::<Entry>().persistent(false).fetch_all(pool).await?;
+    let rows = query.build_query_as::<Found>().persistent(false).fetch_all(pool).await?;
+    let mut entries = with_records(pool, rows).await?;
     for entry in &mut entries {
         restore_long_values(entry);
     }
@@ -263,8 +440,11 @@ fn prefixed(prefix: &str) -> String {
 const WEEKS_AHEAD: i64 = 2;
 
 /// The partitioned tables and their partitions' name prefixes.
-const TABLES: [(&str, &str); 2] =
-    [("event_history", "event_history_w"), ("event_history_resources", "event_history_resources_w")];
+const TABLES: [(&str, &str); 3] = [
+    ("event_history", "event_history_w"),
+    ("event_history_resources", "event_history_resources_w"),
+    ("event_history_blocks", "event_history_blocks_w"),
+];
 
 /// Monday of the week holding `day`: partitions are weekly. Weekly rather than daily because a
 /// lookup without time bounds plans and scans every partition: 14 weeks cost a few milliseconds
@@ -381,7 +561,12 @@ async fn create_partition(
     let from = week.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
     let to = from + Duration::days(7);
     // Records above ~256 bytes are compressed inline (lz4) rather than at TOAST's 2 kB threshold.
-    let storage = if table == "event_history" { " WITH (toast_tuple_target = 256)" } else { "" };
+    // Blocks (deflated already) stay in line up to a page.
+    let storage = match table {
+        "event_history" => " WITH (toast_tuple_target = 256)",
+        "event_history_blocks" => " WITH (toast_tuple_target = 8160)",
+        _ => "",
+    };
     sqlx::query(&format!(
         "CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION){storage}"
     ))

@@ -1,6 +1,5 @@
 //! The history tap: indexes every management and Insights event for LookupEvents, in the same
-//! transaction that advances its cursor, so each event is indexed once per pass over a shard and
-//! a re-delivered copy stays one row.
+//! transaction that advances its cursor, so each staged event is indexed once.
 
 use crate::features::history::index::{self as index, NewEntry};
 use crate::model::history::{self, HistoryFields};
@@ -47,16 +46,23 @@ async fn index_events<'e, 'r: 'e>(
     if kept.is_empty() {
         return Ok(());
     }
-    // Reading identities out of thousands of records is CPU work: off the async runtime.
-    let (kept, fields) = tokio::task::spawn_blocking(move || {
-        let fields: Vec<HistoryFields> =
-            kept.iter().map(|(record, view)| HistoryFields::of(record, view)).collect();
-        (kept, fields)
+    // Reading identities out of thousands of records and deflating them is CPU work: off the
+    // async runtime.
+    let (kept, fields, layout) = tokio::task::spawn_blocking(move || {
+        let fields = kept.iter().map(|(record, view)| HistoryFields::of(record, view)).collect();
+        let entries = entries_of(&kept, fields);
+        let layout = index::Layout::of(&entries);
+        let fields: Vec<HistoryFields> = entries.into_iter().map(|entry| entry.fields).collect();
+        (kept, fields, layout)
     })
     .await
     .map_err(|e| TapError::External(format!("indexing panicked: {e}")))?;
-    let entries: Vec<NewEntry<'_>> = kept
-        .iter()
+    index::index_laid_out(tx, &entries_of(&kept, fields), &layout).await?;
+    Ok(())
+}
+
+fn entries_of(kept: &[(String, RecordView)], fields: Vec<HistoryFields>) -> Vec<NewEntry<'_>> {
+    kept.iter()
         .zip(fields)
         .map(|((record, view), fields)| NewEntry {
             event_time: view.event_time,
@@ -66,7 +72,5 @@ async fn index_events<'e, 'r: 'e>(
             fields,
             record,
         })
-        .collect();
-    index::index(tx, &entries).await?;
-    Ok(())
+        .collect()
 }

@@ -63,19 +63,19 @@ pub async fn add_tallies(conn: &mut sqlx::PgConnection, tallies: &Tallies) -> Re
     .execute(&mut *conn)
     .await?;
 
-    for ((account, region), oldest) in scopes {
-        sqlx::query(
-            "INSERT INTO insight_scopes (account_id, region, first_minute) VALUES ($1, $2, $3)
-             ON CONFLICT (account_id, region) DO UPDATE
-             SET first_minute = LEAST(insight_scopes.first_minute, EXCLUDED.first_minute)
-             WHERE EXCLUDED.first_minute < insight_scopes.first_minute",
-        )
-        .bind(account)
-        .bind(region)
-        .bind(oldest)
-        .execute(&mut *conn)
-        .await?;
-    }
+    // One statement for every (account, region): a group round brings hundreds of them.
+    sqlx::query(
+        "INSERT INTO insight_scopes (account_id, region, first_minute)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+         ON CONFLICT (account_id, region) DO UPDATE
+         SET first_minute = LEAST(insight_scopes.first_minute, EXCLUDED.first_minute)
+         WHERE EXCLUDED.first_minute < insight_scopes.first_minute",
+    )
+    .bind(scopes.keys().map(|(account, _)| *account).collect::<Vec<_>>())
+    .bind(scopes.keys().map(|(_, region)| *region).collect::<Vec<_>>())
+    .bind(scopes.values().copied().collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
