@@ -1,4 +1,4 @@
--- Event history records in blocks: sixteen records of one account and week deflated together
+-- Event history records in blocks: sixteen records of one week deflated together
 -- (src/features/history/blocks.rs) instead of one lz4 value per row, ~220 bytes a record instead
 -- of ~1,450 for real records. A row names its block and slot; rows written before this
 -- migration (and by the lookup benchmark's SQL filler) keep their record inline.

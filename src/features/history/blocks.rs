@@ -1,11 +1,12 @@
 //! Record blocks: the event history keeps the records it returns (LookupEvents' CloudTrailEvent)
 //! sixteen to a block, deflated together, instead of one lz4 value per row. One record compresses
 //! poorly on its own (lz4: 1,280 → ~1,000 bytes for the shared real records); sixteen of one
-//! account and week share most of their text (→ ~220 bytes a record at deflate level 1, ~5 µs a
+//! week share most of their text (→ ~220 bytes a record at deflate level 1, ~5 µs a
 //! record in the worker rather than in Postgres).
 //!
 //! A block is the raw deflate of its records, each preceded by its length (u32, little-endian),
-//! newest first, so that a lookup, which wants the newest, mostly stops early.
+//! in the order [`crate::features::history::index::Layout`] chose (an account's newest first, so
+//! that a lookup, which wants the newest, mostly stops early).
 
 use std::io::{Read, Write};
 

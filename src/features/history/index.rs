@@ -41,35 +41,48 @@ struct PackedBlock {
 }
 
 impl Layout {
-    /// Blocks of one account and week each (a block is expired with its week's partition), newest
-    /// first, at most [`blocks::BLOCK_RECORDS`] records.
+    /// Blocks of one week each (a block is expired with its week's partition), at most
+    /// [`blocks::BLOCK_RECORDS`] records: an account's own blocks while it has that many events
+    /// of the week, newest first (a lookup of one account then reads few blocks); the rest of every
+    /// account pooled into shared blocks, so that a round of a few events per shard over thousands
+    /// of shards still fills its blocks (a block of one or two records compresses no better than
+    /// a record alone).
     pub fn of(entries: &[NewEntry<'_>]) -> Self {
         let mut seen = std::collections::HashSet::new();
         let kept: Vec<usize> = (0..entries.len())
             .filter(|&i| seen.insert((entries[i].account_id, entries[i].event_id, entries[i].event_time)))
             .collect();
-        let mut groups: std::collections::BTreeMap<(&str, NaiveDate), Vec<usize>> = Default::default();
+        let time = |position: usize| entries[kept[position]].event_time;
+        let mut groups: std::collections::BTreeMap<(NaiveDate, &str), Vec<usize>> = Default::default();
         for (position, &i) in kept.iter().enumerate() {
             let entry = &entries[i];
             groups
-                .entry((entry.account_id, week_start(entry.event_time.date_naive())))
+                .entry((week_start(entry.event_time.date_naive()), entry.account_id))
                 .or_default()
                 .push(position);
         }
+        let mut chunks: Vec<Vec<usize>> = Vec::new();
+        let mut pooled: std::collections::BTreeMap<NaiveDate, Vec<usize>> = Default::default();
+        for ((week, _), mut members) in groups {
+            members.sort_by_key(|&position| std::cmp::Reverse(time(position)));
+            let whole = members.len() - members.len() % blocks::BLOCK_RECORDS;
+            pooled.entry(week).or_default().extend(members.drain(whole..));
+            chunks.extend(members.chunks(blocks::BLOCK_RECORDS).map(<[usize]>::to_vec));
+        }
+        for members in pooled.into_values() {
+            chunks.extend(members.chunks(blocks::BLOCK_RECORDS).map(<[usize]>::to_vec));
+        }
         let mut places = vec![(0, 0); kept.len()];
-        let mut packed = Vec::new();
-        for mut members in groups.into_values() {
-            members.sort_by_key(|&position| std::cmp::Reverse(entries[kept[position]].event_time));
-            for chunk in members.chunks(blocks::BLOCK_RECORDS) {
-                let block = packed.len() as i32;
-                for (slot, &position) in chunk.iter().enumerate() {
-                    places[position] = (block, slot as i16);
-                }
-                packed.push(PackedBlock {
-                    event_time: entries[kept[chunk[0]]].event_time,
-                    bytes: blocks::pack(chunk.iter().map(|&position| entries[kept[position]].record)),
-                });
+        let mut packed = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let block = packed.len() as i32;
+            for (slot, &position) in chunk.iter().enumerate() {
+                places[position] = (block, slot as i16);
             }
+            packed.push(PackedBlock {
+                event_time: chunk.iter().map(|&position| time(position)).max().unwrap_or_default(),
+                bytes: blocks::pack(chunk.iter().map(|&position| entries[kept[position]].record)),
+            });
         }
         Self { kept, places, blocks: packed }
     }
@@ -596,4 +609,67 @@ async fn create_partition(
 /// How many events the index holds (for the benchmark and tests).
 pub async fn count(pool: &PgPool) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar("SELECT count(*) FROM event_history").fetch_one(pool).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> HistoryFields {
+        HistoryFields {
+            insight: false,
+            event_name: "RunInstances".into(),
+            event_source: "ec2.amazonaws.com".into(),
+            read_only: Some(false),
+            username: None,
+            access_key_id: None,
+            resource_types: Vec::new(),
+            resource_names: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn full_blocks_are_an_accounts_own_the_rest_is_pooled_by_week_and_nothing_is_lost() {
+        let monday =
+            chrono::DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z").unwrap().with_timezone(&Utc);
+        // 20 events of A, 3 of B, 2 of C this week; 1 of C the week before; and a copy of one of A.
+        let mut specs: Vec<(&str, String, DateTime<Utc>)> = (0..20)
+            .map(|i| ("111111111111", format!("a-{i}"), monday + Duration::seconds(i)))
+            .chain((0..3).map(|i| ("222222222222", format!("b-{i}"), monday + Duration::seconds(100 + i))))
+            .chain((0..2).map(|i| ("333333333333", format!("c-{i}"), monday + Duration::seconds(200 + i))))
+            .collect();
+        specs.push(("333333333333", "c-old".into(), monday - Duration::days(1)));
+        specs.push(("111111111111", "a-3".into(), monday + Duration::seconds(3)));
+        let records: Vec<String> =
+            specs.iter().map(|(_, id, _)| format!("{{\"eventID\":\"{id}\"}}")).collect();
+        let entries: Vec<NewEntry<'_>> = specs
+            .iter()
+            .zip(&records)
+            .map(|((account, id, time), record)| NewEntry {
+                event_time: *time,
+                account_id: account,
+                region: "us-east-1",
+                event_id: id,
+                fields: fields(),
+                record,
+            })
+            .collect();
+        let layout = Layout::of(&entries);
+        assert_eq!(layout.kept.len(), 26, "the copy is left out");
+        // A's 16 newest alone; then the pools, week by week: last week's C; A's 4 oldest, B and C.
+        let sizes: Vec<usize> = (0..layout.blocks.len())
+            .map(|b| layout.places.iter().filter(|p| p.0 == b as i32).count())
+            .collect();
+        assert_eq!(sizes, vec![16, 1, 9], "last week pooled first (weeks in order)");
+        for (position, &(block, slot)) in layout.places.iter().enumerate() {
+            let entry = &entries[layout.kept[position]];
+            let packed = &layout.blocks[block as usize];
+            let unpacked = blocks::unpack(&packed.bytes, slot as usize).unwrap();
+            assert_eq!(unpacked[slot as usize], entry.record, "each record is where its row says");
+            assert!(packed.event_time >= entry.event_time, "a block's time is its newest record's");
+            assert_eq!(week_start(packed.event_time.date_naive()), week_start(entry.event_time.date_naive()));
+        }
+        let first = blocks::unpack(&layout.blocks[0].bytes, 0).unwrap();
+        assert_eq!(first[0], "{\"eventID\":\"a-19\"}", "an account's own block is newest first");
+    }
 }
