@@ -208,6 +208,68 @@ pub async fn index_laid_out(
     Ok(inserted as u64)
 }
 
+/// Moves the records of rows written in line into blocks, as the history tap would have written
+/// them: `(id, event_time, account, record)` of rows of one batch. For the lookup benchmark, whose
+/// SQL filler cannot deflate.
+pub async fn move_into_blocks(
+    conn: &mut sqlx::PgConnection,
+    rows: &[(i64, DateTime<Utc>, String, String)],
+) -> Result<(), StoreError> {
+    let keys: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
+    let entries: Vec<NewEntry<'_>> = rows
+        .iter()
+        .zip(&keys)
+        .map(|((_, time, account, record), key)| NewEntry {
+            event_time: *time,
+            account_id: account,
+            region: "",
+            event_id: key,
+            fields: HistoryFields {
+                insight: false,
+                event_name: String::new(),
+                event_source: String::new(),
+                read_only: None,
+                username: None,
+                access_key_id: None,
+                resource_types: Vec::new(),
+                resource_names: Vec::new(),
+            },
+            record,
+        })
+        .collect();
+    let layout = Layout::of(&entries);
+    let ids: Vec<i64> = layout.kept.iter().map(|&i| rows[i].0).collect();
+    let times: Vec<DateTime<Utc>> = layout.kept.iter().map(|&i| rows[i].1).collect();
+    let block_numbers: Vec<i32> = layout.places.iter().map(|p| p.0).collect();
+    let slots: Vec<i16> = layout.places.iter().map(|p| p.1).collect();
+    let block_times: Vec<DateTime<Utc>> = layout.blocks.iter().map(|b| b.event_time).collect();
+    let block_bytes: Vec<&[u8]> = layout.blocks.iter().map(|b| b.bytes.as_slice()).collect();
+    sqlx::query(
+        "WITH ids AS MATERIALIZED (
+             SELECT n - 1 AS n, nextval('event_history_blocks_id_seq') AS id
+             FROM generate_series(1, cardinality($1::timestamptz[])) AS n
+         ), blocks AS (
+             INSERT INTO event_history_blocks (id, event_time, records)
+             SELECT ids.id, b.event_time, b.records
+             FROM unnest($1::timestamptz[], $2::bytea[]) WITH ORDINALITY AS b(event_time, records, n)
+             JOIN ids ON ids.n = b.n - 1
+         )
+         UPDATE event_history h SET record = NULL, block_id = ids.id, block_slot = u.slot
+         FROM unnest($3::bigint[], $4::timestamptz[], $5::int4[], $6::int2[]) AS u(id, event_time, block, slot)
+         JOIN ids ON ids.n = u.block
+         WHERE h.id = u.id AND h.event_time = u.event_time",
+    )
+    .bind(&block_times)
+    .bind(&block_bytes)
+    .bind(&ids)
+    .bind(&times)
+    .bind(&block_numbers)
+    .bind(&slots)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Where a page starts: after this (event_time, id), newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
