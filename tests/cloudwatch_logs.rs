@@ -153,7 +153,15 @@ async fn a_missing_log_group_shows_in_the_status_and_delays_only_the_stream(pool
     logs.create_log_group().log_group_name("not-yet").send().await.unwrap();
     let stream = format!("{MEMBER_A}_CloudTrail_us-east-1");
     assert_eq!(wait_for_messages(&logs, "not-yet", &stream, 3).await, records);
-    let status = trail_status(&mut admin, "a-trail").await;
+    // The put comes before the tap's transaction commits, and the status with it: a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        let status = trail_status(&mut admin, "a-trail").await;
+        if status.latest_cloud_watch_logs_delivery_error.is_empty() || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(status.latest_cloud_watch_logs_delivery_error, "");
     assert!(status.latest_cloud_watch_logs_delivery_time.is_some());
 }
