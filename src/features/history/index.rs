@@ -48,9 +48,22 @@ impl Layout {
     /// of shards still fills its blocks (a block of one or two records compresses no better than
     /// a record alone).
     pub fn of(entries: &[NewEntry<'_>]) -> Self {
+        let items: Vec<Item<'_>> = entries
+            .iter()
+            .map(|e| Item {
+                account_id: e.account_id,
+                key: e.event_id,
+                event_time: e.event_time,
+                record: e.record,
+            })
+            .collect();
+        Self::plan(&items)
+    }
+
+    fn plan(entries: &[Item<'_>]) -> Self {
         let mut seen = std::collections::HashSet::new();
         let kept: Vec<usize> = (0..entries.len())
-            .filter(|&i| seen.insert((entries[i].account_id, entries[i].event_id, entries[i].event_time)))
+            .filter(|&i| seen.insert((entries[i].account_id, entries[i].key, entries[i].event_time)))
             .collect();
         let time = |position: usize| entries[kept[position]].event_time;
         let mut groups: std::collections::BTreeMap<(NaiveDate, &str), Vec<usize>> = Default::default();
@@ -86,7 +99,45 @@ impl Layout {
         }
         Self { kept, places, blocks: packed }
     }
+
+    /// The statement parameters of the blocks (see [`BLOCKS_CTE`]) and of the rows' places in them.
+    fn columns(&self) -> BlockColumns<'_> {
+        BlockColumns {
+            times: self.blocks.iter().map(|b| b.event_time).collect(),
+            bytes: self.blocks.iter().map(|b| b.bytes.as_slice()).collect(),
+            numbers: self.places.iter().map(|p| p.0).collect(),
+            slots: self.places.iter().map(|p| p.1).collect(),
+        }
+    }
 }
+
+/// What a block needs of an entry: whose it is, its identity within the batch, its time, its record.
+struct Item<'a> {
+    account_id: &'a str,
+    key: &'a str,
+    event_time: DateTime<Utc>,
+    record: &'a str,
+}
+
+struct BlockColumns<'a> {
+    times: Vec<DateTime<Utc>>,
+    bytes: Vec<&'a [u8]>,
+    /// Per row: its block (`ids.n` in [`BLOCKS_CTE`]) and its slot.
+    numbers: Vec<i32>,
+    slots: Vec<i16>,
+}
+
+/// Writes the blocks of `$1` (times) and `$2` (bodies), ids drawn first so that the rest of the
+/// statement can name each row's: `ids(n, id)`, n counting from 0.
+const BLOCKS_CTE: &str = "WITH ids AS MATERIALIZED (
+         SELECT n - 1 AS n, nextval('event_history_blocks_id_seq') AS id
+         FROM generate_series(1, cardinality($1::timestamptz[])) AS n
+     ), blocks AS (
+         INSERT INTO event_history_blocks (id, event_time, records)
+         SELECT ids.id, b.event_time, b.records
+         FROM unnest($1::timestamptz[], $2::bytea[]) WITH ORDINALITY AS b(event_time, records, n)
+         JOIN ids ON ids.n = b.n - 1
+     )";
 
 /// Indexes `entries` in one statement (see [`Layout`]). Returns how many were indexed.
 ///
@@ -147,28 +198,16 @@ pub async fn index_laid_out(
             values.push(index_key(value));
         }
     }
-    let block_numbers: Vec<i32> = layout.places.iter().map(|p| p.0).collect();
-    let slots: Vec<i16> = layout.places.iter().map(|p| p.1).collect();
-    let block_times: Vec<DateTime<Utc>> = layout.blocks.iter().map(|b| b.event_time).collect();
-    let block_bytes: Vec<&[u8]> = layout.blocks.iter().map(|b| b.bytes.as_slice()).collect();
-    // Block ids are drawn first so that rows can name theirs; the postings find their event's new
-    // id through the event's identity.
-    let done = sqlx::query(
-        "WITH ids AS MATERIALIZED (
-             SELECT n - 1 AS n, nextval('event_history_blocks_id_seq') AS id
-             FROM generate_series(1, cardinality($16::timestamptz[])) AS n
-         ), blocks AS (
-             INSERT INTO event_history_blocks (id, event_time, records)
-             SELECT ids.id, b.event_time, b.records
-             FROM unnest($16::timestamptz[], $17::bytea[]) WITH ORDINALITY AS b(event_time, records, n)
-             JOIN ids ON ids.n = b.n - 1
-         ), inserted AS (
+    let columns = layout.columns();
+    // The postings find their event's new id through the event's identity.
+    let statement = format!(
+        "{BLOCKS_CTE}, inserted AS (
              INSERT INTO event_history (event_time, account_id, region, insight, event_id, event_name,
                                         event_source, read_only, username, access_key_id, block_id, block_slot)
              SELECT e.event_time, e.account_id, e.region, e.insight, e.event_id, e.event_name, e.event_source,
                     e.read_only, e.username, e.access_key_id, ids.id, e.slot
-             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[],
-                         $7::text[], $8::bool[], $9::text[], $10::text[], $18::int4[], $19::int2[])
+             FROM unnest($3::timestamptz[], $4::text[], $5::text[], $6::bool[], $7::text[], $8::text[],
+                         $9::text[], $10::bool[], $11::text[], $12::text[], $18::int4[], $19::int2[])
                   AS e(event_time, account_id, region, insight, event_id, event_name, event_source,
                        read_only, username, access_key_id, block, slot)
              JOIN ids ON ids.n = e.block
@@ -177,33 +216,34 @@ pub async fn index_laid_out(
              INSERT INTO event_history_resources (event_time, id, account_id, region, kind, value)
              SELECT i.event_time, i.id, i.account_id, i.region, p.kind::\"char\", p.value
              FROM inserted i
-             JOIN unnest($11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::text[])
+             JOIN unnest($13::text[], $14::text[], $15::timestamptz[], $16::text[], $17::text[])
                   AS p(account_id, event_id, event_time, kind, value)
                ON p.account_id = i.account_id AND p.event_id = i.event_id AND p.event_time = i.event_time
          )
-         SELECT count(*) FROM inserted",
-    )
-    .bind(&times)
-    .bind(&accounts)
-    .bind(&regions)
-    .bind(&insights)
-    .bind(&event_ids)
-    .bind(&names)
-    .bind(&sources)
-    .bind(&read_only)
-    .bind(&usernames)
-    .bind(&access_keys)
-    .bind(&posting_accounts)
-    .bind(&posting_ids)
-    .bind(&posting_times)
-    .bind(&kinds)
-    .bind(&values)
-    .bind(&block_times)
-    .bind(&block_bytes)
-    .bind(&block_numbers)
-    .bind(&slots)
-    .fetch_one(&mut *conn)
-    .await?;
+         SELECT count(*) FROM inserted"
+    );
+    let done = sqlx::query(&statement)
+        .bind(&columns.times)
+        .bind(&columns.bytes)
+        .bind(&times)
+        .bind(&accounts)
+        .bind(&regions)
+        .bind(&insights)
+        .bind(&event_ids)
+        .bind(&names)
+        .bind(&sources)
+        .bind(&read_only)
+        .bind(&usernames)
+        .bind(&access_keys)
+        .bind(&posting_accounts)
+        .bind(&posting_ids)
+        .bind(&posting_times)
+        .bind(&kinds)
+        .bind(&values)
+        .bind(&columns.numbers)
+        .bind(&columns.slots)
+        .fetch_one(&mut *conn)
+        .await?;
     let inserted: i64 = sqlx::Row::try_get(&done, 0)?;
     Ok(inserted as u64)
 }
@@ -216,57 +256,31 @@ pub async fn move_into_blocks(
     rows: &[(i64, DateTime<Utc>, String, String)],
 ) -> Result<(), StoreError> {
     let keys: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
-    let entries: Vec<NewEntry<'_>> = rows
+    let items: Vec<Item<'_>> = rows
         .iter()
         .zip(&keys)
-        .map(|((_, time, account, record), key)| NewEntry {
-            event_time: *time,
-            account_id: account,
-            region: "",
-            event_id: key,
-            fields: HistoryFields {
-                insight: false,
-                event_name: String::new(),
-                event_source: String::new(),
-                read_only: None,
-                username: None,
-                access_key_id: None,
-                resource_types: Vec::new(),
-                resource_names: Vec::new(),
-            },
-            record,
-        })
+        .map(|((_, time, account, record), key)| Item { account_id: account, key, event_time: *time, record })
         .collect();
-    let layout = Layout::of(&entries);
+    let layout = Layout::plan(&items);
+    let columns = layout.columns();
     let ids: Vec<i64> = layout.kept.iter().map(|&i| rows[i].0).collect();
     let times: Vec<DateTime<Utc>> = layout.kept.iter().map(|&i| rows[i].1).collect();
-    let block_numbers: Vec<i32> = layout.places.iter().map(|p| p.0).collect();
-    let slots: Vec<i16> = layout.places.iter().map(|p| p.1).collect();
-    let block_times: Vec<DateTime<Utc>> = layout.blocks.iter().map(|b| b.event_time).collect();
-    let block_bytes: Vec<&[u8]> = layout.blocks.iter().map(|b| b.bytes.as_slice()).collect();
-    sqlx::query(
-        "WITH ids AS MATERIALIZED (
-             SELECT n - 1 AS n, nextval('event_history_blocks_id_seq') AS id
-             FROM generate_series(1, cardinality($1::timestamptz[])) AS n
-         ), blocks AS (
-             INSERT INTO event_history_blocks (id, event_time, records)
-             SELECT ids.id, b.event_time, b.records
-             FROM unnest($1::timestamptz[], $2::bytea[]) WITH ORDINALITY AS b(event_time, records, n)
-             JOIN ids ON ids.n = b.n - 1
-         )
+    let statement = format!(
+        "{BLOCKS_CTE}
          UPDATE event_history h SET record = NULL, block_id = ids.id, block_slot = u.slot
          FROM unnest($3::bigint[], $4::timestamptz[], $5::int4[], $6::int2[]) AS u(id, event_time, block, slot)
          JOIN ids ON ids.n = u.block
-         WHERE h.id = u.id AND h.event_time = u.event_time",
-    )
-    .bind(&block_times)
-    .bind(&block_bytes)
-    .bind(&ids)
-    .bind(&times)
-    .bind(&block_numbers)
-    .bind(&slots)
-    .execute(&mut *conn)
-    .await?;
+         WHERE h.id = u.id AND h.event_time = u.event_time"
+    );
+    sqlx::query(&statement)
+        .bind(&columns.times)
+        .bind(&columns.bytes)
+        .bind(&ids)
+        .bind(&times)
+        .bind(&columns.numbers)
+        .bind(&columns.slots)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -352,19 +366,28 @@ async fn with_records(pool: &PgPool, rows: Vec<Found>) -> Result<Vec<Entry>, Sto
         // Each block is in the partition of its week, at or after its rows' times (the lower
         // bound lets the planner skip older partitions).
         let oldest = wanted.values().map(|w| w.0).min().unwrap_or_default();
-        let blocks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        let found: Vec<(i64, Vec<u8>)> = sqlx::query_as(
             "SELECT id, records FROM event_history_blocks WHERE id = ANY($1) AND event_time >= $2",
         )
         .bind(&ids)
         .bind(oldest)
         .fetch_all(pool)
         .await?;
-        for (id, bytes) in blocks {
-            let through = wanted.get(&id).map_or(0, |w| w.1);
-            let unpacked = blocks::unpack(&bytes, through)
-                .map_err(|e| StoreError::Corrupt(format!("block {id}: {e}")))?;
-            records.insert(id, unpacked);
-        }
+        let throughs: Vec<usize> = found.iter().map(|(id, _)| wanted.get(id).map_or(0, |w| w.1)).collect();
+        // Up to a page's worth of blocks to inflate (a millisecond or so): off the async runtime.
+        records = tokio::task::spawn_blocking(move || {
+            found
+                .into_iter()
+                .zip(throughs)
+                .map(|((id, bytes), through)| {
+                    let unpacked = blocks::unpack(&bytes, through)
+                        .map_err(|e| StoreError::Corrupt(format!("block {id}: {e}")))?;
+                    Ok((id, unpacked))
+                })
+                .collect::<Result<_, StoreError>>()
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("inflating blocks panicked: {e}")))??;
     }
     rows.into_iter()
         .map(|row| {
