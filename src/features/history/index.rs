@@ -139,7 +139,9 @@ const BLOCKS_CTE: &str = "WITH ids AS MATERIALIZED (
          JOIN ids ON ids.n = b.n - 1
      )";
 
-/// Indexes `entries` in one statement (see [`Layout`]). Returns how many were indexed.
+/// Indexes `entries` in one statement (see [`Layout`]), deflating on the caller's thread (fine for a
+/// few events; the history tap builds the layout off the async runtime and calls
+/// [`index_laid_out`]). Returns how many were indexed.
 ///
 /// Nothing checks `entries` against what is indexed already (migration 0020 dropped that unique
 /// index): the history tap hands each staged event over once, in the transaction that moves its
