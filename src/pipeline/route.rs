@@ -173,7 +173,7 @@ pub(crate) mod tests {
         .unwrap()
     }
 
-    fn snapshot(trails: Vec<Trail>, active: &[&str]) -> Snapshot {
+    pub fn snapshot(trails: Vec<Trail>, active: &[&str]) -> Snapshot {
         Snapshot {
             trails,
             organization_id: None,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
 
-use super::count::minute_of;
+use super::count::{enabled_types, minute_of};
 use super::detect::{self, Open, Params, Transition, Window};
 use super::record::{
     ATTRIBUTES, Attribution, CALL_RATE, ERROR_CODE, InsightRecord, Series, State, shared_event_id,
@@ -112,27 +112,6 @@ fn at_minute(minute: i64) -> DateTime<Utc> {
 
 fn minute_number(time: DateTime<Utc>) -> i64 {
     time.timestamp().div_euclid(60)
-}
-
-/// (InsightType, category) pairs the logging trails covering (account, region) select.
-pub fn enabled_types(snapshot: &Snapshot, account: &AccountId, region: &str) -> BTreeSet<(String, String)> {
-    let mut enabled = BTreeSet::new();
-    for trail in snapshot.trails_covering(account) {
-        if !trail.is_logging
-            || !(trail.settings.is_multi_region_trail || trail.arn.home_region.as_str() == region)
-        {
-            continue;
-        }
-        for selector in &trail.insight_selectors {
-            if selector.event_categories.is_empty() {
-                enabled.insert((selector.insight_type.clone(), "Management".to_owned()));
-            }
-            for category in &selector.event_categories {
-                enabled.insert((selector.insight_type.clone(), category.clone()));
-            }
-        }
-    }
-    enabled
 }
 
 /// A change to the stored insights, applied after the records are staged.
