@@ -1,7 +1,7 @@
 //! What the Insights counters count, and the tap that counts it (exactly once: the counts commit
 //! with the tap's cursor).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Deserialize;
@@ -106,25 +106,29 @@ pub fn enabled_types(snapshot: &Snapshot, account: &AccountId, region: &str) -> 
 /// the tap's Postgres time in the many-shard benchmark.
 struct Wanted<'a> {
     snapshot: &'a Snapshot,
-    categories: HashMap<(AccountId, Region), BTreeSet<String>>,
+    /// Per (account, region) seen: a batch holds one shard's or a few, so a scan beats hashing
+    /// and allocates only on a pair's first event.
+    categories: Vec<(AccountId, Region, BTreeSet<String>)>,
 }
 
 impl<'a> Wanted<'a> {
     fn new(snapshot: &'a Snapshot) -> Self {
-        Self { snapshot, categories: HashMap::new() }
+        Self { snapshot, categories: Vec::new() }
     }
 
     fn counts(&mut self, view: &RecordView) -> bool {
         let Some(counted) = classify(view) else { return false };
-        let snapshot = self.snapshot;
-        let key = (view.recipient_account_id.clone(), view.aws_region.clone());
-        let categories = self.categories.entry(key).or_insert_with(|| {
-            enabled_types(snapshot, &view.recipient_account_id, view.aws_region.as_str())
+        let (account, region) = (&view.recipient_account_id, &view.aws_region);
+        let known = self.categories.iter().position(|(a, r, _)| a == account && r == region);
+        let index = known.unwrap_or_else(|| {
+            let categories = enabled_types(self.snapshot, account, region.as_str())
                 .into_iter()
                 .map(|(_, category)| category)
-                .collect()
+                .collect();
+            self.categories.push((account.clone(), region.clone(), categories));
+            self.categories.len() - 1
         });
-        categories.contains(counted.category)
+        self.categories[index].2.contains(counted.category)
     }
 }
 
