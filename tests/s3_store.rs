@@ -100,3 +100,52 @@ async fn listing_pages_in_key_order_with_prefixes_and_delimiters() {
     let v1 = s3.list_objects().bucket("bkt").prefix("c/").marker("c/4").send().await.unwrap();
     assert_eq!(v1.contents().iter().map(|o| o.key().unwrap()).collect::<Vec<_>>(), vec!["c/5"]);
 }
+
+#[tokio::test]
+async fn sizes_etags_and_ranges_are_the_data_s_not_the_file_s() {
+    let (_server, s3, _dir) = server().await;
+    let body = b"0123456789";
+    s3.put_object()
+        .bucket("bkt")
+        .key("k")
+        .metadata("m", "v")
+        .body(ByteStream::from_static(body))
+        .send()
+        .await
+        .unwrap();
+    let md5 = "781e5e245d69b566979b86e28d23f2c7";
+    let listed = s3.list_objects_v2().bucket("bkt").send().await.unwrap();
+    let object = &listed.contents()[0];
+    assert_eq!(object.size(), Some(10));
+    assert_eq!(object.e_tag(), Some(format!("\"{md5}\"").as_str()));
+    let head = s3.head_object().bucket("bkt").key("k").send().await.unwrap();
+    assert_eq!((head.content_length(), head.e_tag()), (Some(10), Some(format!("\"{md5}\"").as_str())));
+    let range = s3.get_object().bucket("bkt").key("k").range("bytes=2-4").send().await.unwrap();
+    assert_eq!(range.content_range(), Some("bytes 2-4/10"));
+    assert_eq!(range.body.collect().await.unwrap().into_bytes().as_ref(), b"234");
+}
+
+#[tokio::test]
+async fn objects_stored_by_earlier_versions_still_read_with_their_attributes() {
+    let (_server, s3, dir) = server().await;
+    // The earlier layout: the data alone, the attributes in a file under .meta.
+    let data = dir.path().join("bkt/AWSLogs/f.json.gz");
+    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+    std::fs::write(&data, b"\x1f\x8bold").unwrap();
+    let meta = dir.path().join(".meta/bkt/AWSLogs/f.json.gz.json");
+    std::fs::create_dir_all(meta.parent().unwrap()).unwrap();
+    std::fs::write(
+        &meta,
+        r#"{"e_tag":"abc","content_type":null,"content_encoding":"gzip","metadata":{"signature":"s"}}"#,
+    )
+    .unwrap();
+    let head = s3.head_object().bucket("bkt").key("AWSLogs/f.json.gz").send().await.unwrap();
+    assert_eq!((head.content_length(), head.e_tag()), (Some(5), Some("\"abc\"")));
+    assert_eq!(head.metadata().unwrap()["signature"], "s");
+    let got = s3.get_object().bucket("bkt").key("AWSLogs/f.json.gz").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"\x1f\x8bold");
+    let listed = s3.list_objects_v2().bucket("bkt").send().await.unwrap();
+    assert_eq!(listed.contents()[0].size(), Some(5));
+    s3.delete_object().bucket("bkt").key("AWSLogs/f.json.gz").send().await.unwrap();
+    assert!(!meta.exists());
+}

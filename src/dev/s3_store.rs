@@ -1,7 +1,10 @@
-//! The filesystem behind the in-process S3 server: objects at `ROOT/BUCKET/KEY`, their attributes
-//! at `ROOT/.meta/BUCKET/KEY.json`, so keys of any length S3 allows per path segment work (CloudTrail
-//! keys run past 200 characters). Writes are atomic (temp file, then link or rename), and
-//! `If-None-Match: *` is enforced atomically with a hard link, as conditional writes must be.
+//! The filesystem behind the in-process S3 server: an object is one file at `ROOT/BUCKET/KEY`, its
+//! attributes (ETag, content type, metadata) in a header before the data, so a put is one file
+//! write and one link or rename (attributes in a second file doubled the file and directory work,
+//! most of the server's CPU when many shards each put small files). Writes are atomic (temp file,
+//! then link or rename), and `If-None-Match: *` is enforced atomically with a hard link, as
+//! conditional writes must be. Objects written by earlier versions (data alone, attributes at
+//! `ROOT/.meta/BUCKET/KEY.json`) are still read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
@@ -35,9 +38,39 @@ fn internal(error: impl std::fmt::Display) -> S3Error {
     S3Error::with_message(S3ErrorCode::InternalError, error.to_string())
 }
 
+/// Opens a file that holds a header. Nothing stored without one starts so: gzip starts 1f 8b,
+/// JSON with `{` or whitespace.
+const MAGIC: &[u8; 8] = b"otS3obj\x01";
+/// The magic and the header's length (u32, little endian).
+const PREAMBLE: usize = MAGIC.len() + 4;
+
+/// An object's file: the preamble, the attributes as JSON, then the data.
+fn encode(attributes: &Attributes, data: &[u8]) -> S3Result<Vec<u8>> {
+    let header = serde_json::to_vec(attributes).map_err(internal)?;
+    let length = u32::try_from(header.len()).map_err(internal)?;
+    let mut file = Vec::with_capacity(PREAMBLE + header.len() + data.len());
+    file.extend_from_slice(MAGIC);
+    file.extend_from_slice(&length.to_le_bytes());
+    file.extend_from_slice(&header);
+    file.extend_from_slice(data);
+    Ok(file)
+}
+
+/// The header's length, if `start` (a file's first bytes) opens with a preamble.
+fn header_length(start: &[u8]) -> Option<usize> {
+    let length: [u8; 4] = start.strip_prefix(MAGIC.as_slice())?.get(..4)?.try_into().ok()?;
+    Some(u32::from_le_bytes(length) as usize)
+}
+
+/// What listing and HeadObject report of an object, read without its data.
+struct Stored {
+    attributes: Attributes,
+    data_length: u64,
+    modified: Option<Timestamp>,
+}
+
 impl FsStore {
     pub fn new(root: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(root.join(".meta"))?;
         std::fs::create_dir_all(root.join(".tmp"))?;
         Ok(Self { root: root.canonicalize()? })
     }
@@ -68,7 +101,8 @@ impl FsStore {
         Ok(self.existing_bucket(bucket)?.join(Self::key_path(key)?))
     }
 
-    fn meta_path(&self, bucket: &str, key: &str) -> S3Result<PathBuf> {
+    /// Where an earlier version kept an object's attributes.
+    fn legacy_meta_path(&self, bucket: &str, key: &str) -> S3Result<PathBuf> {
         let mut path = self.root.join(".meta").join(bucket).join(Self::key_path(key)?);
         let name = format!("{}.json", path.file_name().and_then(|n| n.to_str()).unwrap_or("object"));
         path.set_file_name(name);
@@ -79,17 +113,52 @@ impl FsStore {
         self.root.join(".tmp").join(uuid::Uuid::new_v4().simple().to_string())
     }
 
-    async fn read_attributes(&self, bucket: &str, key: &str) -> S3Result<Attributes> {
-        match tokio::fs::read(self.meta_path(bucket, key)?).await {
+    fn legacy_attributes(&self, bucket: &str, key: &str) -> S3Result<Attributes> {
+        match std::fs::read(self.legacy_meta_path(bucket, key)?) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(internal),
             Err(_) => Ok(Attributes::default()),
         }
     }
 
-    async fn write_file_atomically(&self, dest: &Path, bytes: &[u8], exclusive: bool) -> S3Result<()> {
+    /// A whole object file split into its attributes and its data.
+    fn split(&self, bucket: &str, key: &str, file: Vec<u8>) -> S3Result<(Attributes, Bytes)> {
+        let file = Bytes::from(file);
+        match header_length(&file) {
+            Some(length) => {
+                let header =
+                    file.get(PREAMBLE..PREAMBLE + length).ok_or_else(|| internal("truncated object"))?;
+                let attributes = serde_json::from_slice(header).map_err(internal)?;
+                Ok((attributes, file.slice(PREAMBLE + length..)))
+            }
+            None => Ok((self.legacy_attributes(bucket, key)?, file)),
+        }
+    }
+
+    /// An object's attributes, size and time, reading only its header.
+    fn stat(&self, bucket: &str, key: &str, path: &Path) -> S3Result<Stored> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).map_err(|_| s3_error!(NoSuchKey))?;
+        let metadata = file.metadata().map_err(internal)?;
+        let mut start = Vec::with_capacity(PREAMBLE);
+        (&mut file).take(PREAMBLE as u64).read_to_end(&mut start).map_err(internal)?;
+        let (attributes, data_start) = match header_length(&start) {
+            Some(length) => {
+                let mut header = vec![0; length];
+                file.read_exact(&mut header).map_err(internal)?;
+                (serde_json::from_slice(&header).map_err(internal)?, (PREAMBLE + length) as u64)
+            }
+            None => (self.legacy_attributes(bucket, key)?, 0),
+        };
+        Ok(Stored {
+            attributes,
+            data_length: metadata.len().saturating_sub(data_start),
+            modified: timestamp(&metadata),
+        })
+    }
+
+    async fn write_file_atomically(&self, dest: &Path, bytes: Vec<u8>, exclusive: bool) -> S3Result<()> {
         let temp = self.temp_path();
         let dest = dest.to_owned();
-        let bytes = bytes.to_vec();
         // One blocking task for the whole write: a hop to the blocking pool per file operation
         // was most of a put's cost.
         tokio::task::spawn_blocking(move || {
@@ -116,7 +185,7 @@ impl FsStore {
         .map_err(internal)?
     }
 
-    fn list_keys(&self, bucket_path: &Path, prefix: &str) -> S3Result<Vec<(String, std::fs::Metadata)>> {
+    fn list_keys(&self, bucket_path: &Path, prefix: &str) -> S3Result<Vec<String>> {
         // Start the walk at the deepest directory the prefix names.
         let start_dir = match prefix.rfind('/') {
             Some(i) => bucket_path.join(&prefix[..i]),
@@ -128,18 +197,19 @@ impl FsStore {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
                 let path = entry.path();
-                let Ok(metadata) = entry.metadata() else { continue };
-                if metadata.is_dir() {
+                // The entry's type comes with the directory read: no stat per file.
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_dir() {
                     stack.push(path);
                 } else if let Ok(relative) = path.strip_prefix(bucket_path)
                     && let Some(key) = relative.to_str()
                     && key.starts_with(prefix)
                 {
-                    found.push((key.to_owned(), metadata));
+                    found.push(key.to_owned());
                 }
             }
         }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.sort();
         Ok(found)
     }
 }
@@ -208,8 +278,7 @@ impl S3 for FsStore {
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         let path = self.object_path(&input.bucket, &input.key)?;
-        let exclusive = input.if_none_match.as_ref().is_some_and(|c| c.is_any());
-        if exclusive && path.exists() {
+        if input.if_none_match.as_ref().is_some_and(|c| c.is_any()) && path.exists() {
             return Err(s3_error!(PreconditionFailed, "the object already exists"));
         }
         let Some(body) = input.body else { return Err(s3_error!(IncompleteBody)) };
@@ -217,6 +286,7 @@ impl S3 for FsStore {
             body.try_collect().await.map_err(|e| internal(format!("reading the body: {e}")))?;
         let bytes: Vec<u8> = chunks.concat();
         let e_tag = hex::encode(md5::Md5::digest(&bytes));
+        let exclusive = input.if_none_match.as_ref().is_some_and(|c| c.is_any());
         let attributes = Attributes {
             e_tag: e_tag.clone(),
             content_type: input.content_type.map(|c| c.to_string()),
@@ -225,32 +295,23 @@ impl S3 for FsStore {
             server_side_encryption: input.server_side_encryption.map(|s| s.as_str().to_owned()),
             ssekms_key_id: input.ssekms_key_id,
         };
-        // Attributes first: an object is never visible without them.
-        let meta = serde_json::to_vec(&attributes).map_err(internal)?;
-        let meta_path = self.meta_path(&input.bucket, &input.key)?;
-        if exclusive {
-            // Keep a concurrent winner's attributes: write ours only once the data link succeeds.
-            self.write_file_atomically(&path, &bytes, true).await?;
-            self.write_file_atomically(&meta_path, &meta, false).await?;
-        } else {
-            self.write_file_atomically(&meta_path, &meta, false).await?;
-            self.write_file_atomically(&path, &bytes, false).await?;
-        }
+        // One file: an object is never visible without its attributes, nor a loser's beside a winner.
+        self.write_file_atomically(&path, encode(&attributes, &bytes)?, exclusive).await?;
         Ok(S3Response::new(PutObjectOutput { e_tag: Some(ETag::Strong(e_tag)), ..Default::default() }))
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let path = self.object_path(&input.bucket, &input.key)?;
-        let bytes = tokio::fs::read(&path).await.map_err(|_| s3_error!(NoSuchKey))?;
+        let file = tokio::fs::read(&path).await.map_err(|_| s3_error!(NoSuchKey))?;
         let metadata = tokio::fs::metadata(&path).await.map_err(internal)?;
-        let attributes = self.read_attributes(&input.bucket, &input.key).await?;
-        let full = bytes.len() as u64;
+        let (attributes, data) = self.split(&input.bucket, &input.key, file)?;
+        let full = data.len() as u64;
         let (body, content_range) = match input.range {
-            None => (Bytes::from(bytes), None),
+            None => (data, None),
             Some(range) => {
                 let span = range.check(full).map_err(|_| s3_error!(InvalidRange))?;
-                let slice = Bytes::from(bytes).slice(span.start as usize..span.end as usize);
+                let slice = data.slice(span.start as usize..span.end as usize);
                 (slice, Some(format!("bytes {}-{}/{full}", span.start, span.end.saturating_sub(1))))
             }
         };
@@ -272,13 +333,12 @@ impl S3 for FsStore {
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let path = self.object_path(&input.bucket, &input.key)?;
-        let metadata = tokio::fs::metadata(&path).await.map_err(|_| s3_error!(NoSuchKey))?;
-        let attributes = self.read_attributes(&input.bucket, &input.key).await?;
+        let Stored { attributes, data_length, modified } = self.stat(&input.bucket, &input.key, &path)?;
         Ok(S3Response::new(HeadObjectOutput {
             server_side_encryption: attributes.server_side_encryption.map(ServerSideEncryption::from),
             ssekms_key_id: attributes.ssekms_key_id,
-            content_length: Some(metadata.len() as i64),
-            last_modified: timestamp(&metadata),
+            content_length: Some(data_length as i64),
+            last_modified: modified,
             e_tag: Some(ETag::Strong(attributes.e_tag)),
             content_type: attributes.content_type.and_then(|c| c.parse().ok()),
             content_encoding: attributes.content_encoding,
@@ -294,7 +354,7 @@ impl S3 for FsStore {
         let input = req.input;
         let path = self.object_path(&input.bucket, &input.key)?;
         let _ = tokio::fs::remove_file(&path).await;
-        let _ = tokio::fs::remove_file(self.meta_path(&input.bucket, &input.key)?).await;
+        let _ = tokio::fs::remove_file(self.legacy_meta_path(&input.bucket, &input.key)?).await;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
@@ -380,20 +440,21 @@ impl FsStore {
         let bucket_path = self.existing_bucket(bucket)?;
         let prefix = prefix.unwrap_or("");
         let max_keys = max_keys.unwrap_or(1000).clamp(0, 1000);
-        let mut entries: BTreeMap<String, Option<std::fs::Metadata>> = BTreeMap::new();
+        // Names in key order, each a key (true) or a common prefix (false).
+        let mut entries: BTreeMap<String, bool> = BTreeMap::new();
         let mut seen_prefixes = BTreeSet::new();
-        for (key, metadata) in self.list_keys(&bucket_path, prefix)? {
+        for key in self.list_keys(&bucket_path, prefix)? {
             let grouped = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
                 key[prefix.len()..].find(d).map(|i| key[..prefix.len() + i + d.len()].to_owned())
             });
             match grouped {
                 Some(common) => {
                     if seen_prefixes.insert(common.clone()) {
-                        entries.insert(common, None);
+                        entries.insert(common, false);
                     }
                 }
                 None => {
-                    entries.insert(key, Some(metadata));
+                    entries.insert(key, true);
                 }
             }
         }
@@ -401,26 +462,23 @@ impl FsStore {
         let mut prefixes = Vec::new();
         let mut last = None;
         let mut truncated = false;
-        for (name, metadata) in
-            entries.into_iter().filter(|(name, _)| after.is_none_or(|a| name.as_str() > a))
+        for (name, is_key) in entries.into_iter().filter(|(name, _)| after.is_none_or(|a| name.as_str() > a))
         {
             if (objects.len() + prefixes.len()) as i32 >= max_keys {
                 truncated = true;
                 break;
             }
             last = Some(name.clone());
-            match metadata {
-                None => prefixes.push(CommonPrefix { prefix: Some(name) }),
-                Some(metadata) => {
-                    let e_tag = std::fs::read(self.meta_path(bucket, &name)?)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<Attributes>(&b).ok())
-                        .map(|a| ETag::Strong(a.e_tag));
+            match is_key {
+                false => prefixes.push(CommonPrefix { prefix: Some(name) }),
+                true => {
+                    // A file gone between the walk and here (a concurrent delete) is not listed.
+                    let Ok(stored) = self.stat(bucket, &name, &bucket_path.join(&name)) else { continue };
                     objects.push(Object {
+                        size: Some(stored.data_length as i64),
+                        last_modified: stored.modified,
+                        e_tag: Some(ETag::Strong(stored.attributes.e_tag)),
                         key: Some(name),
-                        size: Some(metadata.len() as i64),
-                        last_modified: timestamp(&metadata),
-                        e_tag,
                         ..Default::default()
                     });
                 }
