@@ -191,6 +191,25 @@ pub async fn update(
 pub async fn statuses(pool: &PgPool) -> Result<Vec<(AccountId, AccountStatus)>, StoreError> {
     let rows: Vec<(String, String)> =
         sqlx::query_as("SELECT account_id, status FROM accounts").fetch_all(pool).await?;
+    parse_statuses(rows)
+}
+
+/// The status of each of `ids` that is registered, in one statement however many there are (an
+/// ingest call may carry records of hundreds of accounts).
+pub async fn statuses_of(
+    pool: &PgPool,
+    ids: &[&AccountId],
+) -> Result<Vec<(AccountId, AccountStatus)>, StoreError> {
+    let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT account_id, status FROM accounts WHERE account_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(pool)
+            .await?;
+    parse_statuses(rows)
+}
+
+fn parse_statuses(rows: Vec<(String, String)>) -> Result<Vec<(AccountId, AccountStatus)>, StoreError> {
     rows.into_iter()
         .map(|(id, status)| {
             Ok((

@@ -39,21 +39,22 @@ pub async fn admit(
     records: Vec<Result<Checked, RecordError>>,
     refused_by: Option<&AccountId>,
 ) -> Result<Vec<Admitted>, StoreError> {
-    let mut statuses: HashMap<AccountId, Option<AccountStatus>> = HashMap::new();
-    for checked in records.iter().flatten() {
-        let account = &checked.view.recipient_account_id;
-        if !statuses.contains_key(account) {
-            let status = accounts::get(pool, account).await?.map(|a| a.status);
-            statuses.insert(account.clone(), status);
-        }
-    }
+    let mut wanted: Vec<&AccountId> =
+        records.iter().flatten().map(|c| &c.view.recipient_account_id).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let statuses: HashMap<AccountId, AccountStatus> = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        accounts::statuses_of(pool, &wanted).await?.into_iter().collect()
+    };
     let mut verdicts: Vec<Option<Admitted>> = Vec::with_capacity(records.len());
     let mut incoming = Vec::new();
     let mut refusals = 0usize;
     for record in records {
         let checked = record.and_then(|checked| {
             let account = &checked.view.recipient_account_id;
-            match statuses.get(account).copied().flatten() {
+            match statuses.get(account).copied() {
                 Some(AccountStatus::Active) => Ok(checked),
                 Some(status) => Err(RecordError::new(
                     "AccountNotActive",
