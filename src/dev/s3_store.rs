@@ -278,7 +278,8 @@ impl S3 for FsStore {
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         let path = self.object_path(&input.bucket, &input.key)?;
-        if input.if_none_match.as_ref().is_some_and(|c| c.is_any()) && path.exists() {
+        let exclusive = input.if_none_match.as_ref().is_some_and(|c| c.is_any());
+        if exclusive && path.exists() {
             return Err(s3_error!(PreconditionFailed, "the object already exists"));
         }
         let Some(body) = input.body else { return Err(s3_error!(IncompleteBody)) };
@@ -286,7 +287,6 @@ impl S3 for FsStore {
             body.try_collect().await.map_err(|e| internal(format!("reading the body: {e}")))?;
         let bytes: Vec<u8> = chunks.concat();
         let e_tag = hex::encode(md5::Md5::digest(&bytes));
-        let exclusive = input.if_none_match.as_ref().is_some_and(|c| c.is_any());
         let attributes = Attributes {
             e_tag: e_tag.clone(),
             content_type: input.content_type.map(|c| c.to_string()),
